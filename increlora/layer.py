@@ -1,0 +1,209 @@
+"""SVDLinear: the growable SVD-form adapter around an ``nn.Linear`` (spec section 1.1-1.2).
+
+The update is ``dW = scale * B diag(lambda) A`` with ``scale = alpha / (active rank + 1e-5)``.
+Components are stored in *chunks*: each growth appends one chunk (``A_c``: n x d_in,
+``B_c``: d_out x n, ``E_c``: n x 1, the lambdas), so existing tensors - and their optimizer
+state - are never rebuilt. Chunks ``[0, n_active)`` are active; chunk ``n_active`` (if present)
+is the reserve, whose lambdas are frozen at 1e-5 ("advance learning") or 0.
+
+Two forward paths give the same output:
+- low-rank (LoRA-like, cheap): ``W0 x + scale * ((x A_eff^T) B^T)``;
+- dense (while the importance score is needed): ``(W0 + dW) x``. Autograd then yields
+  ``dL/d(dW)`` - the one dense gradient the exact score needs, the same work as a full weight
+  gradient - and a tensor hook turns it into the module's score without any per-rank loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RESERVE_LAMBDA = 1e-5
+RANK_EPS = 1e-5
+
+
+class SVDLinear(nn.Module):
+    """An ``nn.Linear`` plus a growable SVD-form low-rank update."""
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        *,
+        init_rank: int,
+        alpha: float,
+        dropout: float = 0.0,
+        init_std: float = 0.02,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
+        """Wrap ``base``; ``generator`` (CPU) seeds the initial components' a and b."""
+        super().__init__()
+        self.base_layer = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.in_features = base.in_features
+        self.out_features = base.out_features
+        self.alpha = float(alpha)
+        self.init_std = init_std
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.ParameterList()
+        self.lora_B = nn.ParameterList()
+        self.lora_E = nn.ParameterList()
+        self.n_active = 0  # chunks [0, n_active) are active, chunks [n_active, len) are the reserve
+        self.register_buffer("ranknum", torch.zeros((), dtype=torch.float32), persistent=True)
+        self._ranknum = 0.0  # python copy of ranknum: no device sync in forward
+        self.score_enabled = False  # dense path + score hook while the allocator needs scores
+        self.include_reserve = True  # reserves contribute (lambda = 1e-5) until clean-up
+        self.last_score: Optional[torch.Tensor] = None  # 0-dim tensor, set by the backward hook
+        self.append_chunk(init_rank, lam=0.0, trainable_lambda=True, trainable_ab=True, generator=generator)
+        self.n_active = 1
+        self.ranknum.fill_(float(init_rank))
+        self._ranknum = float(init_rank)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def rank(self) -> int:
+        """Active rank."""
+        return sum(int(self.lora_E[i].shape[0]) for i in range(self.n_active))
+
+    @property
+    def has_reserve(self) -> bool:
+        return len(self.lora_E) > self.n_active
+
+    @property
+    def reserve_size(self) -> int:
+        return sum(int(self.lora_E[i].shape[0]) for i in range(self.n_active, len(self.lora_E)))
+
+    def chunk_size(self, i: int) -> int:
+        return int(self.lora_E[i].shape[0])
+
+    @property
+    def cost_per_rank(self) -> int:
+        """Adapter parameters one rank costs: a (d_in) + b (d_out) + lambda (1)."""
+        return self.in_features + self.out_features + 1
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / (self._ranknum + RANK_EPS)
+
+    def _randn(self, *shape: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+        w = self.base_layer.weight
+        t = torch.empty(*shape, dtype=torch.float32, device="cpu")
+        t.normal_(0.0, self.init_std, generator=generator)
+        return t.to(device=w.device, dtype=w.dtype)
+
+    def append_chunk(
+        self,
+        n: int,
+        *,
+        lam: float,
+        trainable_lambda: bool,
+        trainable_ab: bool,
+        generator: Optional[torch.Generator] = None,
+    ) -> tuple[nn.Parameter, ...]:
+        """Append ``n`` components as one chunk; returns its (A, B, E) parameters."""
+        w = self.base_layer.weight
+        a = nn.Parameter(self._randn(n, self.in_features, generator=generator), requires_grad=trainable_ab)
+        b = nn.Parameter(self._randn(self.out_features, n, generator=generator), requires_grad=trainable_ab)
+        e = nn.Parameter(torch.full((n, 1), lam, dtype=w.dtype, device=w.device), requires_grad=trainable_lambda)
+        self.lora_A.append(a)
+        self.lora_B.append(b)
+        self.lora_E.append(e)
+        return a, b, e
+
+    def split_reserve(self, first: int) -> tuple[tuple[nn.Parameter, ...], tuple[nn.Parameter, ...]]:
+        """Split the first reserve chunk into two chunks of ``first`` and ``rest`` components.
+
+        Returns (old A, B, E) and the new parameters ``(A1, B1, E1, A2, B2, E2)`` so the caller can
+        move optimizer state; the values are unchanged.
+        """
+        i = self.n_active
+        a, b, e = self.lora_A[i], self.lora_B[i], self.lora_E[i]
+        parts = (
+            nn.Parameter(a.data[:first].clone(), requires_grad=a.requires_grad),
+            nn.Parameter(b.data[:, :first].clone(), requires_grad=b.requires_grad),
+            nn.Parameter(e.data[:first].clone(), requires_grad=e.requires_grad),
+            nn.Parameter(a.data[first:].clone(), requires_grad=a.requires_grad),
+            nn.Parameter(b.data[:, first:].clone(), requires_grad=b.requires_grad),
+            nn.Parameter(e.data[first:].clone(), requires_grad=e.requires_grad),
+        )
+        self.lora_A = _replace_at(self.lora_A, i, [parts[0], parts[3]])
+        self.lora_B = _replace_at(self.lora_B, i, [parts[1], parts[4]])
+        self.lora_E = _replace_at(self.lora_E, i, [parts[2], parts[5]])
+        return (a, b, e), parts
+
+    def drop_reserve(self) -> list[nn.Parameter]:
+        """Remove every reserve chunk (clean-up); returns their parameters."""
+        i = self.n_active
+        out = [p for plist in (self.lora_A, self.lora_B, self.lora_E) for p in list(plist)[i:]]
+        self.lora_A = _replace_at(self.lora_A, i, [], count=len(self.lora_A) - i)
+        self.lora_B = _replace_at(self.lora_B, i, [], count=len(self.lora_B) - i)
+        self.lora_E = _replace_at(self.lora_E, i, [], count=len(self.lora_E) - i)
+        return out
+
+    def set_ranknum(self, rank: int, *, compensate: bool) -> None:
+        """Set the scale divisor; with ``compensate`` rescale every lambda so dW is unchanged."""
+        old = self._ranknum + RANK_EPS
+        new = float(rank) + RANK_EPS
+        if compensate and float(rank) != self._ranknum:
+            with torch.no_grad():
+                for e in self.lora_E:
+                    e.mul_(new / old)
+        self.ranknum.fill_(float(rank))
+        self._ranknum = float(rank)
+
+    # ------------------------------------------------------------------ maths
+    def _stacked(self, with_reserve: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = len(self.lora_E) if with_reserve else self.n_active
+        if n == 1:
+            return self.lora_A[0], self.lora_B[0], self.lora_E[0]
+        a = torch.cat([self.lora_A[i] for i in range(n)], dim=0)
+        b = torch.cat([self.lora_B[i] for i in range(n)], dim=1)
+        e = torch.cat([self.lora_E[i] for i in range(n)], dim=0)
+        return a, b, e
+
+    def stacked_all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (all rows, reserve included) and B (all columns) for the orthogonal regulariser."""
+        a, b, _ = self._stacked(with_reserve=True)
+        return a, b
+
+    def delta_weight(self, with_reserve: Optional[bool] = None) -> torch.Tensor:
+        """``dW = scale * B diag(E) A`` (d_out x d_in)."""
+        a, b, e = self._stacked(self.include_reserve if with_reserve is None else with_reserve)
+        return (b @ (a * e)) * self.scale
+
+    def _score_hook(self, dw: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        norm = 1.0 / math.sqrt(dw.shape[0] * dw.shape[1])
+        dw_detached = dw.detach()
+
+        def hook(grad: torch.Tensor) -> None:
+            self.last_score = (dw_detached * grad).abs().sum() * norm
+
+        return hook
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = self.base_layer
+        with_reserve = self.include_reserve
+        if self.score_enabled and self.training and torch.is_grad_enabled():
+            dw = self.delta_weight(with_reserve)
+            dw.register_hook(self._score_hook(dw))
+            if isinstance(self.dropout, nn.Identity):
+                return F.linear(x, base.weight + dw, base.bias)
+            return F.linear(x, base.weight, base.bias) + F.linear(self.dropout(x), dw)
+        a, b, e = self._stacked(with_reserve)
+        out = F.linear(x, base.weight, base.bias)
+        low = F.linear(F.linear(self.dropout(x), a * e), b)
+        return out + low * self.scale
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, reserve={self.reserve_size}"
+
+
+def _replace_at(plist: nn.ParameterList, index: int, new: list[nn.Parameter], count: int = 1) -> nn.ParameterList:
+    """A ParameterList with items ``[index, index + count)`` replaced by ``new`` (others keep their objects)."""
+    items = list(plist)
+    items[index : index + count] = new
+    return nn.ParameterList(items)

@@ -1,0 +1,306 @@
+"""IncreLoRA attached to a Hugging Face model: growth, optimizer groups, clean-up, peft export.
+
+Step order (spec section 1.8): forward -> loss + gamma * R -> backward (modules record I_k) ->
+clip -> :meth:`IncreLoRAMethod.before_optimizer_step` (EMAs, maybe a growth round that adds one
+optimizer parameter group) -> LR schedule -> ``optimizer.step()``.
+
+Growth never rebuilds the model or the optimizer: activated lambdas and new reserves go into a
+new parameter group; existing parameters keep their Adam state. Quirks of the official code are
+fixed by default and reproduced behind :class:`~increlora.config.IncreLoRAConfig` flags.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .adapter_method import AdapterMethod, head_parameters, no_decay, replace_module, target_linears
+from .allocator import Allocator, GrowthPlan, ImportanceEMA
+from .config import ConfigError, IncreLoRAConfig, TrainConfig, resolve_n_add
+from .layer import RESERVE_LAMBDA, SVDLinear
+from .optim_utils import add_param_group, remove_params, replace_param
+
+
+def resolve_schedule(m: IncreLoRAConfig, total_steps: int) -> tuple[int, int]:
+    """(init_warmup, incre_interval) in steps; fractions of the run win over step counts."""
+    warmup = m.init_warmup if m.init_warmup_frac is None else int(round(m.init_warmup_frac * total_steps))
+    interval = m.incre_interval if m.incre_interval_frac is None else int(round(m.incre_interval_frac * total_steps))
+    return max(0, warmup), max(1, interval)
+
+
+class IncreLoRAMethod(AdapterMethod):
+    """IncreLoRA on the target linear layers of ``model``."""
+
+    name = "increlora"
+
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: IncreLoRAConfig, *, total_steps: int, seed: int) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.head_modules = list(train_cfg.head_modules)
+        self.total_steps = total_steps
+        self.weight_decay = train_cfg.weight_decay
+        self.base_lr = train_cfg.learning_rate
+        self.lora_dropout = train_cfg.lora_dropout
+        self.generator = torch.Generator().manual_seed(seed)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in head_parameters(model, self.head_modules):
+            p.requires_grad_(True)
+        targets = target_linears(model, train_cfg.target_modules)
+        if not targets:
+            raise ConfigError("target_modules: no linear layer of the model matches; pass --target-modules with name suffixes")
+        self.names: list[str] = []
+        self.modules: list[SVDLinear] = []
+        for name, linear in targets:
+            layer = SVDLinear(
+                linear, init_rank=cfg.init_rank, alpha=train_cfg.lora_alpha, dropout=train_cfg.lora_dropout, generator=self.generator
+            )
+            replace_module(model, name, layer)
+            self.names.append(name)
+            self.modules.append(layer)
+        self.n_add = resolve_n_add(cfg)
+        self.init_warmup, self.interval = resolve_schedule(cfg, total_steps)
+        if cfg.budget_params is not None:
+            unit, costs, budget = "params", [m.cost_per_rank for m in self.modules], int(cfg.budget_params)
+        else:
+            unit, costs = "rank", [1] * len(self.modules)
+            budget = cfg.target_total_rank if cfg.target_total_rank is not None else int(round(cfg.target_rank * len(self.modules)))
+        self.budget_unit = unit
+        plan = GrowthPlan(self.init_warmup, self.interval, cfg.top_h, self.n_add, budget, cfg.official_topk)
+        self.allocator = Allocator(plan, costs, [m.rank for m in self.modules])
+        if self.allocator.remaining() < 0:
+            raise ConfigError(
+                f"budget ({budget} {unit}) is below the initial adapters ({self.allocator.spent()} {unit}); "
+                "raise target_rank/budget_params or lower init_rank"
+            )
+        self.ema = ImportanceEMA(len(self.modules), cfg.beta1, cfg.beta2, device=self.modules[0].base_layer.weight.device)
+        self.growing = not self.allocator.finished()
+        self.cleaned_up = False
+        self.events: list[dict] = []
+        self.growth_end_step: Optional[int] = None
+        self._initial_reserve_params: list[nn.Parameter] = []
+        if self.growing:
+            for m in self.modules:
+                m.score_enabled = True
+                self._initial_reserve_params += self._add_reserve(m, self.n_add)
+        else:
+            self._finish(step=0, optimizer=None)
+        self.peak_trainable = self.trainable_param_count()
+
+    # ------------------------------------------------------------------ groups
+    def _add_reserve(self, m: SVDLinear, n: int) -> list[nn.Parameter]:
+        """Append ``n`` reserved components; returns the new trainable tensors (advance learning)."""
+        adv = self.cfg.advance_learn
+        a, b, _ = m.append_chunk(
+            n,
+            lam=RESERVE_LAMBDA if adv else 0.0,
+            trainable_lambda=False,
+            trainable_ab=adv,
+            generator=self.generator,
+        )
+        return [a, b] if adv else []
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        decay, nodecay = [], []
+        for p_name, p in self.model.named_parameters():
+            if not p.requires_grad or any(p is q for q in self._initial_reserve_params):
+                continue
+            (nodecay if no_decay(p_name) else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": weight_decay, "start_step": 0, "name": "main"},
+            {"params": nodecay, "weight_decay": 0.0, "start_step": 0, "name": "main-nodecay"},
+        ]
+        if self._initial_reserve_params:
+            groups.append(
+                {
+                    "params": self._initial_reserve_params,
+                    "weight_decay": weight_decay,
+                    "start_step": 0,
+                    "name": "reserves@0",
+                    "full_lr_once": self.cfg.full_lr_first_step,
+                }
+            )
+        return [g for g in groups if g["params"]]
+
+    # ------------------------------------------------------------------ per step
+    def instant_scores(self) -> torch.Tensor:
+        """I_k of the last backward pass (0 for a module that received no gradient)."""
+        dev = self.ema.sensitivity.device
+        return torch.stack(
+            [m.last_score.to(dev, torch.float32) if m.last_score is not None else torch.zeros((), device=dev) for m in self.modules]
+        )
+
+    def before_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        if not self.growing:
+            return
+        self.ema.update(self.instant_scores())
+        for m in self.modules:
+            m.last_score = None
+        if not self.allocator.is_growth_step(step):
+            return
+        picks = self.allocator.select(self.ema.score.tolist())
+        if not picks:
+            return
+        self.allocator.apply(step, picks)
+        finished = self.allocator.finished() or (self.cfg.official_topk and self.allocator.remaining() <= 0)
+        new_params: list[nn.Parameter] = []
+        for k, grant in picks:
+            new_params += self._grow(self.modules[k], grant, optimizer, refill=not finished)
+            self.events.append({"step": step, "module": self.names[k], "added": grant, "rank": self.modules[k].rank})
+        if new_params:
+            add_param_group(
+                optimizer,
+                new_params,
+                lr=0.0,
+                weight_decay=self.weight_decay,
+                start_step=step,
+                name=f"growth@{step}",
+                full_lr_once=self.cfg.full_lr_first_step,
+                base_lr=optimizer.param_groups[0].get("base_lr", self.base_lr),
+            )
+        self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
+        if finished:
+            self._finish(step, optimizer)
+
+    def _grow(self, m: SVDLinear, grant: int, optimizer: torch.optim.Optimizer, *, refill: bool) -> list[nn.Parameter]:
+        """Activate ``grant`` reserved components of ``m``; returns tensors for the new group."""
+        new: list[nn.Parameter] = []
+        need = grant
+        while need > 0:
+            if not m.has_reserve:  # no advance-learned reserve left: start fresh components
+                m.append_chunk(need, lam=0.0, trainable_lambda=False, trainable_ab=False, generator=self.generator)
+            size = m.chunk_size(m.n_active)
+            if size > need:
+                old, parts = m.split_reserve(need)
+                for old_p, p1, p2 in zip(old, parts[:3], parts[3:]):
+                    replace_param(optimizer, old_p, [p1, p2], dim=1 if old_p is old[1] else 0)
+                size = need
+            i = m.n_active
+            a, b, e = m.lora_A[i], m.lora_B[i], m.lora_E[i]
+            e.requires_grad_(True)
+            new.append(e)
+            if not a.requires_grad:  # advance_learn=False: a and b start training now
+                a.requires_grad_(True)
+                b.requires_grad_(True)
+                new += [a, b]
+            m.n_active += 1
+            need -= size
+        m.set_ranknum(m.rank, compensate=not self.cfg.rescale_on_growth)
+        if refill and m.reserve_size < self.n_add:
+            new += self._add_reserve(m, self.n_add - m.reserve_size)
+        return new
+
+    def _finish(self, step: int, optimizer: Optional[torch.optim.Optimizer]) -> None:
+        """End of growth: stop scoring; clean up (official: only when the budget is hit exactly)."""
+        self.growing = False
+        self.growth_end_step = step
+        for m in self.modules:
+            m.score_enabled = False
+            m.last_score = None
+        if self.cfg.official_topk and not self.allocator.exact():
+            return  # quirk 4.2: overshoot -> no clean-up, reserves keep lambda = 1e-5
+        self.cleaned_up = True
+        for m in self.modules:
+            m.include_reserve = False
+            if self.cfg.keep_reserves_after_cleanup:
+                with torch.no_grad():
+                    for i in range(m.n_active, len(m.lora_E)):
+                        m.lora_E[i].zero_()
+            elif m.has_reserve:
+                dropped = m.drop_reserve()
+                if optimizer is not None:
+                    remove_params(optimizer, dropped)
+
+    # ------------------------------------------------------------------ loss
+    def extra_loss(self) -> Optional[torch.Tensor]:
+        """gamma / (2M) * sum_k (||A A^T - I||_F + ||B^T B - I||_F), reserves stacked in."""
+        gamma = self.cfg.orth_reg_weight
+        if gamma <= 0:
+            return None
+        total = None
+        for m in self.modules:
+            a, b = m.stacked_all()
+            eye = torch.eye(a.shape[0], device=a.device, dtype=a.dtype)
+            term = torch.linalg.matrix_norm(a @ a.T - eye) + torch.linalg.matrix_norm(b.T @ b - eye)
+            total = term if total is None else total + term
+        return total * (gamma / (2 * len(self.modules)))
+
+    # ------------------------------------------------------------------ reporting
+    def allocation(self) -> dict[str, int]:
+        return {n: m.rank for n, m in zip(self.names, self.modules)}
+
+    def adapter_param_count(self) -> int:
+        return sum(m.rank * m.cost_per_rank for m in self.modules)
+
+    def growth_events(self) -> list[dict]:
+        return list(self.events)
+
+    def schedule_info(self) -> dict:
+        return {
+            "init_warmup": self.init_warmup,
+            "incre_interval": self.interval,
+            "top_h": self.cfg.top_h,
+            "n_add": self.n_add,
+            "budget": self.allocator.plan.budget,
+            "budget_unit": self.budget_unit,
+            "initial_total_rank": len(self.modules) * self.cfg.init_rank,
+            "final_total_rank": sum(m.rank for m in self.modules),
+            "growth_rounds": len(self.allocator.history),
+            "growth_end_step": self.growth_end_step,
+            "growth_finished": not self.growing,
+            "cleaned_up": self.cleaned_up,
+            "n_modules": len(self.modules),
+        }
+
+    # ------------------------------------------------------------------ export
+    def to_peft(self):
+        """A plain peft LoRA model equal to this one: A = diag(lambda) A, B = B, alpha/r = scale."""
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        export = copy.deepcopy(self.model).cpu().float()
+        ranks, alphas, factors = {}, {}, {}
+        for name in self.names:
+            layer: SVDLinear = export.get_submodule(name)
+            a, b, e = layer._stacked(layer.include_reserve)
+            factors[name] = ((a * e).detach().clone(), b.detach().clone())
+            ranks[name] = int(a.shape[0])
+            alphas[name] = layer.scale * int(a.shape[0])
+            replace_module(export, name, layer.base_layer)
+        default_r = max(ranks.values())
+        config = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=default_r,
+            lora_alpha=float(alphas[self.names[0]]),
+            lora_dropout=self.lora_dropout,
+            target_modules=list(self.names),
+            rank_pattern=dict(ranks),
+            alpha_pattern=dict(alphas),
+            modules_to_save=list(self.head_modules),
+        )
+        peft_model = get_peft_model(export, config)
+        with torch.no_grad():
+            for name, (a, b) in factors.items():
+                lora_layer = peft_model.base_model.model.get_submodule(name)
+                lora_layer.lora_A["default"].weight.copy_(a)
+                lora_layer.lora_B["default"].weight.copy_(b)
+        return peft_model
+
+    def save(self, out_dir: Path) -> Path:
+        out_dir = Path(out_dir)
+        self.to_peft().save_pretrained(str(out_dir))
+        return out_dir
+
+
+def planned_growth_steps(init_warmup: int, interval: int, rounds: int) -> list[int]:
+    """Steps of the growth rounds: the first is the first multiple of ``interval`` above ``init_warmup``."""
+    first = (init_warmup // interval + 1) * interval
+    return [first + i * interval for i in range(rounds)]
+
+
+def expected_rounds(extra_ranks: int, top_h: int, n_add: int) -> int:
+    return math.ceil(extra_ranks / (top_h * n_add)) if extra_ranks > 0 else 0

@@ -1,0 +1,85 @@
+"""Names of adapted modules: which layer and which module type a linear layer is.
+
+Covers BERT/RoBERTa (``attention.self.query``, ``attention.output.dense``, ``intermediate.dense``,
+``output.dense``) and DeBERTa-v2/v3 (``attention.self.query_proj`` ...). Module types are ordered
+q, k, v, o (attention output), f1 (FFN in), f2 (FFN out) so that sorted metric names line up.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+MODULE_TYPES = ("q", "k", "v", "o", "f1", "f2")
+MODULE_TYPE_LABELS = {
+    "q": "query",
+    "k": "key",
+    "v": "value",
+    "o": "attn out",
+    "f1": "FFN in",
+    "f2": "FFN out",
+}
+
+# Suffix -> short type; the longest matching suffix wins (attention.output.dense before output.dense).
+_SUFFIX_TYPES = (
+    ("attention.self.query_proj", "q"),
+    ("attention.self.key_proj", "k"),
+    ("attention.self.value_proj", "v"),
+    ("attention.self.query", "q"),
+    ("attention.self.key", "k"),
+    ("attention.self.value", "v"),
+    ("attention.output.dense", "o"),
+    ("intermediate.dense", "f1"),
+    ("output.dense", "f2"),
+)
+
+DEFAULT_TARGET_SUFFIXES = tuple(s for s, _ in _SUFFIX_TYPES)
+
+_LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def layer_index(name: str) -> Optional[int]:
+    m = _LAYER_RE.search("." + name + ".")
+    return int(m.group(1)) if m else None
+
+
+def module_type(name: str) -> Optional[str]:
+    for suffix, short in _SUFFIX_TYPES:
+        if name == suffix or name.endswith("." + suffix):
+            return short
+    return None
+
+
+def short_key(name: str) -> str:
+    """``bert.encoder.layer.3.attention.self.query`` -> ``L03.q`` (falls back to the full name)."""
+    layer, mtype = layer_index(name), module_type(name)
+    if layer is None or mtype is None:
+        return name
+    return f"L{layer:02d}.{mtype}"
+
+
+def rank_metric_name(name: str) -> str:
+    """MLflow metric name of a module's final rank, e.g. ``rank.L03.q``."""
+    return "rank." + short_key(name)
+
+
+def matches_target(name: str, targets: Optional[list[str]] = None) -> bool:
+    """True if ``name`` ends with one of the target suffixes (default: the six encoder linear types)."""
+    suffixes = tuple(targets) if targets else DEFAULT_TARGET_SUFFIXES
+    if layer_index(name) is None:
+        return False
+    return any(name == s or name.endswith("." + s) for s in suffixes)
+
+
+def allocation_grid(allocation: dict[str, int]) -> tuple[list[int], list[str], list[list[Optional[int]]]]:
+    """Arrange ``{module name: rank}`` as (layers, types, grid[layer][type]) for heatmaps and tables."""
+    cells: dict[tuple[int, str], int] = {}
+    for name, rank in allocation.items():
+        layer, mtype = layer_index(name), module_type(name)
+        if layer is None or mtype is None:
+            continue
+        cells[(layer, mtype)] = rank
+    layers = sorted({k[0] for k in cells})
+    types = [t for t in MODULE_TYPES if any(k[1] == t for k in cells)]
+    grid = [[cells.get((layer, t)) for t in types] for layer in layers]
+    return layers, types, grid

@@ -1,0 +1,326 @@
+"""The training loop shared by IncreLoRA, LoRA and AdaLoRA: train, evaluate, report, save.
+
+``train(cfg)`` runs one fine-tuning run and returns a :class:`TrainResult`. An ``on_evaluate``
+callback receives every evaluation (the orchestrator forwards them to Ray Tune).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from . import __version__
+from .adapter_method import AdapterMethod
+from .backbone import display_name, load_model, load_tokenizer, resolve_model
+from .config import AdaLoraBaselineConfig, IncreLoRAConfig, LoraBaselineConfig, RunConfig
+from .glue import PreparedData, batches, normalize_task, prepare_data
+from .lr_schedule import GroupLinearSchedule
+from .metrics import compute_metrics, glue_score
+
+
+@dataclass
+class EvalEvent:
+    """One evaluation during training."""
+
+    step: int
+    epoch: float
+    metrics: dict[str, float]
+    glue_score: float
+    best_glue_score: float
+    adapter_params: int
+    trainable_params: int
+    train_loss: float
+    allocation: dict[str, int]
+    is_final: bool
+
+
+@dataclass
+class TrainResult:
+    """Everything a run produced (written as result.json)."""
+
+    task: str
+    method: str
+    model: str
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    best_metrics: dict[str, float]
+    glue_score: float
+    best_glue_score: float
+    best_step: int
+    adapter_params: int
+    peak_trainable_params: int
+    head_params: int
+    allocation: dict[str, int]
+    growth_events: list[dict]
+    schedule: dict[str, Any]
+    steps: int
+    epochs: float
+    train_size: int
+    eval_size: int
+    wall_time_s: float
+    train_time_s: float
+    eval_time_s: float
+    setup_time_s: float
+    history: list[dict] = field(default_factory=list)
+    adapter_dir: Optional[str] = None
+    device: str = "cpu"
+    version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from .config import ConfigError
+
+        raise ConfigError(f"device: {name} requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def total_steps_for(cfg: RunConfig, train_size: int) -> int:
+    t = cfg.train
+    per_epoch = max(1, math.ceil(train_size / t.batch_size))
+    if t.max_steps is not None:
+        return t.max_steps
+    return max(1, int(math.ceil(t.epochs * per_epoch)))
+
+
+def build_method(cfg: RunConfig, model: torch.nn.Module, total_steps: int) -> AdapterMethod:
+    m = cfg.method
+    if isinstance(m, IncreLoRAConfig):
+        from .method import IncreLoRAMethod
+
+        return IncreLoRAMethod(model, cfg.train, m, total_steps=total_steps, seed=cfg.train.seed)
+    if isinstance(m, LoraBaselineConfig):
+        from .baselines import LoraMethod
+
+        return LoraMethod(model, cfg.train, m)
+    if isinstance(m, AdaLoraBaselineConfig):
+        from .baselines import AdaLoraMethod
+
+        return AdaLoraMethod(model, cfg.train, m, total_steps=total_steps)
+    raise TypeError(f"unknown method config {type(m).__name__}")
+
+
+@torch.no_grad()
+def evaluate(method: AdapterMethod, data: PreparedData, *, batch_size: int, pad_id: int, device: torch.device) -> dict[str, float]:
+    """Metrics on every eval split; MNLI-style multi-split keys are prefixed with the split."""
+    model = method.model
+    was_training = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    for split_name, split in data.evals.items():
+        preds = []
+        for batch in batches(split, batch_size, pad_id=pad_id, shuffle=False):
+            batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            with _autocast(device):
+                logits = model(**batch).logits.float()
+            preds.append(logits.squeeze(-1) if data.is_regression else logits.argmax(-1))
+        pred = torch.cat(preds).cpu().numpy()
+        metrics = compute_metrics(data.task, pred, np.asarray(split.labels))
+        prefix = f"{split_name}/" if len(data.evals) > 1 else ""
+        out.update({prefix + k: v for k, v in metrics.items()})
+    model.train(was_training)
+    return out
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train(
+    cfg: RunConfig,
+    data: Optional[PreparedData] = None,
+    on_evaluate: Optional[Callable[[EvalEvent], None]] = None,
+    tokenizer: Any = None,
+) -> TrainResult:
+    """Fine-tune ``cfg.train.model`` on ``cfg.train.task`` with ``cfg.method``; see module doc."""
+    t_start = time.perf_counter()
+    t = cfg.train
+    task = normalize_task(t.task)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = pick_device(t.device)
+    model_path = resolve_model(t.model)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_path)
+    if data is None:
+        data = prepare_data(
+            task,
+            tokenizer,
+            data_dir=t.data_dir,
+            train_samples=t.train_samples,
+            eval_samples=t.eval_samples,
+            max_length=t.max_length,
+            seed=t.seed,
+        )
+    seed_everything(t.seed)
+    model = load_model(model_path, num_labels=data.num_labels, is_regression=data.is_regression, classifier_dropout=t.classifier_dropout)
+    total = total_steps_for(cfg, data.train_size)
+    method = build_method(cfg, model, total)
+    method.model.to(device)
+    groups = method.param_groups(t.weight_decay)
+    for g in groups:
+        g.setdefault("base_lr", t.learning_rate)
+        g["lr"] = 0.0
+    optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+    warmup = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_ratio * total))
+    constant_new = isinstance(cfg.method, IncreLoRAConfig) and not cfg.method.multi_lr
+    schedule = GroupLinearSchedule(warmup_steps=warmup, total_steps=total, constant_new_groups=constant_new)
+    eval_every = t.eval_steps or max(1, total // 4)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    steps_per_epoch = max(1, math.ceil(data.train_size / t.batch_size))
+    peak_trainable = method.trainable_param_count()
+    peak_trainable = max(peak_trainable, getattr(method, "peak_trainable", 0))
+    history: list[dict] = []
+    best_score, best_metrics, best_step = -math.inf, {}, 0
+    eval_time, loss_sum, loss_n = 0.0, 0.0, 0
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    setup_time = time.perf_counter() - t_start
+    t_train = time.perf_counter()
+    progress = _progress(total, f"{task} {method.name}", enabled=t.progress)
+    method.model.train()
+    step, epoch = 0, 0
+    last_metrics: dict[str, float] = {}
+    last_score = float("nan")
+    while step < total:
+        for batch in batches(data.train, t.batch_size, pad_id=pad_id, shuffle=True, seed=t.seed, epoch=epoch):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with _autocast(device):
+                loss = method.model(**batch).loss
+                extra = method.extra_loss()
+                if extra is not None:
+                    loss = loss + extra
+            loss.backward()
+            if t.max_grad_norm > 0:
+                trainable = [p for g in optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(trainable, t.max_grad_norm)
+            method.before_optimizer_step(step, optimizer)
+            schedule.apply(optimizer, step)
+            optimizer.step()
+            method.after_optimizer_step(step)
+            optimizer.zero_grad(set_to_none=True)
+            peak_trainable = max(peak_trainable, getattr(method, "peak_trainable", 0))
+            loss_sum += float(loss.detach())
+            loss_n += 1
+            step += 1
+            progress.update(1)
+            if step % eval_every == 0 or step == total:
+                t_eval = time.perf_counter()
+                last_metrics = evaluate(method, data, batch_size=t.eval_batch_size, pad_id=pad_id, device=device)
+                eval_time += time.perf_counter() - t_eval
+                last_score = glue_score(task, last_metrics)
+                if last_score > best_score:
+                    best_score, best_metrics, best_step = last_score, dict(last_metrics), step
+                event = EvalEvent(
+                    step=step,
+                    epoch=step / steps_per_epoch,
+                    metrics=dict(last_metrics),
+                    glue_score=last_score,
+                    best_glue_score=best_score,
+                    adapter_params=method.adapter_param_count(),
+                    trainable_params=method.trainable_param_count(),
+                    train_loss=loss_sum / max(1, loss_n),
+                    allocation=method.allocation(),
+                    is_final=step == total,
+                )
+                loss_sum, loss_n = 0.0, 0
+                history.append({k: v for k, v in dataclasses.asdict(event).items() if k != "allocation"})
+                progress.set_postfix(score=f"{last_score:.2f}", best=f"{best_score:.2f}")
+                if on_evaluate is not None:
+                    on_evaluate(event)
+            if step >= total:
+                break
+        epoch += 1
+    progress.close()
+    train_time = time.perf_counter() - t_train - eval_time
+    result = TrainResult(
+        task=task,
+        method=method.name,
+        model=display_name(t.model),
+        config=cfg.flat(),
+        metrics=last_metrics,
+        best_metrics=best_metrics,
+        glue_score=last_score,
+        best_glue_score=best_score,
+        best_step=best_step,
+        adapter_params=method.adapter_param_count(),
+        peak_trainable_params=peak_trainable,
+        head_params=method.head_param_count(),
+        allocation=method.allocation(),
+        growth_events=method.growth_events(),
+        schedule={"total_steps": total, "warmup_steps": warmup, "eval_steps": eval_every, **method.schedule_info()},
+        steps=step,
+        epochs=step / steps_per_epoch,
+        train_size=data.train_size,
+        eval_size=sum(len(s) for s in data.evals.values()),
+        wall_time_s=0.0,
+        train_time_s=train_time,
+        eval_time_s=eval_time,
+        setup_time_s=setup_time,
+        history=history,
+        device=str(device),
+    )
+    if t.output_dir:
+        out = Path(t.output_dir).expanduser().resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        if t.save_adapter:
+            result.adapter_dir = str(method.save(out / "adapter"))
+        result.wall_time_s = time.perf_counter() - t_start
+        write_json_atomic(out / "result.json", result.to_dict())
+    result.wall_time_s = time.perf_counter() - t_start
+    result._method = method  # type: ignore[attr-defined]  # for callers that export or inspect
+    return result
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    return str(o)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, desc: str, *, enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=True)

@@ -1,0 +1,198 @@
+"""Choose presets from a finished search and write them as preset YAML files.
+
+A trial record is a plain dict::
+
+    {"number": 7, "config": {"method": "increlora", "target_rank": 4, ...}, "score": 61.2,
+     "adapter_params": 98304, "allocation": {"bert.encoder.layer.0.attention.self.query": 3, ...},
+     "mlflow_run_id": "ab12..." or None, "state": "COMPLETE"}
+
+Only COMPLETE trials with a finite score and a parameter count take part. The front and the
+picks come from :mod:`orchestrator.pareto`; the files are written by
+:func:`increlora.presets.save_preset` (validated, atomic).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from increlora.naming import MODULE_TYPES, layer_index, module_type
+from increlora.presets import PRESET_VERSION, Preset, save_preset
+from orchestrator.pareto import pareto_front, select_presets
+
+LABELS = ("best", "smallest", "knee")
+
+# Knobs that describe where/how a run executed rather than what was found; they are left out
+# of exported presets so that a preset applies on another machine, task or output folder.
+RUNTIME_KNOBS = frozenset({"task", "data_dir", "output_dir", "device", "threads", "progress", "save_adapter"})
+
+_SHORT_KEY_RE = re.compile(r"^(?:rank\.)?L(\d+)\.(q|k|v|o|f1|f2)$")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _is_complete(trial: dict[str, Any]) -> bool:
+    state = trial.get("state")
+    name = getattr(state, "name", state)
+    if name != "COMPLETE":
+        return False
+    score, params = trial.get("score"), trial.get("adapter_params")
+    if score is None or params is None:
+        return False
+    try:
+        return math.isfinite(float(score)) and math.isfinite(float(params))
+    except (TypeError, ValueError):
+        return False
+
+
+def complete_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that take part in the front: COMPLETE, finite score and adapter_params."""
+    return [t for t in trials if _is_complete(t)]
+
+
+def _layer_type(name: str) -> tuple[Optional[int], Optional[str]]:
+    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank.L03.q``."""
+    m = _SHORT_KEY_RE.match(name)
+    if m:
+        return int(m.group(1)), m.group(2)
+    return layer_index(name), module_type(name)
+
+
+def allocation_summary(allocation: Optional[dict[str, int]]) -> dict[str, Any]:
+    """Totals of a rank allocation: modules, total/min/max/mean rank and total rank per module type."""
+    ranks = {str(k): int(v) for k, v in (allocation or {}).items()}
+    if not ranks:
+        return {"modules": 0, "total_rank": 0}
+    values = list(ranks.values())
+    by_type: dict[str, int] = {}
+    for name, rank in ranks.items():
+        mtype = _layer_type(name)[1] or "other"
+        by_type[mtype] = by_type.get(mtype, 0) + rank
+    ordered = {t: by_type[t] for t in (*MODULE_TYPES, "other") if t in by_type}
+    return {
+        "modules": len(values),
+        "total_rank": sum(values),
+        "min_rank": min(values),
+        "max_rank": max(values),
+        "mean_rank": round(sum(values) / len(values), 3),
+        "rank_by_type": ordered,
+    }
+
+
+def _points(trials: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    return [(float(t["score"]), float(t["adapter_params"])) for t in trials]
+
+
+def _picks(trials: Sequence[dict[str, Any]], tolerance: float) -> tuple[list[int], dict[str, int]]:
+    points = _points(trials)
+    front = pareto_front(points)
+    return front, select_presets(points, front, tolerance=tolerance)
+
+
+def _preset_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if "method" not in config:
+        raise ValueError("trial config has no 'method' knob")
+    method = str(config["method"])
+    knobs = {k: v for k, v in config.items() if k != "method" and k not in RUNTIME_KNOBS}
+    return method, knobs
+
+
+def export_presets(
+    trials: list[dict[str, Any]],
+    out_dir: PathLike,
+    *,
+    task: str,
+    model: Optional[str],
+    search_name: str,
+    package_version: str,
+    train_size: Optional[int],
+    tolerance: float = 1.0,
+) -> list[Path]:
+    """Write ``<out_dir>/<task>-<label>.yaml`` for the best, smallest and knee trials.
+
+    The front is computed over the COMPLETE trials only; each label gets its own file even when
+    two labels pick the same trial (``provenance.selected_as`` lists all labels of that trial).
+    Raises ValueError when no trial is COMPLETE. Returns the written paths in label order.
+    """
+    done = complete_trials(trials)
+    if not done:
+        raise ValueError("export_presets: no COMPLETE trial with a score and adapter_params")
+    front, picks = _picks(done, tolerance)
+    date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    out = Path(out_dir)
+    paths: list[Path] = []
+    for label in LABELS:
+        idx = picks[label]
+        trial = done[idx]
+        method, knobs = _preset_config(dict(trial.get("config") or {}))
+        provenance = {
+            "task": task,
+            "model": model,
+            "train_size": train_size,
+            "score": round(float(trial["score"]), 4),
+            "adapter_params": int(trial["adapter_params"]),
+            "allocation": allocation_summary(trial.get("allocation")),
+            "search": search_name,
+            "trial": int(trial["number"]),
+            "mlflow_run_id": trial.get("mlflow_run_id"),
+            "date": date,
+            "package_version": package_version,
+            "selected_as": [lab for lab in LABELS if picks[lab] == idx],
+            "front_size": len(front),
+            "tolerance": float(tolerance),
+        }
+        preset = Preset(
+            preset_version=PRESET_VERSION,
+            method=method,
+            task=task,
+            config=knobs,
+            provenance=provenance,
+            name=label,
+        )
+        paths.append(save_preset(preset, out / f"{task}-{label}.yaml"))
+    return paths
+
+
+def front_table(trials: list[dict[str, Any]], *, tolerance: float = 1.0) -> list[dict[str, Any]]:
+    """The Pareto front of the COMPLETE trials as flat rows sorted by adapter params.
+
+    Trials with identical (score, params) - NSGA-II re-suggests configurations - collapse into
+    one row (the lowest trial number) whose ``also_trials`` lists the others. Row values are
+    scalars so the rows can go straight to a CSV writer or a rich table.
+    """
+    done = complete_trials(trials)
+    if not done:
+        return []
+    front, picks = _picks(done, tolerance)
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[float, float], dict[str, Any]] = {}
+    for i in sorted(front, key=lambda i: (float(done[i]["adapter_params"]), int(done[i]["number"]))):
+        t = done[i]
+        key = (float(t["score"]), float(t["adapter_params"]))
+        labels = [lab for lab in LABELS if picks[lab] == i]
+        if key in seen:
+            row = seen[key]
+            row["_also"].append(int(t["number"]))
+            row["_labels"].extend(lab for lab in labels if lab not in row["_labels"])
+            continue
+        row = {
+            "trial": int(t["number"]),
+            "score": float(t["score"]),
+            "adapter_params": int(t["adapter_params"]),
+            "total_rank": allocation_summary(t.get("allocation"))["total_rank"],
+            "method": (t.get("config") or {}).get("method"),
+            "mlflow_run_id": t.get("mlflow_run_id"),
+            "_labels": labels,
+            "_also": [],
+        }
+        seen[key] = row
+        rows.append(row)
+    for row in rows:
+        labels, also = row.pop("_labels"), row.pop("_also")
+        row["labels"] = ",".join(lab for lab in LABELS if lab in labels)
+        row["also_trials"] = ",".join(str(n) for n in sorted(also))
+    return rows

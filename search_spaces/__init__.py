@@ -1,0 +1,78 @@
+"""Search spaces of the budget search: one module per method, schedule helpers, YAML spaces.
+
+- :mod:`search_spaces.increlora`, :mod:`search_spaces.lora`, :mod:`search_spaces.adalora`: the
+  built-in spaces (``default_space(task, extra=...)``) and their define-by-run samplers.
+- :mod:`search_spaces.from_yaml`: ``--space FILE`` spaces, validated.
+- :mod:`search_spaces.schedule`: run length in steps, fractions <-> steps.
+- :mod:`search_spaces.defaults`: per-task script hyperparameters (spec section 2.2).
+
+Optuna (through Ray Tune's OptunaSearch) calls :func:`make_space_fn`'s result with a trial; it is
+a ``functools.partial`` of a module-level function over plain data, so it pickles.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from types import ModuleType
+from typing import Any, Callable, Optional, Sequence
+
+from search_spaces.common import (
+    PRESET_CONFIG_ATTR,
+    PROTOCOL_KNOBS,
+    VIRTUAL_KNOBS,
+    Param,
+    Space,
+    SpaceContext,
+    SpaceError,
+    check_method,
+    define_by_run,
+    preset_point,
+    strip_virtual,
+)
+
+__all__ = [
+    "PRESET_CONFIG_ATTR",
+    "PROTOCOL_KNOBS",
+    "VIRTUAL_KNOBS",
+    "Param",
+    "Space",
+    "SpaceContext",
+    "SpaceError",
+    "default_space",
+    "define_by_run",
+    "make_space_fn",
+    "method_module",
+    "optional_knobs",
+    "preset_point",
+    "strip_virtual",
+]
+
+SpaceFn = Callable[[Any], dict]
+
+
+def method_module(method: str) -> ModuleType:
+    """The space module of ``method`` (``search_spaces.increlora`` ...)."""
+    return importlib.import_module(f"search_spaces.{check_method(method)}")
+
+
+def optional_knobs(method: str) -> tuple[str, ...]:
+    """Knobs the built-in space of ``method`` can add on request (``--search-extra``)."""
+    return tuple(method_module(method).OPTIONAL_KNOBS)
+
+
+def default_space(
+    method: str, task: str, *, extra: Sequence[str] = (), budget_params: Optional[tuple[int, int]] = None
+) -> Space:
+    """The built-in space of ``method`` for a normalised ``task`` name."""
+    module = method_module(method)
+    if budget_params is not None:
+        if method != "increlora":
+            raise SpaceError("budget_params: only the increlora space searches a parameter budget")
+        return module.default_space(task, extra=extra, budget_params=budget_params)
+    return module.default_space(task, extra=extra)
+
+
+def make_space_fn(space: Space, context: SpaceContext) -> SpaceFn:
+    """The define-by-run function for OptunaSearch: ``define_by_run`` bound to ``space`` and ``context``."""
+    return functools.partial(define_by_run, space=space, context=context)

@@ -1,0 +1,83 @@
+"""The AdaLoRA baseline's search space, parallel to IncreLoRA's.
+
+Searched: the budget ``target_r`` (average final rank, 1..8, log), the starting rank ``init_r``
+(kept >= target_r), the schedule as fractions of the run - ``tinit_frac``, ``tfinal_frac``,
+``delta_t_frac`` (virtual knobs, turned into the step counts ``tinit``, ``tfinal``, ``delta_t``
+with the run's total steps) - and ``beta1``, ``beta2``. Optional: ``learning_rate``,
+``orth_reg_weight``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from search_spaces.common import Param, Space, SpaceContext, SpaceError, sample_params
+from search_spaces.increlora import learning_rate_param
+
+METHOD = "adalora"
+OPTIONAL_KNOBS = ("learning_rate", "orth_reg_weight")
+# tinit + tfinal stay below this fraction of the run, leaving AdaLoRA a budgeting phase.
+MAX_FIXED_SHARE = 0.9
+
+
+def default_space(task: str = "cola", *, extra: Sequence[str] = ()) -> Space:
+    """The built-in AdaLoRA space for ``task`` (normalised name), plus the ``extra`` knobs."""
+    params = [
+        Param("target_r", "float", 1.0, 8.0, log=True),
+        Param("init_r", "int", 2, 16, log=True),
+        Param("tfinal_frac", "float", 0.0, 0.4),
+        Param("tinit_frac", "float", 0.0, 0.3),
+        Param("delta_t_frac", "float", 0.005, 0.1, log=True),
+        Param("beta1", "float", 0.6, 0.95),
+        Param("beta2", "float", 0.6, 0.95),
+    ]
+    for name in extra:
+        if name == "learning_rate":
+            params.append(learning_rate_param(task))
+        elif name == "orth_reg_weight":
+            params.append(Param("orth_reg_weight", "float", 0.0, 0.5))
+        else:
+            raise SpaceError(f"{name}: not an optional knob of the {METHOD} space; choose from {', '.join(OPTIONAL_KNOBS)}")
+    return Space(METHOD, tuple(params), {}, source=f"builtin:{task}")
+
+
+def _numeric(space: Space, name: str) -> bool:
+    p = space.param(name)
+    return p is not None and p.type != "categorical"
+
+
+def sample(trial: Any, space: Space, context: SpaceContext) -> dict[str, Any]:
+    """Suggest the knobs in order, keeping ``target_r <= init_r`` and ``tinit + tfinal`` below 90 %.
+
+    ``target_r`` is drawn first (capped by the largest ``init_r``), then ``init_r`` from
+    ``ceil(target_r)`` up; ``tfinal_frac`` before ``tinit_frac``, which is capped accordingly.
+    """
+    out: dict[str, Any] = {}
+    rest = list(space.params)
+
+    def take(name: str) -> Param:
+        p = space.param(name)
+        rest.remove(p)
+        return p
+
+    init_r_param = space.param("init_r")
+    init_r_max = init_r_param.high if _numeric(space, "init_r") else space.constants.get("init_r")
+    if _numeric(space, "target_r"):
+        p = take("target_r")
+        hi = p.high if init_r_max is None else min(float(p.high), float(init_r_max))
+        out["target_r"] = p.suggest(trial, high=max(float(p.low), hi))
+    if _numeric(space, "init_r"):
+        p = take("init_r")
+        target = out.get("target_r", space.constants.get("target_r"))
+        lo = int(p.low) if target is None else max(int(p.low), math.ceil(float(target)))
+        out["init_r"] = p.suggest(trial, low=lo, high=max(lo, int(p.high)))
+    if _numeric(space, "tfinal_frac"):
+        out["tfinal_frac"] = take("tfinal_frac").suggest(trial)
+    if _numeric(space, "tinit_frac"):
+        p = take("tinit_frac")
+        tfinal = out.get("tfinal_frac", space.constants.get("tfinal_frac", 0.0))
+        hi = min(float(p.high), MAX_FIXED_SHARE - float(tfinal))
+        out["tinit_frac"] = p.suggest(trial, high=max(float(p.low), hi))
+    out.update(sample_params(trial, rest))
+    return out

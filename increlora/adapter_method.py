@@ -46,7 +46,8 @@ class AdapterMethod(ABC):
         """Active adapter parameters (the search's cost objective)."""
 
     def head_param_count(self) -> int:
-        return sum(p.numel() for p in head_parameters(self.model, self.head_modules))
+        """Trainable head parameters (peft keeps a frozen copy of saved modules: not counted)."""
+        return sum(p.numel() for p in head_parameters(self.model, self.head_modules) if p.requires_grad)
 
     def trainable_param_count(self) -> int:
         """Parameters trainable right now (reserves and head included)."""

@@ -145,6 +145,33 @@ def evaluate(method: AdapterMethod, data: PreparedData, *, batch_size: int, pad_
     return out
 
 
+def train_step(
+    method: AdapterMethod,
+    optimizer: torch.optim.Optimizer,
+    schedule: GroupLinearSchedule,
+    batch: dict[str, torch.Tensor],
+    step: int,
+    *,
+    max_grad_norm: float,
+    device: torch.device,
+) -> torch.Tensor:
+    """One optimizer step in the official order (spec 1.8); returns the loss."""
+    with _autocast(device):
+        loss = method.model(**batch).loss
+        extra = method.extra_loss()
+        if extra is not None:
+            loss = loss + extra
+    loss.backward()
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+    method.before_optimizer_step(step, optimizer)
+    schedule.apply(optimizer, step)
+    optimizer.step()
+    method.after_optimizer_step(step)
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -198,7 +225,6 @@ def train(
     history: list[dict] = []
     best_score, best_metrics, best_step = -math.inf, {}, 0
     eval_time, loss_sum, loss_n = 0.0, 0.0, 0
-    trainable = [p for g in optimizer.param_groups for p in g["params"]]
     setup_time = time.perf_counter() - t_start
     t_train = time.perf_counter()
     progress = _progress(total, f"{task} {method.name}", enabled=t.progress)
@@ -209,20 +235,7 @@ def train(
     while step < total:
         for batch in batches(data.train, t.batch_size, pad_id=pad_id, shuffle=True, seed=t.seed, epoch=epoch):
             batch = {k: v.to(device) for k, v in batch.items()}
-            with _autocast(device):
-                loss = method.model(**batch).loss
-                extra = method.extra_loss()
-                if extra is not None:
-                    loss = loss + extra
-            loss.backward()
-            if t.max_grad_norm > 0:
-                trainable = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(trainable, t.max_grad_norm)
-            method.before_optimizer_step(step, optimizer)
-            schedule.apply(optimizer, step)
-            optimizer.step()
-            method.after_optimizer_step(step)
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(method, optimizer, schedule, batch, step, max_grad_norm=t.max_grad_norm, device=device)
             peak_trainable = max(peak_trainable, getattr(method, "peak_trainable", 0))
             loss_sum += float(loss.detach())
             loss_n += 1

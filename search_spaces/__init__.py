@@ -4,7 +4,6 @@
   built-in spaces (``default_space(task, extra=...)``) and their define-by-run samplers.
 - :mod:`search_spaces.from_yaml`: ``--space FILE`` spaces, validated.
 - :mod:`search_spaces.schedule`: run length in steps, fractions <-> steps.
-- :mod:`search_spaces.defaults`: per-task script hyperparameters (spec section 2.2).
 
 Optuna (through Ray Tune's OptunaSearch) calls :func:`make_space_fn`'s result with a trial; it is
 a ``functools.partial`` of a module-level function over plain data, so it pickles.
@@ -19,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from search_spaces.common import (
     PRESET_CONFIG_ATTR,
+    PRESET_NAME_ATTR,
     PROTOCOL_KNOBS,
     VIRTUAL_KNOBS,
     Param,
@@ -33,6 +33,7 @@ from search_spaces.common import (
 
 __all__ = [
     "PRESET_CONFIG_ATTR",
+    "PRESET_NAME_ATTR",
     "PROTOCOL_KNOBS",
     "VIRTUAL_KNOBS",
     "Param",
@@ -62,15 +63,30 @@ def optional_knobs(method: str) -> tuple[str, ...]:
 
 
 def default_space(
-    method: str, task: str, *, extra: Sequence[str] = (), budget_params: Optional[tuple[int, int]] = None
+    method: str,
+    task: str,
+    *,
+    extra: Sequence[str] = (),
+    learning_rate: float = 1e-3,
+    budget_params: Optional[tuple[int, int]] = None,
 ) -> Space:
-    """The built-in space of ``method`` for a normalised ``task`` name."""
+    """The built-in space of ``method`` for a normalised ``task`` name.
+
+    ``extra`` adds optional knobs (:func:`optional_knobs`); ``learning_rate`` is the search's base
+    rate (the centre of its range when searched); ``budget_params`` makes the IncreLoRA space
+    search a parameter budget in that range instead of ``target_rank``.
+    """
     module = method_module(method)
+    unknown = [k for k in extra if k not in module.OPTIONAL_KNOBS]
+    if unknown:
+        raise SpaceError(
+            f"{unknown[0]}: not an optional knob of the {method} space; choose from {', '.join(module.OPTIONAL_KNOBS)}"
+        )
     if budget_params is not None:
         if method != "increlora":
             raise SpaceError("budget_params: only the increlora space searches a parameter budget")
-        return module.default_space(task, extra=extra, budget_params=budget_params)
-    return module.default_space(task, extra=extra)
+        return module.default_space(task, extra=extra, learning_rate=learning_rate, budget_params=budget_params)
+    return module.default_space(task, extra=extra, learning_rate=learning_rate)
 
 
 def make_space_fn(space: Space, context: SpaceContext) -> SpaceFn:

@@ -21,8 +21,8 @@ OPTIONAL_KNOBS = ("learning_rate", "orth_reg_weight")
 MAX_FIXED_SHARE = 0.9
 
 
-def default_space(task: str = "cola", *, extra: Sequence[str] = ()) -> Space:
-    """The built-in AdaLoRA space for ``task`` (normalised name), plus the ``extra`` knobs."""
+def default_space(task: str = "cola", *, extra: Sequence[str] = (), learning_rate: float = 1e-3) -> Space:
+    """The built-in AdaLoRA space for ``task`` (normalised name), plus the ``extra`` knobs (``learning_rate``: the base rate)."""
     params = [
         Param("target_r", "float", 1.0, 8.0, log=True),
         Param("init_r", "int", 2, 16, log=True),
@@ -34,7 +34,7 @@ def default_space(task: str = "cola", *, extra: Sequence[str] = ()) -> Space:
     ]
     for name in extra:
         if name == "learning_rate":
-            params.append(learning_rate_param(task))
+            params.append(learning_rate_param(learning_rate))
         elif name == "orth_reg_weight":
             params.append(Param("orth_reg_weight", "float", 0.0, 0.5))
         else:

@@ -3,7 +3,7 @@
 Searched by default: the budget (``target_rank``, the average final rank per module, or
 ``budget_params``), the growth schedule as fractions of the run (``init_warmup_frac``,
 ``incre_interval_frac``; the trainer converts them to steps) and the EMA coefficients ``beta1``,
-``beta2``. Optional (``extra``): ``learning_rate`` (log range around the task's script value),
+``beta2``. Optional (``extra``): ``learning_rate`` (log range around the search's base rate),
 ``top_h``, ``n_add`` and ``orth_reg_weight``.
 """
 
@@ -13,7 +13,6 @@ import math
 from typing import Any, Optional, Sequence
 
 from search_spaces.common import Param, Space, SpaceContext, SpaceError, sample_params
-from search_spaces.defaults import task_row
 
 METHOD = "increlora"
 OPTIONAL_KNOBS = ("learning_rate", "top_h", "n_add", "orth_reg_weight")
@@ -29,16 +28,17 @@ def budget_param(budget_params: Optional[tuple[int, int]] = None) -> Param:
     return Param("target_rank", "float", 1.0, 8.0, log=True)
 
 
-def learning_rate_param(task: str) -> Param:
-    """The learning rate on a log range from a quarter to four times the task's script value."""
-    lr = task_row(task).learning_rate
-    return Param("learning_rate", "float", lr / 4, lr * 4, log=True)
+def learning_rate_param(center: float) -> Param:
+    """The learning rate on a log range from a quarter to four times ``center`` (the base rate)."""
+    if not center > 0:
+        raise SpaceError(f"learning_rate: the centre of the range must be > 0, got {center}")
+    return Param("learning_rate", "float", center / 4, center * 4, log=True)
 
 
-def optional_param(name: str, task: str) -> Param:
+def optional_param(name: str, learning_rate: float) -> Param:
     """The range of an optional knob (one of :data:`OPTIONAL_KNOBS`)."""
     if name == "learning_rate":
-        return learning_rate_param(task)
+        return learning_rate_param(learning_rate)
     if name == "top_h":
         return Param("top_h", "int", 1, 12)
     if name == "n_add":
@@ -49,9 +49,16 @@ def optional_param(name: str, task: str) -> Param:
 
 
 def default_space(
-    task: str = "cola", *, extra: Sequence[str] = (), budget_params: Optional[tuple[int, int]] = None
+    task: str = "cola",
+    *,
+    extra: Sequence[str] = (),
+    learning_rate: float = 1e-3,
+    budget_params: Optional[tuple[int, int]] = None,
 ) -> Space:
-    """The built-in IncreLoRA space for ``task`` (normalised name), plus the ``extra`` knobs."""
+    """The built-in IncreLoRA space for ``task``, plus the ``extra`` knobs.
+
+    ``learning_rate`` is the search's base rate, the centre of the rate's range when searched.
+    """
     params = [
         budget_param(budget_params),
         Param("init_warmup_frac", "float", 0.0, 0.25),
@@ -59,7 +66,7 @@ def default_space(
         Param("beta1", "float", 0.6, 0.95),
         Param("beta2", "float", 0.6, 0.95),
     ]
-    params += [optional_param(name, task) for name in extra]
+    params += [optional_param(name, learning_rate) for name in extra]
     return Space(METHOD, tuple(params), {}, source=f"builtin:{task}")
 
 

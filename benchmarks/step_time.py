@@ -1,0 +1,142 @@
+"""Median training-step time of IncreLoRA vs peft LoRA, peft AdaLoRA and full fine-tuning.
+
+CPU, the packaged MiniLM encoder, batch 32, sequence length 64, all six module types, the same
+final adapter parameters (IncreLoRA's budget is set in parameters to LoRA r=2's count). Every
+variant runs through the trainer's own ``train_step`` and is measured in the same process, so
+the printed ratios against peft LoRA are what matters (absolute times drift between machines).
+
+    python benchmarks/step_time.py [--steps 12] [--warmup 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from increlora.adapter_method import AdapterMethod, head_parameters
+from increlora.backbone import default_model_path, load_model
+from increlora.config import build_run_config
+from increlora.lr_schedule import GroupLinearSchedule
+from increlora.trainer import build_method, train_step
+
+
+class FullFineTune(AdapterMethod):
+    """Every parameter trainable: the reference cost of a dense weight gradient everywhere."""
+
+    name = "full"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.head_modules = ["classifier", "pooler"]
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        return [{"params": [p for p in self.model.parameters()], "weight_decay": weight_decay, "start_step": 0}]
+
+    def allocation(self) -> dict[str, int]:
+        return {}
+
+    def adapter_param_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters()) - sum(p.numel() for p in head_parameters(self.model, self.head_modules))
+
+    def save(self, out_dir):  # pragma: no cover - not used
+        raise NotImplementedError
+
+
+def make(kind: str, total_steps: int, budget_params: int) -> AdapterMethod:
+    model = load_model(default_model_path(), num_labels=2, is_regression=False)
+    if kind == "full":
+        return FullFineTune(model)
+    knobs: dict = {"method": kind, "learning_rate": 1e-3}
+    if kind == "lora":
+        knobs["r"] = 2
+    elif kind == "adalora":
+        knobs.update(init_r=3, target_r=2.0)
+    elif kind == "increlora-growing":  # growth never ends within the measured steps
+        knobs.update(method="increlora", budget_params=budget_params, init_warmup=10_000, incre_interval=10_000)
+    elif kind in ("increlora-grown", "increlora-run"):
+        warm = 0 if kind == "increlora-grown" else int(0.05 * total_steps)
+        interval = 1 if kind == "increlora-grown" else max(1, int(round(0.03 * total_steps)))
+        top_h = 36 if kind == "increlora-grown" else 3
+        knobs.update(method="increlora", budget_params=budget_params, init_warmup=warm, incre_interval=interval, top_h=top_h)
+    cfg = build_run_config(knobs)
+    return build_method(cfg, model, total_steps)
+
+
+def time_steps(method: AdapterMethod, n_warmup: int, n_measure: int, total_steps: int, batch: dict, *, start: int = 0) -> list[float]:
+    groups = method.param_groups(0.0)
+    for g in groups:
+        g["base_lr"] = 1e-3
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    schedule = GroupLinearSchedule(warmup_steps=2, total_steps=total_steps)
+    method.model.train()
+    times = []
+    dev = torch.device("cpu")
+    for step in range(start, start + n_warmup + n_measure):
+        t0 = time.perf_counter()
+        train_step(method, opt, schedule, batch, step, max_grad_norm=1.0, device=dev)
+        if step >= start + n_warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def whole_run(method_factory: Callable[[], AdapterMethod], steps: int, batch: dict) -> float:
+    method = method_factory()
+    t0 = time.perf_counter()
+    time_steps(method, 0, steps, steps, batch)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=12, help="measured steps per variant (median reported)")
+    ap.add_argument("--warmup", type=int, default=3, help="unmeasured steps first")
+    ap.add_argument("--run-steps", type=int, default=60, help="steps of the whole-run comparison")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    batch = {
+        "input_ids": torch.randint(1000, 30000, (32, 64)),
+        "attention_mask": torch.ones(32, 64, dtype=torch.long),
+        "token_type_ids": torch.zeros(32, 64, dtype=torch.long),
+        "labels": torch.randint(0, 2, (32,)),
+    }
+    lora = make("lora", 1000, 0)
+    budget = lora.adapter_param_count()
+    print(f"MiniLM-L6, CPU, {args.threads} threads, batch 32 x 64 tokens; budget {budget:,} adapter params (LoRA r=2, 6 module types)")
+    rows = []
+    for kind in ("lora", "adalora", "full", "increlora-growing", "increlora-grown"):
+        method = lora if kind == "lora" else make(kind, 1000, budget)
+        start = 0
+        if kind == "increlora-grown":  # finish growth first (one step per round), then measure
+            time_steps(method, 0, 3, 1000, batch)
+            assert not method.growing, "growth should be over"
+            start = 3
+        times = time_steps(method, args.warmup, args.steps, 1000, batch, start=start)
+        params = method.adapter_param_count()
+        rows.append((kind, statistics.median(times), params, method.trainable_param_count()))
+    base = rows[0][1]
+    print(f"\n{'variant':<20}{'median step s':>14}{'x LoRA':>9}{'adapter params':>16}{'trainable now':>15}")
+    for kind, med, params, trainable in rows:
+        print(f"{kind:<20}{med:>14.3f}{med / base:>9.2f}{params:>16,}{trainable:>15,}")
+    t_lora = whole_run(lambda: make("lora", args.run_steps, budget), args.run_steps, batch)
+    inc = make("increlora-run", args.run_steps, budget)
+    t0 = time.perf_counter()
+    time_steps(inc, 0, args.run_steps, args.run_steps, batch)
+    t_inc = time.perf_counter() - t0
+    end = inc.schedule_info()["growth_end_step"]
+    print(
+        f"\nwhole run of {args.run_steps} steps (growth ends at step {end}): "
+        f"IncreLoRA {t_inc:.1f}s, LoRA {t_lora:.1f}s, ratio {t_inc / t_lora:.2f}x; "
+        f"final IncreLoRA adapter params {inc.adapter_param_count():,}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The multi-objective Optuna searcher: GLUE score up, adapter parameters down.
+
+:class:`MultiObjectiveOptunaSearch` is Ray Tune's ``OptunaSearch`` with three changes:
+
+- a trial is told COMPLETE only when its last result carries ``final: True`` (the trainable's
+  closing report after training and logging finished). A trial the scheduler stopped earlier is
+  told PRUNED - plain OptunaSearch would tell Optuna COMPLETE with the truncated values, so a
+  cheap, cut-short trial could sit on the Pareto front (stack notes, section 2). An errored trial,
+  or one with a non-finite objective, is told FAIL;
+- each suggestion carries the Optuna trial number (``trial_number``), used for folder and run
+  names, and the trial's knobs are stored as the Optuna user attribute ``config``; the MLflow
+  run id, the final allocation and the objectives are stored as user attributes at the end, so
+  the study alone is enough to export presets;
+- presets can be enqueued with user attributes (their full knob set), see
+  :func:`search_spaces.preset_point`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any, Optional, Sequence
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+log = logging.getLogger(__name__)
+
+SCORE = "glue_score"
+PARAMS = "adapter_params"
+METRICS = (SCORE, PARAMS)
+MODES = ("max", "min")
+FINAL_KEY = "final"
+TRIAL_NUMBER_KEY = "trial_number"
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def make_sampler(name: str, seed: Optional[int], *, population_size: int = 16) -> optuna.samplers.BaseSampler:
+    """A seeded multi-objective sampler: ``tpe`` (MOTPE), ``nsga2`` or ``random``."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for any SQLAlchemy URL (sqlite gets a 60 s lock timeout)."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def _finite(values: Sequence[Any]) -> bool:
+    try:
+        return all(v is not None and math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return False
+
+
+class MultiObjectiveOptunaSearch(OptunaSearch):
+    """OptunaSearch over (glue_score max, adapter_params min) that marks early-stopped trials PRUNED."""
+
+    def __init__(
+        self,
+        space: Any,
+        *,
+        sampler: optuna.samplers.BaseSampler,
+        storage: Optional[optuna.storages.BaseStorage],
+        study_name: str,
+        enqueue: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
+    ) -> None:
+        super().__init__(
+            space=space,
+            metric=list(METRICS),
+            mode=list(MODES),
+            sampler=sampler,
+            study_name=study_name,
+            storage=storage,
+        )
+        for params, user_attrs in enqueue:
+            self._ot_study.enqueue_trial(params, user_attrs=user_attrs)
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    def suggest(self, trial_id: str) -> Optional[dict]:
+        config = super().suggest(trial_id)
+        if config is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        try:
+            ot_trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+        except Exception as exc:  # a storage hiccup must not lose the suggestion
+            log.warning("could not store the config of Optuna trial %s: %s", ot_trial.number, exc)
+        config[TRIAL_NUMBER_KEY] = ot_trial.number
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result=result, error=error)
+        ot_trial = self._ot_trials[trial_id]
+        result = result or {}
+        values = [result.get(m) for m in self.metric]
+        if error:
+            state, told = TrialState.FAIL, None
+        elif not result.get(FINAL_KEY):
+            state, told = TrialState.PRUNED, None
+        elif not _finite(values):
+            state, told = TrialState.FAIL, None
+        else:
+            state, told = TrialState.COMPLETE, [float(v) for v in values]
+        self._record(ot_trial, result, state)
+        try:
+            self._ot_study.tell(ot_trial, told, state=state)
+        except Exception as exc:
+            log.warning("Optuna did not accept the result of trial %s: %s", ot_trial.number, exc)
+        self._completed_trials.add(trial_id)
+
+    @staticmethod
+    def _record(ot_trial: Any, result: dict, state: TrialState) -> None:
+        attrs: dict[str, Any] = {"state_reason": "final" if state == TrialState.COMPLETE else state.name.lower()}
+        for key in ("mlflow_run_id", "run_name", SCORE, PARAMS, "best_glue_score", "evaluation", "step",
+                    "peak_trainable_params", "head_params", "wall_time_s"):
+            value = result.get(key)
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
+                attrs[key if key not in (SCORE, PARAMS) else f"last_{key}"] = value
+        raw = result.get("allocation")
+        if isinstance(raw, str) and raw:
+            try:
+                attrs["allocation"] = json.loads(raw)
+            except ValueError:
+                pass
+        for k, v in attrs.items():
+            try:
+                ot_trial.set_user_attr(k, v)
+            except Exception as exc:
+                log.warning("could not store %s of Optuna trial %s: %s", k, ot_trial.number, exc)

@@ -1,0 +1,370 @@
+"""MLflow for the search: the experiment, the parent run, nested trial runs, allocations, closing runs.
+
+Layout: one experiment per task (``increlora-<task>``) with an explicit, absolute artifact
+location; one parent run per search; one child run per trial (tag ``mlflow.parentRunId``),
+created inside the Ray worker with :class:`ChildRun` through an explicit ``MlflowClient`` (no
+fluent global state, so reused actors never mix runs).
+
+Child runs never stay RUNNING: the worker ends its run FINISHED (or FAILED on an exception); a
+trial that the scheduler stops is killed inside ``tune.report``, so the driver-side
+:class:`TrialRunCloser` logs its last allocation and ends the run KILLED, and
+:func:`close_dangling_runs` sweeps whatever is left when the search ends or is interrupted.
+
+Heatmap colour scale: every heatmap of a search uses ``vmin = 0`` and ``vmax`` = the largest
+module rank over the whole search. While the search runs, a trial's heatmap is drawn with the
+largest rank seen so far; at the end :func:`rerender_heatmaps` redraws those whose scale differs
+from the final maximum (the scale used is kept in the run's ``heatmap_vmax`` tag).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+from urllib.parse import urlparse
+
+from ray import tune
+
+from increlora.naming import rank_metric_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+HEATMAP_ARTIFACT = "allocation_heatmap.png"
+ALLOCATION_ARTIFACT = "allocation.json"
+HEATMAP_VMAX_TAG = "heatmap_vmax"
+_MAX_PARAM_LEN = 6000
+_MAX_BATCH = 100
+
+
+class TrackingError(RuntimeError):
+    """The tracking server or store cannot be used; the one-line message says why."""
+
+
+@dataclass(frozen=True)
+class TrackingInfo:
+    """What a trial needs to log into the search's MLflow tree (picklable, sent to workers)."""
+
+    uri: str
+    experiment_id: str
+    experiment_name: str
+    parent_run_id: str
+
+
+# ----------------------------------------------------------------------------------------------
+# URIs and the experiment
+# ----------------------------------------------------------------------------------------------
+
+
+def default_tracking_uri(cwd: Path) -> str:
+    """``sqlite:///<cwd>/mlflow.db`` (an absolute path, so workers in other folders agree)."""
+    return f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}"
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(uri).scheme in ("http", "https", "databricks")
+
+
+def sqlite_path(uri: str) -> Optional[Path]:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///") :]
+    return Path(rest.split("?", 1)[0]) if rest and rest != ":memory:" else None
+
+
+def default_artifact_root(uri: str, cwd: Path) -> Optional[str]:
+    """Absolute artifact root for a database store: ``<cwd>/mlartifacts`` (None for a server)."""
+    if is_remote(uri):
+        return None
+    return str(Path(cwd).resolve() / "mlartifacts")
+
+
+def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
+    """Fail fast when the store cannot work: an http(s) server must answer ``/health`` within
+    ``timeout`` seconds; a sqlite file's folder must exist; the file store is refused."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user-given URI
+                if resp.status >= 400:
+                    raise TrackingError(f"MLflow server {uri} answered HTTP {resp.status} on /health (--tracking-uri)")
+        except urllib.error.HTTPError as exc:
+            raise TrackingError(f"MLflow server {uri} answered HTTP {exc.code} on /health (--tracking-uri)") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); start it or pass another --tracking-uri") from None
+        return
+    if parsed.scheme in ("", "file"):
+        raise TrackingError(
+            f"--tracking-uri {uri}: MLflow's file store is in maintenance mode; use sqlite:///ABS/PATH/mlflow.db or an http server"
+        )
+    path = sqlite_path(uri)
+    if uri.startswith("sqlite:") and path is None:
+        raise TrackingError(f"--tracking-uri {uri}: use an absolute file, sqlite:////abs/path/mlflow.db")
+    if path is not None and not path.parent.is_dir():
+        raise TrackingError(f"--tracking-uri {uri}: folder {path.parent} does not exist")
+
+
+def client(uri: str) -> "MlflowClient":
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: Optional[str]) -> str:
+    """The id of experiment ``name``, created with ``artifact_location=<artifact_root>/<name>``."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise TrackingError(f"MLflow experiment {name!r} is deleted; restore it or pass another --experiment")
+        return exp.experiment_id
+    location = None if artifact_root is None else str(Path(artifact_root) / name)
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another search
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= _MAX_PARAM_LEN else text[: _MAX_PARAM_LEN - 3] + "..."
+
+
+def log_params(c: "MlflowClient", run_id: str, params: dict[str, Any]) -> None:
+    """Log ``params`` in batches of 100, values as strings (truncated to MLflow's 6000 chars)."""
+    from mlflow.entities import Param
+
+    items = [Param(str(k)[:250], _param_value(v)) for k, v in params.items()]
+    for i in range(0, len(items), _MAX_BATCH):
+        c.log_batch(run_id, params=items[i : i + _MAX_BATCH])
+
+
+def log_metrics(c: "MlflowClient", run_id: str, metrics: dict[str, Any], *, step: int = 0) -> None:
+    """Log the finite numeric entries of ``metrics`` at ``step``, batched."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = []
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(float(v)):
+            items.append(Metric(str(k)[:250], float(v), now, int(step)))
+    for i in range(0, len(items), 1000):
+        c.log_batch(run_id, metrics=items[i : i + 1000])
+
+
+def log_json_artifact(c: "MlflowClient", run_id: str, payload: Any, name: str, artifact_path: Optional[str] = None) -> None:
+    with tempfile.TemporaryDirectory(prefix="increlora-mlflow-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        c.log_artifact(run_id, str(path), artifact_path)
+
+
+def run_status(c: "MlflowClient", run_id: str) -> Optional[str]:
+    try:
+        return c.get_run(run_id).info.status
+    except Exception:
+        return None
+
+
+def terminate_if_running(c: "MlflowClient", run_id: str, status: str) -> bool:
+    """End ``run_id`` with ``status`` if it is still RUNNING; True if it was ended here."""
+    if run_status(c, run_id) == "RUNNING":
+        c.set_terminated(run_id, status)
+        return True
+    return False
+
+
+def allocation_metrics(allocation: dict[str, int]) -> dict[str, int]:
+    """``{module: rank}`` -> ``{"rank.L03.q": rank, ...}`` plus ``rank.total``."""
+    out = {rank_metric_name(name): int(r) for name, r in allocation.items()}
+    out["rank.total"] = int(sum(allocation.values()))
+    return out
+
+
+def log_allocation(c: "MlflowClient", run_id: str, allocation: dict[str, int], *, step: int = 0) -> None:
+    """The final rank allocation: one ``rank.*`` metric per module and ``allocation.json``."""
+    if not allocation:
+        return
+    log_metrics(c, run_id, allocation_metrics(allocation), step=step)
+    log_json_artifact(c, run_id, {k: int(v) for k, v in allocation.items()}, ALLOCATION_ARTIFACT)
+
+
+def log_heatmap(
+    c: "MlflowClient", run_id: str, allocation: dict[str, int], *, title: str, vmax: float, vmin: float = 0.0
+) -> bool:
+    """Draw the allocation heatmap (``plots.allocation_heatmap``) and log it; False if it cannot be drawn."""
+    from orchestrator.plots import allocation_heatmap
+
+    with tempfile.TemporaryDirectory(prefix="increlora-heatmap-") as tmp:
+        path = Path(tmp) / HEATMAP_ARTIFACT
+        try:
+            allocation_heatmap(allocation, path, title=title, vmin=vmin, vmax=vmax)
+        except ValueError:
+            return False
+        c.log_artifact(run_id, str(path))
+    c.set_tag(run_id, HEATMAP_VMAX_TAG, str(float(vmax)))
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------
+
+
+def start_parent_run(uri: str, experiment_id: str, *, name: str, tags: dict[str, str]) -> str:
+    """Create the search's parent run (RUNNING) and return its id."""
+    run = client(uri).create_run(experiment_id, run_name=name, tags={"search": name, **tags})
+    return run.info.run_id
+
+
+def reopen_run(uri: str, run_id: str) -> None:
+    """Mark a resumed search's parent run RUNNING again."""
+    client(uri).update_run(run_id, status="RUNNING")
+
+
+class ChildRun:
+    """A trial's nested run, driven from inside the Ray worker."""
+
+    def __init__(self, info: TrackingInfo, run_id: str) -> None:
+        self.info = info
+        self.run_id = run_id
+        self._client = client(info.uri)
+
+    @classmethod
+    def start(cls, info: TrackingInfo, *, run_name: str, tags: Optional[dict[str, str]] = None) -> "ChildRun":
+        c = client(info.uri)
+        run = c.create_run(info.experiment_id, run_name=run_name, tags={PARENT_TAG: info.parent_run_id, **(tags or {})})
+        return cls(info, run.info.run_id)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        log_params(self._client, self.run_id, params)
+
+    def log_metrics(self, metrics: dict[str, Any], *, step: int = 0) -> None:
+        log_metrics(self._client, self.run_id, metrics, step=step)
+
+    def log_allocation(self, allocation: dict[str, int], *, step: int = 0) -> None:
+        log_allocation(self._client, self.run_id, allocation, step=step)
+
+    def log_json(self, payload: Any, name: str, artifact_path: Optional[str] = None) -> None:
+        log_json_artifact(self._client, self.run_id, payload, name, artifact_path)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str) -> None:
+        self._client.log_artifacts(self.run_id, local_dir, artifact_path)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self._client.set_tag(self.run_id, k, str(v))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self._client.set_terminated(self.run_id, status)
+
+
+def child_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """All runs nested under ``parent_run_id``."""
+    c = client(uri)
+    runs, token = [], None
+    while True:
+        page = c.search_runs(
+            [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=500, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def close_dangling_runs(uri: str, experiment_id: str, parent_run_id: str, status: str = "KILLED") -> int:
+    """End every child of ``parent_run_id`` still RUNNING with ``status``; returns how many."""
+    c = client(uri)
+    n = 0
+    for run in child_runs(uri, experiment_id, parent_run_id):
+        if run.info.status == "RUNNING":
+            c.set_terminated(run.info.run_id, status)
+            n += 1
+    return n
+
+
+def rerender_heatmaps(uri: str, items: Iterable[tuple[str, dict[str, int], str]], vmax: float) -> int:
+    """Redraw the heatmaps whose ``heatmap_vmax`` tag differs from ``vmax``: items are
+    ``(run_id, allocation, title)``. Returns the number redrawn."""
+    c = client(uri)
+    n = 0
+    for run_id, allocation, title in items:
+        if not allocation:
+            continue
+        try:
+            tag = c.get_run(run_id).data.tags.get(HEATMAP_VMAX_TAG)
+        except Exception:
+            continue
+        if tag is not None and float(tag) == float(vmax):
+            continue
+        if log_heatmap(c, run_id, allocation, title=title, vmax=vmax):
+            n += 1
+    return n
+
+
+class TrialRunCloser(tune.Callback):
+    """Driver side: draw each finished trial's heatmap; end the runs a worker could not end.
+
+    A completed trial's worker has already ended its run FINISHED. A trial stopped by the
+    scheduler (no ``final`` result) gets its last reported allocation logged and its run ended
+    KILLED; an errored trial's run is ended FAILED. Pickled into Ray's experiment state, so it
+    holds only plain values.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.vmax = 1.0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        run_id = result.get("mlflow_run_id")
+        if not run_id:
+            return
+        c = client(self.uri)
+        allocation = _allocation_of(result)
+        if not result.get("final") and allocation:
+            log_allocation(c, run_id, allocation, step=int(result.get("step", 0) or 0))
+        if allocation:
+            self.vmax = max(self.vmax, float(max(allocation.values())))
+            title = result.get("run_name") or run_id
+            log_heatmap(c, run_id, allocation, title=f"{title}: final ranks", vmax=self.vmax)
+        terminate_if_running(c, run_id, "FINISHED" if result.get("final") else "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if run_id:
+            terminate_if_running(client(self.uri), run_id, "FAILED")
+
+
+def _allocation_of(result: dict[str, Any]) -> dict[str, int]:
+    raw = result.get("allocation")
+    if isinstance(raw, str) and raw:
+        try:
+            return {str(k): int(v) for k, v in json.loads(raw).items()}
+        except (ValueError, AttributeError):
+            return {}
+    if isinstance(raw, dict):
+        return {str(k): int(v) for k, v in raw.items()}
+    return {}

@@ -1,0 +1,241 @@
+"""The Ray Tune trainable: one trial = one ``increlora.trainer.train`` run with MLflow logging.
+
+:func:`run_trial` is a module-level function; the search binds the tokenised data (put into
+Ray's object store once, by ``tune.with_parameters``) and a picklable :class:`TrialContext`.
+
+Every evaluation is reported with ``tune.report``; each report carries both searcher metrics
+(``glue_score``, ``adapter_params``), the evaluation index (ASHA's time attribute, capped at
+``max_evaluations``), the MLflow run id and the allocation so far. After training, the trial logs
+its final record and ends its MLflow run, and only *then* sends a closing report with
+``final: True`` and ``evaluation = max_evaluations + 1`` (ASHA's ``max_t``): a scheduler that
+stops a trial kills it inside ``tune.report``, so nothing important may follow a report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from orchestrator.searcher import FINAL_KEY, PARAMS, SCORE, TRIAL_NUMBER_KEY
+from orchestrator.tracking import ChildRun, TrackingInfo
+
+TIME_ATTR = "evaluation"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled config and the data (picklable)."""
+
+    task: str
+    method: str
+    search_name: str
+    search_dir: str
+    base: dict[str, Any] = field(default_factory=dict)
+    tracking: Optional[TrackingInfo] = None
+    objective: str = "final"
+    max_evaluations: int = 4
+    threads: Optional[int] = None
+    device: str = "auto"
+    save_adapter: bool = True
+    log_adapter: bool = True
+
+
+def trial_label(number: int) -> str:
+    """``t007``: the short name of Optuna trial 7 (folders and run names)."""
+    return f"t{number:03d}" if number >= 0 else "t-manual"
+
+
+def budget_label(method: str, knobs: dict[str, Any]) -> str:
+    """The budget part of a run name: ``r2.50`` (average rank), ``p120k`` (parameters) or ``r4``."""
+    if method == "increlora":
+        if knobs.get("budget_params") is not None:
+            return f"p{int(knobs['budget_params']) / 1000:.0f}k"
+        if knobs.get("target_total_rank") is not None:
+            return f"R{int(knobs['target_total_rank'])}"
+        if knobs.get("target_rank") is not None:
+            return f"r{float(knobs['target_rank']):.2f}"
+    if method == "adalora" and knobs.get("target_r") is not None:
+        return f"r{float(knobs['target_r']):.2f}"
+    if method == "lora" and knobs.get("r") is not None:
+        return f"r{int(knobs['r'])}"
+    return "default"
+
+
+def run_name(task: str, method: str, number: int, knobs: dict[str, Any]) -> str:
+    """``cola-increlora-t003-r2.50``."""
+    return f"{task}-{method}-{trial_label(number)}-{budget_label(method, knobs)}"
+
+
+def trial_dirname(trial: Any) -> str:
+    """Ray's ``trial_dirname_creator``: ``t003_<ray trial id>``."""
+    number = (trial.config or {}).get(TRIAL_NUMBER_KEY)
+    label = trial_label(int(number)) if number is not None else "t"
+    return f"{label}_{trial.trial_id}"
+
+
+def split_config(method: str, config: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(Optuna trial number, the knobs ``build_run_config`` accepts) from a Ray trial config."""
+    from search_spaces import strip_virtual
+
+    number = int(config.get(TRIAL_NUMBER_KEY, -1))
+    knobs = {k: v for k, v in config.items() if k != TRIAL_NUMBER_KEY}
+    return number, strip_virtual(method, knobs)
+
+
+def _finite_or_none(value: Any) -> Optional[float]:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialContext] = None) -> None:
+    """Train one configuration and report to Ray Tune (see the module docstring)."""
+    from ray import tune
+
+    from increlora.config import build_run_config
+    from increlora.trainer import train
+
+    if context is None:
+        raise ValueError("run_trial needs a TrialContext (bind it with tune.with_parameters)")
+    ctx = context
+    _quiet_worker()
+    t0 = time.perf_counter()
+    number, knobs = split_config(ctx.method, config)
+    name = run_name(ctx.task, ctx.method, number, knobs)
+    out_dir = Path(ctx.search_dir) / "trials" / trial_label(number)
+    overrides = {
+        **ctx.base,
+        **knobs,
+        "output_dir": str(out_dir),
+        "progress": False,
+        "threads": ctx.threads,
+        "device": ctx.device,
+        "save_adapter": ctx.save_adapter,
+    }
+    run = ChildRun.start(ctx.tracking, run_name=name, tags={"trial": str(number), "search": ctx.search_name}) if ctx.tracking else None
+    run_id = run.run_id if run else None
+    try:
+        cfg = build_run_config(overrides)
+        if run:
+            params = dict(cfg.flat())
+            params.update({k: v for k, v in config.items() if k not in params and k != TRIAL_NUMBER_KEY})
+            params["trial_number"] = number
+            run.log_params(params)
+        evaluations = 0
+
+        def on_evaluate(event: Any) -> None:
+            nonlocal evaluations
+            evaluations += 1
+            split_metrics = {f"eval/{k}": v for k, v in event.metrics.items()}
+            if run:
+                run.log_metrics(
+                    {
+                        "glue_score": event.glue_score,
+                        "best_glue_score": event.best_glue_score,
+                        "adapter_params": event.adapter_params,
+                        "trainable_params": event.trainable_params,
+                        "train_loss": event.train_loss,
+                        "epoch": event.epoch,
+                        **split_metrics,
+                    },
+                    step=event.step,
+                )
+            score = event.glue_score if ctx.objective == "final" else event.best_glue_score
+            tune.report(
+                {
+                    SCORE: float(score),
+                    PARAMS: int(event.adapter_params),
+                    TIME_ATTR: min(evaluations, ctx.max_evaluations),
+                    "step": int(event.step),
+                    "epoch": float(event.epoch),
+                    "best_glue_score": float(event.best_glue_score),
+                    "trainable_params": int(event.trainable_params),
+                    "train_loss": float(event.train_loss),
+                    "allocation": json.dumps(event.allocation, sort_keys=True),
+                    "mlflow_run_id": run_id,
+                    "run_name": name,
+                    TRIAL_NUMBER_KEY: number,
+                    FINAL_KEY: False,
+                }
+            )
+
+        result = train(cfg, data, on_evaluate=on_evaluate)
+        wall = time.perf_counter() - t0
+        if run:
+            _log_result(run, result, wall)
+            if ctx.log_adapter and result.adapter_dir and Path(result.adapter_dir).is_dir():
+                run.log_artifacts(result.adapter_dir, "adapter")
+            run.finish("FINISHED")
+    except Exception:
+        if run:
+            try:
+                run.set_tags({"error": "the trial raised; see the Ray trial folder's error.txt"})
+                run.finish("FAILED")
+            except Exception:
+                pass
+        raise
+    score = result.glue_score if ctx.objective == "final" else result.best_glue_score
+    tune.report(
+        {
+            SCORE: float(score),
+            PARAMS: int(result.adapter_params),
+            TIME_ATTR: ctx.max_evaluations + 1,
+            "step": int(result.steps),
+            "epoch": float(result.epochs),
+            "best_glue_score": float(result.best_glue_score),
+            "trainable_params": int(result.peak_trainable_params),
+            "peak_trainable_params": int(result.peak_trainable_params),
+            "head_params": int(result.head_params),
+            "wall_time_s": float(wall),
+            "allocation": json.dumps(result.allocation, sort_keys=True),
+            "mlflow_run_id": run_id,
+            "run_name": name,
+            TRIAL_NUMBER_KEY: number,
+            FINAL_KEY: True,
+        }
+    )
+
+
+def _quiet_worker() -> None:
+    """Keep the driver's console readable: no weight-loading bars or deprecation chatter from
+    the worker (Ray forwards worker output to the driver). Affects only this worker process."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _log_result(run: ChildRun, result: Any, wall: float) -> None:
+    """The trial's final record on its MLflow run: metrics, schedule, allocation, result.json."""
+    final = {
+        "final_glue_score": _finite_or_none(result.glue_score),
+        "best_glue_score": _finite_or_none(result.best_glue_score),
+        "best_step": result.best_step,
+        "adapter_params": result.adapter_params,
+        "peak_trainable_params": result.peak_trainable_params,
+        "head_params": result.head_params,
+        "wall_time_s": wall,
+        "train_time_s": result.train_time_s,
+        "eval_time_s": result.eval_time_s,
+        "steps": result.steps,
+        "growth_rounds": len(result.growth_events or []),
+        **{f"final/{k}": v for k, v in (result.metrics or {}).items()},
+    }
+    run.log_metrics({k: v for k, v in final.items() if v is not None}, step=int(result.steps))
+    run.log_params({f"schedule.{k}": v for k, v in (result.schedule or {}).items()})
+    run.log_allocation(result.allocation or {}, step=int(result.steps))
+    payload = result.to_dict()
+    payload["wall_time_s"] = wall
+    run.log_json(payload, "result.json")
+    run.set_tags({"glue_score": f"{result.glue_score:.4f}", "adapter_params": result.adapter_params})
+

@@ -1,0 +1,269 @@
+"""End-to-end searches against the real components: a local Ray runtime (shared by the module),
+an Optuna study on disk, an MLflow sqlite store, and real torch training of a tiny random BERT on
+real GLUE rows. Nothing is mocked.
+
+Budget: about 2-3 minutes on 2 cores (two searches of 4 and 8 trials, a resume, quick failures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+optuna = pytest.importorskip("optuna")
+mlflow = pytest.importorskip("mlflow")
+
+from increlora.config import build_run_config  # noqa: E402
+from increlora.presets import load_preset, preset_overrides  # noqa: E402
+from orchestrator import search  # noqa: E402
+from orchestrator.export import read_front_csv  # noqa: E402
+from orchestrator.export import main as export_main  # noqa: E402
+from orchestrator.presets import RUNTIME_KNOBS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = "sst2"  # accuracy varies between trials even for a tiny model (CoLA's MCC stays 0)
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """One local Ray runtime for the whole module (2 CPUs, no GPU)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.setenv("RAY_AIR_NEW_OUTPUT", "0")
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("searches")
+
+
+def _common(tiny_model_dir: str, glue_dir: Path, workdir: Path) -> list[str]:
+    return [
+        "--task", TASK,
+        "--model", tiny_model_dir,
+        "--data-dir", str(glue_dir),
+        "--train-samples", "64",
+        "--eval-samples", "64",
+        "--max-steps", "12",
+        "--batch-size", "16",
+        "--output-dir", str(workdir / "searches"),
+        "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--seed", "42",
+    ]
+
+
+def _run(args: list[str], capsys) -> tuple[int, str, str, float]:
+    t0 = time.perf_counter()
+    rc = search.main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def plain_search(ray_runtime, tiny_model_dir, glue_dir, workdir) -> dict:
+    """A finished 4-trial IncreLoRA search (no scheduler)."""
+    args = _common(tiny_model_dir, glue_dir, workdir) + ["--trials", "4", "--name", "plain"]
+    t0 = time.perf_counter()
+    rc = search.main(args)
+    search_dir = workdir / "searches" / "plain"
+    return {"rc": rc, "dir": search_dir, "seconds": time.perf_counter() - t0,
+            "summary": json.loads((search_dir / "search.json").read_text()) if search_dir.is_dir() else {}}
+
+
+def _study(summary: dict):
+    return optuna.load_study(study_name=summary["study_name"], storage=summary["storage"])
+
+
+def _client(summary: dict):
+    return mlflow.MlflowClient(tracking_uri=summary["tracking_uri"])
+
+
+def _runs(summary: dict) -> tuple[list, list]:
+    """(parent runs of this search, child runs of this search)."""
+    c = _client(summary)
+    exp = c.get_experiment_by_name(summary["experiment_name"])
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.search = '{summary['name']}'", max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_four_trial_search_completes(plain_search):
+    assert plain_search["rc"] == 0
+    summary = plain_search["summary"]
+    assert summary["status"] == "finished"
+    assert summary["counts"] == {"COMPLETE": 4}
+    assert summary["front"], "the front is empty"
+    for name in ("pareto_front.csv", "pareto.png", "hypervolume.png", "optuna.db", "space.yaml"):
+        assert (plain_search["dir"] / name).is_file(), name
+    assert len(list((plain_search["dir"] / "presets").glob("*.yaml"))) == 3
+
+
+def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
+    summary = plain_search["summary"]
+    parents, children = _runs(summary)
+    assert len(parents) == 1 and parents[0].info.run_id == summary["parent_run_id"]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4
+    c = _client(summary)
+    modules = 2 * 6  # tiny BERT: 2 layers x q, k, v, o, f1, f2
+    for run in children:
+        assert run.info.status == "FINISHED", run.info.run_name
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.run_name.startswith(f"{TASK}-increlora-t")
+        rank_metrics = [k for k in run.data.metrics if k.startswith("rank.L")]
+        assert len(rank_metrics) == modules
+        assert {"glue_score", "final_glue_score", "adapter_params", "peak_trainable_params", "head_params",
+                "wall_time_s"} <= set(run.data.metrics)
+        history = c.get_metric_history(run.info.run_id, "glue_score")
+        assert len(history) == summary["max_evaluations"] and len({m.step for m in history}) == len(history)
+        artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert {"allocation.json", "allocation_heatmap.png", "result.json"} <= artifacts
+        assert float(run.data.tags["heatmap_vmax"]) == summary["heatmap_vmax"]
+        assert "target_rank" in run.data.params and "schedule.incre_interval" in run.data.params
+    # the parent's record of the search
+    assert {"command", "sampler", "seed", "model", "train_size", "package_version", "space"} <= set(parent.data.params)
+    assert "hypervolume" in parent.data.metrics
+    assert summary["name"] in parent.data.tags["mlflow.note.content"]
+    artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"pareto_front.csv", "pareto.png", "presets", "search.json"} <= artifacts
+    assert len(c.list_artifacts(parent.info.run_id, "presets")) == 3
+
+
+def test_pareto_csv_equals_optunas_front(plain_search):
+    summary = plain_search["summary"]
+    rows = read_front_csv(plain_search["dir"] / "pareto_front.csv")
+    front = _study(summary).best_trials
+    assert sorted(int(r["trial"]) for r in rows) == sorted(t.number for t in front)
+    values = {t.number: t.values for t in front}
+    for r in rows:
+        assert float(r["glue_score"]) == pytest.approx(values[int(r["trial"])][0])
+        assert int(r["adapter_params"]) == int(values[int(r["trial"])][1])
+
+
+def test_presets_reproduce_the_trial_configuration(plain_search):
+    summary = plain_search["summary"]
+    c = _client(summary)
+    presets = sorted((plain_search["dir"] / "presets").glob("*.yaml"))
+    assert {p.stem.split("-")[-1] for p in presets} == {"best", "smallest", "knee"}
+    for path in presets:
+        preset = load_preset(path)
+        assert preset.method == "increlora" and preset.task == TASK
+        cfg = build_run_config({**preset_overrides(preset), "task": preset.task}).flat()
+        run = c.get_run(preset.provenance["mlflow_run_id"])
+        assert run.data.params["trial_number"] == str(preset.provenance["trial"])
+        for knob, value in cfg.items():
+            if knob in RUNTIME_KNOBS:
+                continue
+            logged = run.data.params[knob]
+            expected = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            assert logged == expected, (path.name, knob, logged, expected)
+
+
+def test_export_cli_writes_the_presets(plain_search, tmp_path):
+    rc = export_main(["--search", str(plain_search["dir"]), "--out", str(tmp_path / "out")])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.yaml")) == [f"{TASK}-best.yaml", f"{TASK}-knee.yaml", f"{TASK}-smallest.yaml"]
+    assert export_main(["--search", "no-such-search", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_resume_of_a_finished_search_runs_nothing_new(plain_search, tiny_model_dir, glue_dir, workdir, capsys):
+    summary = plain_search["summary"]
+    before = len(_study(summary).trials)
+    _, children_before = _runs(summary)
+    rc, out, err, _ = _run(["--resume", "--name", "plain", "--output-dir", str(workdir / "searches")], capsys)
+    assert rc == 0, err
+    assert len(_study(summary).trials) == before == 4
+    parents, children = _runs(summary)
+    assert len(children) == len(children_before) == 4
+    assert parents[0].info.status == "FINISHED"
+    assert json.loads((plain_search["dir"] / "search.json").read_text())["status"] == "finished"
+
+
+def test_asha_search_prunes_and_keeps_pruned_trials_off_the_front(ray_runtime, tiny_model_dir, glue_dir, workdir, capsys):
+    args = _common(tiny_model_dir, glue_dir, workdir) + [
+        "--trials", "8", "--name", "asha", "--scheduler", "asha", "--max-concurrent", "1",
+        "--learning-rate", "0.02", "--search-extra", "learning_rate",
+    ]
+    rc, out, err, _ = _run(args, capsys)
+    assert rc == 0, err
+    summary = json.loads((workdir / "searches" / "asha" / "search.json").read_text())
+    study = _study(summary)
+    states = {t.number: t.state.name for t in study.trials}
+    pruned = {n for n, s in states.items() if s == "PRUNED"}
+    assert len(states) == 8 and pruned, f"ASHA stopped no trial: {states}"
+    front = {t.number for t in study.best_trials}
+    assert front and not front & pruned
+    rows = read_front_csv(workdir / "searches" / "asha" / "pareto_front.csv")
+    assert {int(r["trial"]) for r in rows} == front
+    parents, children = _runs(summary)
+    assert len(children) == 8
+    statuses = {int(r.data.params["trial_number"]): r.info.status for r in children}
+    assert "RUNNING" not in statuses.values() and parents[0].info.status == "FINISHED"
+    assert {n for n, s in statuses.items() if s == "KILLED"} == pruned
+    for run in children:  # stopped trials keep their last allocation, too
+        assert any(k.startswith("rank.L") for k in run.data.metrics)
+    assert "PRUNED" in out
+
+
+def test_gpu_request_on_a_machine_without_gpu_fails_at_once(ray_runtime, tiny_model_dir, glue_dir, workdir, capsys):
+    assert ray.cluster_resources().get("GPU", 0) == 0
+    args = _common(tiny_model_dir, glue_dir, workdir) + ["--trials", "2", "--name", "gpu", "--gpus-per-trial", "1"]
+    rc, out, err, seconds = _run(args, capsys)
+    assert rc == 2 and seconds < 60
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--gpus-per-trial" in lines[0] and lines[0].startswith("error:")
+    assert not (workdir / "searches" / "gpu").exists()
+
+
+def test_wrong_task_exits_2_with_one_line_and_no_folder(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.search", "--task", "colaa", "--output-dir", str(tmp_path / "s"),
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "colaa" in lines[0] and "--task" in lines[0]
+    assert not (tmp_path / "s").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_missing_data_exits_2_before_creating_anything(ray_runtime, tiny_model_dir, workdir, tmp_path, capsys):
+    empty = tmp_path / "glue"
+    (empty / "SST-2").mkdir(parents=True)
+    args = _common(tiny_model_dir, empty, workdir) + ["--trials", "2", "--name", "nodata"]
+    rc, out, err, _ = _run(args, capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "SST-2" in err
+    assert not (workdir / "searches" / "nodata").exists()
+
+
+def test_unreachable_tracking_server_exits_2(tmp_path, capsys):
+    rc, out, err, seconds = _run(["--task", TASK, "--output-dir", str(tmp_path / "s"),
+                                  "--tracking-uri", "http://127.0.0.1:9"], capsys)
+    assert rc == 2 and seconds < 30 and "unreachable" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_help_lists_every_flag_with_its_default():
+    parser = search.build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.option_strings[-1] in text
+            assert "default" in (action.help or ""), action.option_strings

@@ -1,0 +1,120 @@
+"""End-to-end: each method trains a few steps with the packaged MiniLM on real CoLA rows; the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from increlora.config import build_run_config
+from increlora.trainer import train
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "task": "cola",
+    "train_samples": 64,
+    "eval_samples": 64,
+    "max_steps": 6,
+    "batch_size": 16,
+    "eval_steps": 3,
+    "max_length": 32,
+    "progress": False,
+    "threads": 2,
+}
+
+
+@pytest.mark.parametrize(
+    "method, knobs",
+    [
+        ("increlora", {"init_warmup": 0, "incre_interval": 1, "top_h": 12, "target_rank": 2.0}),
+        ("lora", {"r": 2}),
+        ("adalora", {"init_r": 3, "target_r": 2.0}),
+    ],
+)
+def test_each_method_runs_on_real_cola(method, knobs, glue_dir, tmp_path):
+    cfg = build_run_config({**FAST, **knobs, "method": method, "data_dir": str(glue_dir), "output_dir": str(tmp_path)})
+    events = []
+    result = train(cfg, on_evaluate=events.append)
+    assert result.steps == 6 and [e.step for e in events] == [3, 6] and events[-1].is_final
+    assert math.isfinite(result.glue_score) and -100 <= result.glue_score <= 100
+    assert result.train_size == 64 and result.eval_size == 64
+    assert len(result.allocation) == 36  # 6 layers x 6 module types
+    assert sum(result.allocation.values()) == 72  # average rank 2: the budget, exactly
+    assert result.head_params > 0 and result.peak_trainable_params >= result.adapter_params
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["allocation"] == result.allocation and saved["method"] == method
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    if method == "increlora":
+        assert [e["step"] for e in result.growth_events][:3] == [1, 1, 1]
+        assert result.schedule["growth_end_step"] == 3 and result.schedule["cleaned_up"]
+        assert result.peak_trainable_params > result.adapter_params + result.head_params  # reserves counted
+
+
+def _cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "increlora.train", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_cli_trains_and_writes_result(glue_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = _cli(
+        "--task", "CoLA", "--data-dir", str(glue_dir), "--train-samples", "48", "--eval-samples", "48",
+        "--max-steps", "3", "--batch-size", "16", "--max-length", "32", "--quiet", "--output-dir", str(out),
+        "--init-warmup", "0", "--incre-interval", "1", "--top-h", "12",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "GLUE score" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["task"] == "cola" and result["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--task", "colaa"], "unknown GLUE task"),
+        (["--task", "qnli"], "--data-dir"),
+        (["--task", "cola", "--top-h", "0"], "top_h"),
+    ],
+)
+def test_cli_bad_input_is_one_line_error(args, needle, glue_dir, tmp_path):
+    out = tmp_path / "never"
+    t0 = time.perf_counter()
+    proc = _cli(*args, "--data-dir", str(glue_dir), "--output-dir", str(out), "--max-steps", "1")
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+    assert not out.exists()
+    assert time.perf_counter() - t0 < 60
+
+
+def test_cli_preset_applies_and_flags_override(glue_dir, tmp_path):
+    from increlora.presets import Preset, save_preset
+
+    preset = tmp_path / "p.yaml"
+    save_preset(Preset(preset_version=1, method="lora", task="rte", config={"r": 3, "learning_rate": 0.004}), preset)
+    out = tmp_path / "run"
+    proc = _cli(
+        "--task", "cola", "--preset", str(preset), "--r", "1", "--data-dir", str(glue_dir), "--train-samples", "32",
+        "--eval-samples", "32", "--max-steps", "2", "--batch-size", "16", "--max-length", "32", "--quiet",
+        "--output-dir", str(out), "--no-save-adapter",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == "lora" and result["config"]["r"] == 1 and result["config"]["learning_rate"] == 0.004
+    assert not (out / "adapter").exists()
+
+
+def test_help_lists_every_knob():
+    from increlora.config import METHOD_CONFIGS, TrainConfig, field_names
+
+    proc = subprocess.run([sys.executable, "-m", "increlora.train", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for cls in [TrainConfig, *METHOD_CONFIGS.values()]:
+        for name in field_names(cls):
+            assert "--" + name.replace("_", "-") in proc.stdout, name

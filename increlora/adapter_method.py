@@ -6,9 +6,11 @@ around ``optimizer.step()``, not by a copied loop.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -92,3 +94,11 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence transformers' deprecation warning that peft triggers when wrapping a model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

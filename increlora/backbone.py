@@ -91,8 +91,12 @@ def load_model(
     if classifier_dropout is not None:
         config.classifier_dropout = classifier_dropout
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "classifier weights newly initialized" report is expected
+    hf_logging.disable_progress_bar()
     try:
         return AutoModelForSequenceClassification.from_pretrained(path, config=config)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .adapter_method import AdapterMethod, no_decay, target_linears
+from .adapter_method import AdapterMethod, quiet_peft, no_decay, target_linears
 from .config import AdaLoraBaselineConfig, ConfigError, LoraBaselineConfig, TrainConfig
 
 
@@ -70,7 +69,8 @@ class LoraMethod(_PeftMethod):
             target_modules=list(self.names),
             modules_to_save=list(self.head_modules),
         )
-        self.model = get_peft_model(model, config)
+        with quiet_peft():
+            self.model = get_peft_model(model, config)
 
     def allocation(self) -> dict[str, int]:
         return {n: self.r for n in self.names}
@@ -113,7 +113,8 @@ class AdaLoraMethod(_PeftMethod):
             target_modules=list(self.names),
             modules_to_save=list(self.head_modules),
         )
-        self.model = get_peft_model(model, config)
+        with quiet_peft():
+            self.model = get_peft_model(model, config)
         # A fractional average target rank: set the total budget directly.
         self.model.base_model.rankallocator.target_bgt = int(round(cfg.target_r * len(self.names)))
         self.peak = None
@@ -146,5 +147,3 @@ def uses_label_loss(method: AdapterMethod) -> bool:
     """AdaLoRA adds its orthogonal term inside the peft model's loss (labels must be passed)."""
     return isinstance(method, AdaLoraMethod)
 
-
-__all__ = ["LoraMethod", "AdaLoraMethod", "trainable_in", "uses_label_loss", "torch"]

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .adapter_method import AdapterMethod, head_parameters, no_decay, replace_module, target_linears
+from .adapter_method import AdapterMethod, quiet_peft, head_parameters, no_decay, replace_module, target_linears
 from .allocator import Allocator, GrowthPlan, ImportanceEMA
 from .config import ConfigError, IncreLoRAConfig, TrainConfig, resolve_n_add
 from .layer import RESERVE_LAMBDA, SVDLinear
@@ -282,7 +282,8 @@ class IncreLoRAMethod(AdapterMethod):
             alpha_pattern=dict(alphas),
             modules_to_save=list(self.head_modules),
         )
-        peft_model = get_peft_model(export, config)
+        with quiet_peft():
+            peft_model = get_peft_model(export, config)
         with torch.no_grad():
             for name, (a, b) in factors.items():
                 lora_layer = peft_model.base_model.model.get_submodule(name)

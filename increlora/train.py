@@ -10,16 +10,7 @@ import dataclasses
 import sys
 from typing import Any, Optional, Sequence, get_type_hints
 
-from .config import (
-    METHOD_CONFIGS,
-    METHODS,
-    AdaLoraBaselineConfig,
-    ConfigError,
-    IncreLoRAConfig,
-    LoraBaselineConfig,
-    TrainConfig,
-    build_run_config,
-)
+from .config import METHOD_CONFIGS, METHODS, ConfigError, TrainConfig, build_run_config
 from .task_defaults import PROFILES, resolve_profile, task_defaults
 
 EPILOG = """\
@@ -157,5 +148,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["main", "build_parser", "resolve_overrides", "IncreLoRAConfig", "LoraBaselineConfig", "AdaLoraBaselineConfig"]

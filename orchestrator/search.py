@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import math
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -78,11 +78,19 @@ def _gpus(text: str) -> Optional[float]:
     return None if text == "auto" else _non_negative_float(text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _err(f"{message} (see --help)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI; every flag's help ends with its default."""
     from increlora.config import METHODS
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m orchestrator.search",
         description=(
             "Multi-objective search (GLUE score up, adapter parameters down) over IncreLoRA's budget, growth "
@@ -349,12 +357,12 @@ def _check_new(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             raise SearchError(f"--preset {path}: a {preset.method} preset cannot seed a {method} search (--method)")
         presets.append((str(Path(path).resolve()), preset))
 
-    uri = args.tracking_uri or tracking.default_tracking_uri(Path.cwd())
+    uri = tracking.absolute_uri(args.tracking_uri or tracking.default_tracking_uri(Path.cwd()), Path.cwd())
     try:
         tracking.check_tracking_uri(uri, timeout=5.0)
     except tracking.TrackingError as exc:
         raise SearchError(str(exc)) from None
-    storage = args.storage or f"sqlite:///{search_dir / 'optuna.db'}"
+    storage = tracking.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
     if args.storage:
         try:
             import optuna
@@ -407,6 +415,8 @@ def _init_ray(args: argparse.Namespace) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if args.address:
+        check_ray_address(args.address)
     try:
         if args.address:
             ray.init(address=args.address, **kwargs)
@@ -416,6 +426,22 @@ def _init_ray(args: argparse.Namespace) -> bool:
         where = f"--address {args.address}" if args.address else "a local Ray runtime"
         raise SearchError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None
     return True
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """A TCP connect to ``host:port`` of ``--address`` (``ray://`` too), so a wrong address fails in
+    seconds instead of Ray's long retries; ``auto`` is left to Ray."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise SearchError(f"--address {address}: expected HOST:PORT (or ray://HOST:PORT, or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        raise SearchError(f"--address {address}: no Ray cluster answers there ({exc})") from None
 
 
 def _resources(summary: dict[str, Any], args: argparse.Namespace) -> None:
@@ -750,6 +776,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         finally:
             if started:
                 _shutdown_ray()
+                _sweep_runs(summary)
 
     summary = _check_new(args, argv)
     _check_offline(summary.get("model"))
@@ -790,6 +817,18 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     finally:
         if started:
             _shutdown_ray()
+            _sweep_runs(summary)
+
+
+def _sweep_runs(summary: dict[str, Any]) -> None:
+    """After Ray is gone no trial can still be logging: end whatever child run is left RUNNING."""
+    from orchestrator import tracking
+
+    if summary.get("parent_run_id") and summary.get("experiment_id"):
+        try:
+            tracking.close_dangling_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"], "KILLED")
+        except Exception:  # pragma: no cover - best effort on the way out
+            pass
 
 
 def _fit_and_finish(tuner: tune.Tuner, summary: dict[str, Any], search_dir: Path) -> int:
@@ -821,7 +860,10 @@ def _shutdown_ray() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m orchestrator.search``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
+        return int(exc.code or 0)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
         return run_search(args, argv_list)

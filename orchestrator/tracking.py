@@ -69,6 +69,15 @@ def default_tracking_uri(cwd: Path) -> str:
     return f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}"
 
 
+def absolute_uri(uri: str, cwd: Path) -> str:
+    """``sqlite:///relative.db`` -> ``sqlite:////<cwd>/relative.db`` (Ray workers may run elsewhere)."""
+    path = sqlite_path(uri)
+    if path is not None and not path.is_absolute():
+        query = uri.split("?", 1)[1] if "?" in uri else ""
+        return f"sqlite:///{(Path(cwd) / path).resolve()}" + (f"?{query}" if query else "")
+    return uri
+
+
 def is_remote(uri: str) -> bool:
     return urlparse(uri).scheme in ("http", "https", "databricks")
 
@@ -276,8 +285,10 @@ class ChildRun:
         for k, v in tags.items():
             self._client.set_tag(self.run_id, k, str(v))
 
-    def finish(self, status: str = "FINISHED") -> None:
-        self._client.set_terminated(self.run_id, status)
+    def finish(self, status: str = "FINISHED") -> bool:
+        """End the run with ``status`` unless the driver already ended it (an interrupted search
+        marks its runs KILLED, and a worker finishing late must not turn them FINISHED)."""
+        return terminate_if_running(self._client, self.run_id, status)
 
 
 def child_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:

@@ -195,15 +195,22 @@ def test_resume_of_a_finished_search_runs_nothing_new(plain_search, tiny_model_d
     assert json.loads((plain_search["dir"] / "search.json").read_text())["status"] == "finished"
 
 
-def test_asha_search_prunes_and_keeps_pruned_trials_off_the_front(ray_runtime, tiny_model_dir, glue_dir, workdir, capsys):
+def test_asha_search_prunes_and_keeps_pruned_trials_off_the_front(plain_search, tiny_model_dir, glue_dir, workdir, capsys):
+    preset_path = plain_search["dir"] / "presets" / f"{TASK}-knee.yaml"
     args = _common(tiny_model_dir, glue_dir, workdir) + [
         "--trials", "8", "--name", "asha", "--scheduler", "asha", "--max-concurrent", "1",
-        "--learning-rate", "0.02", "--search-extra", "learning_rate",
+        "--learning-rate", "0.02", "--search-extra", "learning_rate", "--preset", str(preset_path),
     ]
     rc, out, err, _ = _run(args, capsys)
     assert rc == 0, err
     summary = json.loads((workdir / "searches" / "asha" / "search.json").read_text())
     study = _study(summary)
+    # the preset was evaluated first, with its own knobs
+    first = study.trials[0]
+    preset = load_preset(preset_path)
+    assert first.user_attrs["preset"] == str(preset_path.resolve())
+    for knob in ("target_rank", "init_warmup_frac", "incre_interval_frac", "beta1", "beta2", "learning_rate"):
+        assert first.user_attrs["config"][knob] == preset.config[knob], knob
     states = {t.number: t.state.name for t in study.trials}
     pruned = {n for n, s in states.items() if s == "PRUNED"}
     assert len(states) == 8 and pruned, f"ASHA stopped no trial: {states}"
@@ -260,6 +267,13 @@ def test_unreachable_tracking_server_exits_2(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+def test_usage_errors_are_one_line(capsys):
+    rc, out, err, _ = _run(["--method", "dora"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--method" in err
+    rc, out, err, _ = _run(["--task", TASK, "--preset", "/no/such/preset.yaml"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "preset file not found" in err
+
+
 def test_help_lists_every_flag_with_its_default():
     parser = search.build_parser()
     text = parser.format_help()
@@ -267,3 +281,18 @@ def test_help_lists_every_flag_with_its_default():
         if action.option_strings and action.dest != "help":
             assert action.option_strings[-1] in text
             assert "default" in (action.help or ""), action.option_strings
+
+
+def test_budget_params_range_matches_the_trainers_count(tiny_model_dir, glue_dir):
+    """``--budget params`` derives its range from the model; average rank 1 must cost what the trainer counts."""
+    from increlora.backbone import load_tokenizer
+    from increlora.glue import prepare_data
+    from increlora.trainer import train
+
+    cost = search.uniform_rank_cost(tiny_model_dir)
+    assert cost == 2 * (4 * (2 * 32 + 1) + 2 * (32 + 64 + 1))
+    data = prepare_data(TASK, load_tokenizer(tiny_model_dir), data_dir=glue_dir, train_samples=16, eval_samples=16,
+                        max_length=32, seed=0)
+    cfg = build_run_config({"task": TASK, "model": tiny_model_dir, "target_rank": 1.0, "max_steps": 1, "batch_size": 8,
+                            "progress": False, "device": "cpu"})
+    assert train(cfg, data).adapter_params == cost

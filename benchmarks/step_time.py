@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
-
 import torch
 
 from increlora.adapter_method import AdapterMethod, head_parameters
@@ -68,28 +66,34 @@ def make(kind: str, total_steps: int, budget_params: int) -> AdapterMethod:
     return build_method(cfg, model, total_steps)
 
 
-def time_steps(method: AdapterMethod, n_warmup: int, n_measure: int, total_steps: int, batch: dict, *, start: int = 0) -> list[float]:
-    groups = method.param_groups(0.0)
-    for g in groups:
-        g["base_lr"] = 1e-3
-    opt = torch.optim.AdamW(groups, lr=1e-3)
-    schedule = GroupLinearSchedule(warmup_steps=2, total_steps=total_steps)
-    method.model.train()
-    times = []
-    dev = torch.device("cpu")
-    for step in range(start, start + n_warmup + n_measure):
+class Runner:
+    """One variant's model, optimizer and step counter; ``step()`` times one training step."""
+
+    def __init__(self, method: AdapterMethod, total_steps: int, batch: dict) -> None:
+        self.method = method
+        groups = method.param_groups(0.0)
+        for g in groups:
+            g["base_lr"] = 1e-3
+        self.opt = torch.optim.AdamW(groups, lr=1e-3)
+        self.schedule = GroupLinearSchedule(warmup_steps=2, total_steps=total_steps)
+        self.batch = batch
+        self.n = 0
+        method.model.train()
+
+    def step(self) -> float:
         t0 = time.perf_counter()
-        train_step(method, opt, schedule, batch, step, max_grad_norm=1.0, device=dev)
-        if step >= start + n_warmup:
-            times.append(time.perf_counter() - t0)
+        train_step(self.method, self.opt, self.schedule, self.batch, self.n, max_grad_norm=1.0, device=torch.device("cpu"))
+        self.n += 1
+        return time.perf_counter() - t0
+
+
+def interleaved(runners: dict[str, Runner], rounds: int) -> dict[str, list[float]]:
+    """Round-robin one step of each variant per round, so machine noise hits all of them alike."""
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for kind, runner in runners.items():
+            times[kind].append(runner.step())
     return times
-
-
-def whole_run(method_factory: Callable[[], AdapterMethod], steps: int, batch: dict) -> float:
-    method = method_factory()
-    t0 = time.perf_counter()
-    time_steps(method, 0, steps, steps, batch)
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -107,32 +111,33 @@ def main() -> None:
         "token_type_ids": torch.zeros(32, 64, dtype=torch.long),
         "labels": torch.randint(0, 2, (32,)),
     }
-    lora = make("lora", 1000, 0)
-    budget = lora.adapter_param_count()
+    budget = make("lora", 1000, 0).adapter_param_count()
     print(f"MiniLM-L6, CPU, {args.threads} threads, batch 32 x 64 tokens; budget {budget:,} adapter params (LoRA r=2, 6 module types)")
-    rows = []
-    for kind in ("lora", "adalora", "full", "increlora-growing", "increlora-grown"):
-        method = lora if kind == "lora" else make(kind, 1000, budget)
-        start = 0
-        if kind == "increlora-grown":  # finish growth first (one step per round), then measure
-            time_steps(method, 0, 3, 1000, batch)
-            assert not method.growing, "growth should be over"
-            start = 3
-        times = time_steps(method, args.warmup, args.steps, 1000, batch, start=start)
-        params = method.adapter_param_count()
-        rows.append((kind, statistics.median(times), params, method.trainable_param_count()))
-    base = rows[0][1]
+    kinds = ("lora", "adalora", "full", "increlora-growing", "increlora-grown")
+    runners = {k: Runner(make(k, 1000, budget), 1000, batch) for k in kinds}
+    grown = runners["increlora-grown"]
+    for _ in range(3):  # one growth round per step: the budget is reached before measuring
+        grown.step()
+    assert not grown.method.growing, "growth should be over"
+    interleaved(runners, args.warmup)
+    times = interleaved(runners, args.steps)
+    base = statistics.median(times["lora"])
     print(f"\n{'variant':<20}{'median step s':>14}{'x LoRA':>9}{'adapter params':>16}{'trainable now':>15}")
-    for kind, med, params, trainable in rows:
-        print(f"{kind:<20}{med:>14.3f}{med / base:>9.2f}{params:>16,}{trainable:>15,}")
-    t_lora = whole_run(lambda: make("lora", args.run_steps, budget), args.run_steps, batch)
-    inc = make("increlora-run", args.run_steps, budget)
-    t0 = time.perf_counter()
-    time_steps(inc, 0, args.run_steps, args.run_steps, batch)
-    t_inc = time.perf_counter() - t0
+    for kind in kinds:
+        med = statistics.median(times[kind])
+        m = runners[kind].method
+        print(f"{kind:<20}{med:>14.3f}{med / base:>9.2f}{m.adapter_param_count():>16,}{m.trainable_param_count():>15,}")
+    del runners
+    whole = {
+        "lora": Runner(make("lora", args.run_steps, budget), args.run_steps, batch),
+        "increlora": Runner(make("increlora-run", args.run_steps, budget), args.run_steps, batch),
+    }
+    run_times = interleaved(whole, args.run_steps)
+    t_inc, t_lora = sum(run_times["increlora"]), sum(run_times["lora"])
+    inc = whole["increlora"].method
     end = inc.schedule_info()["growth_end_step"]
     print(
-        f"\nwhole run of {args.run_steps} steps (growth ends at step {end}): "
+        f"\nwhole run of {args.run_steps} steps, interleaved (IncreLoRA growth ends at step {end}): "
         f"IncreLoRA {t_inc:.1f}s, LoRA {t_lora:.1f}s, ratio {t_inc / t_lora:.2f}x; "
         f"final IncreLoRA adapter params {inc.adapter_param_count():,}"
     )

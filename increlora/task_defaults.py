@@ -1,10 +1,12 @@
 """Per-task default knobs: the paper's GLUE scripts (spec section 2.2) and a CPU profile.
 
 ``paper``: DeBERTaV3-base settings of the official scripts, for full runs on a GPU.
-``cpu``: settings that finish in minutes on 2 CPU cores with the packaged MiniLM and still learn:
-a seeded 2,000-example training subset, 3 epochs, sequence length 64 (128 for sentence pairs), a
-higher learning rate for the short run, and the growth schedule scaled to the run (warm-up 5 %,
-one round every 3 % of the steps, so growth ends around 40 % of training at average rank 2).
+``cpu``: settings that finish in about four minutes on 2 CPU cores with the packaged MiniLM and
+still learn: a seeded 4,000-example stratified training subset, 3 epochs (375 steps), sequence length
+64 (128 for sentence pairs), learning rate 3e-3 and alpha 32 for the short run, and the growth
+schedule scaled to the run (warm-up 5 %, one round every 3 % of the steps, so growth ends around
+40 % of training at average rank 2). Measured on CoLA: MCC ~13 (the majority-class baseline is 0);
+with fewer than ~250 steps this encoder stays at the majority class on CoLA.
 ``auto`` picks ``paper`` on CUDA and ``cpu`` otherwise.
 """
 
@@ -74,11 +76,11 @@ def task_defaults(task: str, method: str, profile: str, target_rank: float = 2.0
                 out["lora_dropout"] = drop8
     else:
         out = {
-            "train_samples": 2000,
+            "train_samples": 4000,
             "epochs": 3.0,
             "max_length": 128 if task in _PAIR_TASKS else 64,
-            "learning_rate": 2e-3,
-            "lora_alpha": float(alpha),
+            "learning_rate": 3e-3,
+            "lora_alpha": 32.0,
             "lora_dropout": 0.0,
             "warmup_ratio": 0.06,
             "classifier_dropout": cdrop,

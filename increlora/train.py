@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             shared = [m for m in METHODS if f.name in {x.name for x in dataclasses.fields(METHOD_CONFIGS[m])}]
             note = f" [{'/'.join(shared)}]" if cls is not TrainConfig and len(shared) > 1 else ""
-            help_text = f"{f.metadata.get('help', '')}{note} (default: {default})"
+            help_text = f"{f.metadata.get('help', '')}{note} (default: {default})".replace("%", "%%")
             if f.name == "method":
                 group.add_argument(_flag(f.name), choices=METHODS, default=argparse.SUPPRESS, help=help_text)
                 continue

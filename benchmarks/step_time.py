@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
 import torch
 
 from increlora.adapter_method import AdapterMethod, head_parameters

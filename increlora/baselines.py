@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .adapter_method import AdapterMethod, quiet_peft, no_decay, target_linears
+from .adapter_method import AdapterMethod, no_decay, quiet_peft, target_linears
 from .config import AdaLoraBaselineConfig, ConfigError, LoraBaselineConfig, TrainConfig
 
 

@@ -19,7 +19,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .adapter_method import AdapterMethod, quiet_peft, head_parameters, no_decay, replace_module, target_linears
+from .adapter_method import (
+    AdapterMethod,
+    head_parameters,
+    no_decay,
+    quiet_peft,
+    replace_module,
+    target_linears,
+)
 from .allocator import Allocator, GrowthPlan, ImportanceEMA
 from .config import ConfigError, IncreLoRAConfig, TrainConfig, resolve_n_add
 from .layer import RESERVE_LAMBDA, SVDLinear

@@ -19,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import yaml
 
+from increlora.atomic import write_text_atomic
 from increlora.config import METHODS, ConfigError, build_run_config
 
 PRESET_VERSION = 1
@@ -195,20 +195,4 @@ def save_preset(preset: Preset, path: PathLike) -> Path:
     doc = _plain(preset.to_dict())
     parse_preset(doc, str(p))  # never write a preset that would not load
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(_header(preset))
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return write_text_atomic(p, _header(preset) + body)

@@ -7,11 +7,8 @@ callback receives every evaluation (the orchestrator forwards them to Ray Tune).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import random
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,8 +20,14 @@ import torch
 
 from . import __version__
 from .adapter_method import AdapterMethod
+from .atomic import write_json_atomic
 from .backbone import display_name, load_model, load_tokenizer, resolve_model
-from .config import AdaLoraBaselineConfig, IncreLoRAConfig, LoraBaselineConfig, RunConfig
+from .config import (
+    AdaLoraBaselineConfig,
+    IncreLoRAConfig,
+    LoraBaselineConfig,
+    RunConfig,
+)
 from .glue import PreparedData, batches, normalize_task, prepare_data
 from .lr_schedule import GroupLinearSchedule
 from .metrics import compute_metrics, glue_score
@@ -307,22 +310,6 @@ def train(
     result.wall_time_s = time.perf_counter() - t_start
     result._method = method  # type: ignore[attr-defined]  # for callers that export or inspect
     return result
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    return str(o)
 
 
 class _NoProgress:

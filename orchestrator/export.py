@@ -20,11 +20,11 @@ import csv
 import datetime as _dt
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from increlora.atomic import write_json_atomic
 
 SEARCH_FILE = "search.json"
 FRONT_CSV = "pareto_front.csv"
@@ -60,13 +60,7 @@ def read_summary(search_dir: Path) -> dict[str, Any]:
 
 def write_summary(search_dir: Path, summary: dict[str, Any]) -> Path:
     """Write ``search.json`` atomically."""
-    path = Path(search_dir) / SEARCH_FILE
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".search.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(search_dir) / SEARCH_FILE, summary)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,6 +218,21 @@ def note_text(summary: dict[str, Any], counts: dict[str, int], front_rows: Seque
     return "\n".join(lines)
 
 
+def baseline_reference(summary: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """LoRA / AdaLoRA points of the other searches in this search's MLflow experiment (the
+    Pareto plot's reference markers); empty when there are none or MLflow cannot be read."""
+    from orchestrator import tracking
+
+    if not summary.get("tracking_uri") or not summary.get("experiment_id"):
+        return {}
+    methods = [m for m in tracking.BASELINE_METHODS if m != summary.get("method")]
+    try:
+        return tracking.reference_points(summary["tracking_uri"], summary["experiment_id"],
+                                         exclude_parent=summary.get("parent_run_id"), methods=methods)
+    except Exception:  # the plot is still useful without its reference points
+        return {}
+
+
 def finalize(summary: dict[str, Any], *, search_dir: Path, mlflow: bool = True) -> dict[str, Any]:
     """Write the front, plots and presets of a search; log them on its parent run; return the
     updated summary (also written to ``search.json``)."""
@@ -253,8 +262,11 @@ def finalize(summary: dict[str, Any], *, search_dir: Path, mlflow: bool = True) 
             if r["state"] == "PRUNED" and r["score"] is not None and r["adapter_params"] is not None
         ]
         title = f"{summary['task']} {summary['method']}: {summary['name']}"
+        reference = baseline_reference(summary) if mlflow else {}
         outputs["pareto_png"] = str(plots.pareto_plot(points, front_idx, search_dir / PARETO_PNG, title=title,
-                                                      highlight=picks, pruned=pruned))
+                                                      highlight=picks, pruned=pruned, reference=reference))
+        if reference:
+            outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
         curve = hypervolume_curve(points, ref)
         outputs["hypervolume_png"] = str(plots.hypervolume_plot({summary["sampler"]: curve}, search_dir / HYPERVOLUME_PNG,
                                                                 title=f"hypervolume: {summary['name']}"))

@@ -118,3 +118,13 @@ def test_help_lists_every_knob():
     for cls in [TrainConfig, *METHOD_CONFIGS.values()]:
         for name in field_names(cls):
             assert "--" + name.replace("_", "-") in proc.stdout, name
+
+
+def test_training_is_seeded_and_repeatable(tiny_model_dir, glue_dir):
+    knobs = {**FAST, "model": tiny_model_dir, "data_dir": str(glue_dir), "init_warmup": 0, "incre_interval": 1, "top_h": 6}
+    first = train(build_run_config(knobs))
+    second = train(build_run_config(knobs))
+    assert first.history == second.history
+    assert first.allocation == second.allocation and first.growth_events == second.growth_events
+    other = train(build_run_config({**knobs, "seed": 7}))
+    assert other.history[-1]["train_loss"] != first.history[-1]["train_loss"]

@@ -308,7 +308,6 @@ def train(
         result.wall_time_s = time.perf_counter() - t_start
         write_json_atomic(out / "result.json", result.to_dict())
     result.wall_time_s = time.perf_counter() - t_start
-    result._method = method  # type: ignore[attr-defined]  # for callers that export or inspect
     return result
 
 

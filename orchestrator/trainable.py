@@ -181,6 +181,7 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
                 pass
         raise
     score = result.glue_score if ctx.objective == "final" else result.best_glue_score
+    _release_memory()
     tune.report(
         {
             SCORE: float(score),
@@ -200,6 +201,18 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
             FINAL_KEY: True,
         }
     )
+
+
+def _release_memory() -> None:
+    """Return freed heap memory to the OS between trials (reused actors run many trials)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
 
 
 def _quiet_worker() -> None:

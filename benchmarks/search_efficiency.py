@@ -1,0 +1,343 @@
+"""Search efficiency: Pareto hypervolume against trials for multi-objective TPE, NSGA-II and random.
+
+The same IncreLoRA search (``python -m orchestrator.search``, built-in space: target_rank 1-8 log,
+init_warmup_frac, incre_interval_frac, beta1, beta2; objectives GLUE score up, adapter parameters
+down) is run with each sampler and three seeds, 32 trials each, on the fidelity benchmark's data:
+a seeded, stratified 1,000-row training subset, the full dev set, 3 epochs (96 steps), the
+packaged MiniLM on CPU, 2 trials at a time on 2 cores, adapters not saved. The search's ``--seed``
+seeds both the sampler and the trials' training (data subset included), so for one seed the three
+samplers see the same data: the comparison is paired by seed.
+
+Default task SST-2: at 96 steps MiniLM stays at the majority class on CoLA (MCC 0, see README), so
+every CoLA trial would score the reference and every hypervolume would be 0.
+
+Hypervolume (``orchestrator.pareto.hypervolume``) of the COMPLETE trials among the first k trials
+(trial order = Optuna trial number; failed trials count against the budget and add nothing).
+Reference point = (chance score, 1.1 x the largest adapter size the space can produce):
+- chance score: the GLUE score of the majority-class predictor on the full dev set (0 for CoLA's
+  MCC, the majority-class accuracy for SST-2/RTE/QNLI, mean(F1, accuracy) of that predictor for MRPC);
+- the largest adapter size: the space's largest budget (target_rank 8 -> total rank R = 8 M over the
+  M adapted modules), every rank above the initial rank 1 per module placed in the costliest module:
+  sum_k (d_in+d_out+1) + (R - M) * max_k (d_in+d_out+1) (MiniLM: 525,600; with ``--budget params``
+  the range's upper end).
+The table reports the hypervolume normalised by the box between the reference point and (score 100,
+0 params), in percent: HV / ((100 - chance) * ref_params) * 100, after 8/16/24/32 trials, median
+[min-max] over seeds per sampler, plus the raw box area for converting back. Plot: the median curve
+per sampler, ``docs/search_efficiency.png`` (``orchestrator.plots.hypervolume_plot``).
+
+Each search lives in ``benchmarks/results/search_efficiency/<task>-<sampler>-s<seed>/`` (search.json,
+optuna.db, trials/, presets/; MLflow in ``benchmarks/results/search_efficiency/mlflow.db``; the
+search's own output in ``<name>.log``). Resumable: a search whose search.json says ``finished`` is
+skipped; one with a search.json but not finished is continued with ``--resume``. The table goes to
+stdout and to ``benchmarks/results/search_efficiency.md``. The TPE seed-0 search's
+``presets/<task>-best.yaml`` is the natural ``--preset-file`` of ``benchmarks/fidelity.py``.
+
+Full run (9 searches x 32 trials = 288 trials of 96 steps; about 4-5 h on 2 idle cores):
+
+    python benchmarks/search_efficiency.py
+
+Smoke test (1 seed per sampler, 3 trials, 2 steps, 64 training / 32 dev rows, one trial at a time,
+under benchmarks/results/search_efficiency-smoke/):
+
+    python benchmarks/search_efficiency.py --smoke [--model tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    DOCS,
+    RESULTS,
+    ROOT,
+    chance_level,
+    csv_list,
+    default_data_dir,
+    md_table,
+    med_range,
+    module_shapes,
+    read_json,
+    resolve_model_arg,
+    say,
+    write_report,
+)
+
+SAMPLERS = ("tpe", "nsga2", "random")
+FULL_DEV = 10**9  # --eval-samples larger than any dev set = the full dev set
+
+
+def search_name(task: str, sampler: str, seed: int) -> str:
+    return f"{task}-{sampler}-s{seed}"
+
+
+def search_command(args: argparse.Namespace, name: str, sampler: str, seed: int, out_dir: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "orchestrator.search", "--task", args.task, "--method", "increlora",
+           "--trials", str(args.trials), "--sampler", sampler, "--seed", str(seed), "--name", name,
+           "--output-dir", str(out_dir), "--tracking-uri", f"sqlite:///{out_dir / 'mlflow.db'}",
+           "--train-samples", str(args.train_samples),
+           "--eval-samples", str(args.eval_samples if args.eval_samples else FULL_DEV),
+           "--epochs", str(args.epochs), "--population-size", str(args.population_size), "--budget", args.budget,
+           "--no-save-adapters"]
+    if args.max_steps:
+        cmd += ["--max-steps", str(args.max_steps)]
+    if args.model_path:
+        cmd += ["--model", args.model_path]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    if args.max_concurrent:
+        cmd += ["--max-concurrent", str(args.max_concurrent)]
+    if args.num_cpus:
+        cmd += ["--num-cpus", str(args.num_cpus)]
+    return cmd
+
+
+def run_search(args: argparse.Namespace, sampler: str, seed: int, out_dir: Path) -> tuple[str, Optional[dict]]:
+    """Run, resume or skip one search; returns (what happened, its search.json)."""
+    name = search_name(args.task, sampler, seed)
+    sdir = out_dir / name
+    summary = read_json(sdir / "search.json")
+    if summary and summary.get("status") == "finished":
+        return "cached", summary
+    if summary:
+        cmd = [sys.executable, "-m", "orchestrator.search", "--resume", "--name", name, "--output-dir", str(out_dir)]
+        what = "resumed"
+    else:
+        if sdir.exists():  # created but never got as far as search.json: nothing worth keeping
+            shutil.rmtree(sdir)
+        cmd = search_command(args, name, sampler, seed, out_dir)
+        what = "ran"
+    log = out_dir / f"{name}.log"
+    say(f"  {name}: {what} ... (output in {log})")
+    t0 = time.perf_counter()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "a") as fh:
+        fh.write(f"\n$ {' '.join(cmd)}\n")
+        fh.flush()
+        rc = subprocess.run(cmd, cwd=out_dir, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+    summary = read_json(sdir / "search.json")
+    status = summary.get("status") if summary else "missing"
+    say(f"  {name}: exit {rc}, status {status}, {(time.perf_counter() - t0) / 60:.1f} min")
+    return what if status == "finished" else f"{what}, not finished (exit {rc})", summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Hypervolume
+# ----------------------------------------------------------------------------------------------
+
+
+def space_max_params(summary: dict[str, Any], shapes: dict[str, tuple[int, int]]) -> tuple[float, str]:
+    """Largest adapter size the search's IncreLoRA space can produce; (params, how it was computed)."""
+    space = summary.get("space") or {}
+    params = space.get("params") or {}
+    constants = {**(summary.get("base") or {}), **(space.get("constants") or {})}
+    costs = [i + o + 1 for i, o in shapes.values()]
+    m = len(costs)
+    init_rank = int(constants.get("init_rank") or 1)
+    initial = init_rank * sum(costs)
+    if "budget_params" in params:
+        hi = float(params["budget_params"]["high"])
+        return hi, f"budget_params range upper end {hi:,.0f}"
+    if "target_total_rank" in params:
+        total = int(params["target_total_rank"]["high"])
+    else:
+        hi = params.get("target_rank", {}).get("high", constants.get("target_rank", 2.0))
+        total = int(round(float(hi) * m))
+    value = initial + max(0, total - init_rank * m) * max(costs)
+    return float(value), (f"total rank {total} = {total / m:g} x {m} modules; initial rank {init_rank} everywhere "
+                          f"({initial:,} params) plus {total - init_rank * m} ranks in the costliest module "
+                          f"({max(costs):,} each) = {value:,}")
+
+
+def trial_points(summary: dict[str, Any], trials: int) -> list[Optional[tuple[float, float]]]:
+    """Per trial number 0..trials-1: (score, params) of a COMPLETE trial, else None."""
+    import optuna
+
+    from orchestrator.searcher import make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=summary["study_name"], storage=make_storage(summary["storage"]))
+    out: list[Optional[tuple[float, float]]] = [None] * trials
+    for t in study.get_trials(deepcopy=False):
+        if t.number < trials and t.state.name == "COMPLETE" and t.values is not None:
+            out[t.number] = (float(t.values[0]), float(t.values[1]))
+    n_seen = max((t.number for t in study.get_trials(deepcopy=False)), default=-1) + 1
+    return out[: min(trials, n_seen)]
+
+
+def hv_curve(points: list[Optional[tuple[float, float]]], ref: tuple[float, float]) -> list[float]:
+    from orchestrator.pareto import hypervolume
+
+    curve, done = [], []
+    for p in points:
+        if p is not None:
+            done.append(p)
+        curve.append(hypervolume(done, ref) if done else 0.0)
+    return curve
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="sst2", help="GLUE task (default: %(default)s)")
+    p.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated samplers (default: %(default)s)")
+    p.add_argument("--seeds", default="0,1,2", help="search seeds (sampler and training) (default: %(default)s)")
+    p.add_argument("--trials", type=int, default=32, help="trials per search (default: %(default)s)")
+    p.add_argument("--checkpoints", default="8,16,24,32", help="trial counts reported in the table (default: %(default)s)")
+    p.add_argument("--train-samples", type=int, default=1000, help="stratified training rows (default: %(default)s)")
+    p.add_argument("--eval-samples", type=int, default=None, help="dev rows (default: the full dev set)")
+    p.add_argument("--epochs", type=float, default=3.0, help="epochs per trial (default: %(default)s = 96 steps)")
+    p.add_argument("--max-steps", type=int, default=None, help="steps per trial, overrides --epochs (default: unset)")
+    p.add_argument("--population-size", type=int, default=16, help="NSGA-II population (default: %(default)s)")
+    p.add_argument("--budget", choices=("rank", "params"), default="rank", help="IncreLoRA budget knob searched (default: %(default)s)")
+    p.add_argument("--model", default=None, help="model folder; 'tiny' = tiny random BERT for smoke runs (default: packaged MiniLM)")
+    p.add_argument("--data-dir", default=None, help="GLUE TSV folder (default: $GLUE_DIR, else ../shared/data/glue)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: the search's: CPUs / 1)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray runtime (default: all cores)")
+    p.add_argument("--output-dir", default=None, help="searches folder (default: benchmarks/results/search_efficiency[-smoke])")
+    p.add_argument("--plot", default=None, help="plot file (default: docs/search_efficiency.png; smoke: in the results folder)")
+    p.add_argument("--report-only", action="store_true", help="table and plot from finished searches, run nothing")
+    p.add_argument("--smoke", action="store_true",
+                   help="1 seed per sampler, 3 trials, --max-steps 2 --train-samples 64 --eval-samples 32, 1 trial at a time")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from increlora.glue import get_task, normalize_task
+
+    args.task = normalize_task(args.task)
+    samplers = csv_list(args.samplers)
+    bad = [s for s in samplers if s not in SAMPLERS]
+    if bad:
+        print(f"error: unknown sampler(s) {', '.join(bad)}; choose from {', '.join(SAMPLERS)}", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in csv_list(args.seeds)]
+    checkpoints = [int(c) for c in csv_list(args.checkpoints)]
+    if args.smoke:
+        seeds = seeds[:1]
+        args.trials, args.max_steps, args.train_samples, args.eval_samples = 3, 2, 64, 32
+        args.max_concurrent = args.max_concurrent or 1
+        checkpoints = [1, 2, 3]
+    checkpoints = [c for c in checkpoints if 1 <= c <= args.trials] or [args.trials]
+    args.data_dir = args.data_dir or default_data_dir()
+    if args.data_dir:
+        args.data_dir = str(Path(args.data_dir).resolve())
+    if args.model is None or Path(str(args.model)).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.model_path = resolve_model_arg(args.model)
+    if args.model_path and Path(args.model_path).is_dir():
+        args.model_path = str(Path(args.model_path).resolve())
+    out_dir = (Path(args.output_dir) if args.output_dir else RESULTS / ("search_efficiency-smoke" if args.smoke else "search_efficiency")).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = Path(args.plot) if args.plot else (out_dir.parent / "search_efficiency-smoke.png" if args.smoke else DOCS / "search_efficiency.png")
+
+    plan = [(s, seed) for seed in seeds for s in samplers]
+    say(f"search efficiency: {args.task}, {len(plan)} searches x {args.trials} trials in {out_dir}")
+    summaries: dict[tuple[str, int], dict] = {}
+    notes: list[str] = []
+    t_all = time.perf_counter()
+    for sampler, seed in plan:
+        if args.report_only:
+            summary = read_json(out_dir / search_name(args.task, sampler, seed) / "search.json")
+            what = "cached" if summary and summary.get("status") == "finished" else "not finished"
+        else:
+            what, summary = run_search(args, sampler, seed, out_dir)
+        if summary and summary.get("status") == "finished":
+            summaries[(sampler, seed)] = summary
+        else:
+            notes.append(f"{search_name(args.task, sampler, seed)}: {what}; left out of the table")
+    say(f"searches done in {(time.perf_counter() - t_all) / 60:.1f} min")
+
+    spec = get_task(args.task)
+    chance, chance_text = chance_level(args.task, args.data_dir)
+    shapes = module_shapes(args.model_path)
+    if summaries:
+        first = next(iter(summaries.values()))
+        max_params, max_text = space_max_params(first, shapes)
+        recorded = sorted({round(float(s.get("chance_score", chance)), 6) for s in summaries.values()})
+        if args.eval_samples is not None:  # a dev subset (changes with the seed): its own chance level, the lowest one
+            chance = float(recorded[0])
+            chance_text = f"majority-class score on the searches' {args.eval_samples}-row dev subsets (lowest of {recorded})"
+        elif recorded != [round(chance, 6)]:
+            notes.append(f"the searches recorded chance score(s) {recorded} (their eval split) vs {chance:.4f} computed here")
+    else:
+        max_params, max_text = float("nan"), "no finished search"
+    from orchestrator.pareto import default_reference
+
+    ref = default_reference(chance, max_params)
+    box = (100.0 - ref[0]) * ref[1]
+    curves: dict[tuple[str, int], list[float]] = {}
+    bests: dict[tuple[str, int], tuple[float, int]] = {}
+    for key, summary in summaries.items():
+        points = trial_points(summary, args.trials)
+        curves[key] = [100.0 * v / box for v in hv_curve(points, ref)]
+        done = [p for p in points if p is not None]
+        bests[key] = (max((p[0] for p in done), default=float("nan")), len(done))
+        over = [p for p in done if p[1] >= ref[1]]
+        if over:
+            notes.append(f"{search_name(args.task, *key)}: {len(over)} trial(s) at or above the reference params (add nothing)")
+
+    header = ["sampler", *[f"HV % after {c}" for c in checkpoints], "best score", "complete trials", "seeds"]
+    rows = []
+    plot_curves: dict[str, list[float]] = {}
+    for sampler in samplers:
+        keys = [(sampler, s) for s in seeds if (sampler, s) in curves]
+        cells = []
+        for c in checkpoints:
+            vals = [curves[k][c - 1] for k in keys if len(curves[k]) >= c]
+            cells.append(med_range(vals) if len(vals) == len(keys) and vals else "–")
+        rows.append([sampler, *cells, med_range([bests[k][0] for k in keys]),
+                     med_range([bests[k][1] for k in keys], "{:.0f}"), f"{len(keys)}/{len(seeds)}"])
+        if keys:
+            n = min(len(curves[k]) for k in keys)
+            plot_curves[f"{sampler} (median of {len(keys)})"] = [statistics.median(curves[k][i] for k in keys) for i in range(n)]
+    per_seed = [[f"{s} s{seed}", *[f"{curves[(s, seed)][c - 1]:.2f}" if len(curves[(s, seed)]) >= c else "–" for c in checkpoints]]
+                for seed in seeds for s in samplers if (s, seed) in curves]
+    any_summary = next(iter(summaries.values()), {})
+    lines = [
+        f"# Search efficiency: hypervolume against trials ({spec.folder}, IncreLoRA space)",
+        "",
+        f"{len(samplers)} samplers x {len(seeds)} seeds, {args.trials} trials each; "
+        f"{any_summary.get('train_size', args.train_samples)} training rows, {any_summary.get('eval_size', '?')} dev rows, "
+        f"{any_summary.get('total_steps', '?')} steps per trial, at most {any_summary.get('max_concurrent', '?')} trial(s) at a time; "
+        f"model {args.model or 'packaged all-MiniLM-L6-v2'}. Space: {any_summary.get('space_text', '?')}.",
+        "",
+        f"Reference point: score {ref[0]:.4f} = chance level, {chance_text}; params {ref[1]:,.0f} = 1.1 x the space's "
+        f"largest adapter ({max_text}). HV % = hypervolume / ((100 - {ref[0]:.2f}) x {ref[1]:,.0f}) x 100 "
+        f"(box area {box:.6g} score-points x params). Cells: median [min–max] over seeds; COMPLETE trials among the "
+        f"first k trial numbers; 'best score' = best GLUE score over all {args.trials} trials.",
+        "",
+        md_table(header, rows),
+        "",
+        "Per search:",
+        "",
+        md_table(["search", *[f"HV % after {c}" for c in checkpoints]], per_seed),
+        "",
+    ]
+    if plot_curves:
+        from orchestrator.plots import hypervolume_plot
+
+        hypervolume_plot(plot_curves, plot_path, title=f"{spec.folder}: hypervolume (% of reference box), median over seeds")
+        lines.append(f"Plot: {plot_path}")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    write_report("search_efficiency", "\n".join(lines), smoke=args.smoke)
+    return 0 if len(summaries) == len(plan) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

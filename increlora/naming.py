@@ -2,7 +2,7 @@
 
 Covers BERT/RoBERTa (``attention.self.query``, ``attention.output.dense``, ``intermediate.dense``,
 ``output.dense``) and DeBERTa-v2/v3 (``attention.self.query_proj`` ...). Module types are ordered
-q, k, v, o (attention output), f1 (FFN in), f2 (FFN out) so that sorted metric names line up.
+q, k, v, o (attention output), f1 (FFN in), f2 (FFN out); metric names carry that order as a digit.
 """
 
 from __future__ import annotations
@@ -58,9 +58,26 @@ def short_key(name: str) -> str:
     return f"L{layer:02d}.{mtype}"
 
 
+_SHORT_KEY_RE = re.compile(r"^(?:rank\.)?L(\d+)\.(?:[1-6])?(q|k|v|o|f1|f2)$")
+
+
 def rank_metric_name(name: str) -> str:
-    """MLflow metric name of a module's final rank, e.g. ``rank.L03.q``."""
-    return "rank." + short_key(name)
+    """MLflow metric name of a module's final rank: ``rank.L03.1q`` ... ``rank.L03.6f2``.
+
+    The digit before the type keeps MLflow's alphabetical sort in q, k, v, o, f1, f2 order.
+    """
+    layer, mtype = layer_index(name), module_type(name)
+    if layer is None or mtype is None:
+        return "rank." + name
+    return f"rank.L{layer:02d}.{MODULE_TYPES.index(mtype) + 1}{mtype}"
+
+
+def parse_key(name: str) -> tuple[Optional[int], Optional[str]]:
+    """(layer, module type) of a full module name or a short key (``L03.q``, ``rank.L03.1q``)."""
+    m = _SHORT_KEY_RE.match(name)
+    if m:
+        return int(m.group(1)), m.group(2)
+    return layer_index(name), module_type(name)
 
 
 def matches_target(name: str, targets: Optional[list[str]] = None) -> bool:

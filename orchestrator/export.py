@@ -225,8 +225,8 @@ def baseline_reference(summary: dict[str, Any]) -> dict[str, list[tuple[float, f
 
     if not summary.get("tracking_uri") or not summary.get("experiment_id"):
         return {}
-    methods = [m for m in tracking.BASELINE_METHODS if m != summary.get("method")]
     try:
+        methods = [m for m in tracking.BASELINE_METHODS if m != summary.get("method")]
         return tracking.reference_points(summary["tracking_uri"], summary["experiment_id"],
                                          exclude_parent=summary.get("parent_run_id"), methods=methods)
     except Exception:  # the plot is still useful without its reference points

@@ -16,11 +16,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from increlora.naming import MODULE_TYPES, layer_index, module_type
+from increlora.naming import MODULE_TYPES, parse_key
 from increlora.presets import PRESET_VERSION, Preset, save_preset
 from orchestrator.pareto import pareto_front, select_presets
 
@@ -30,7 +29,6 @@ LABELS = ("best", "smallest", "knee")
 # of exported presets so that a preset applies on another machine, task or output folder.
 RUNTIME_KNOBS = frozenset({"task", "data_dir", "output_dir", "device", "threads", "progress", "save_adapter"})
 
-_SHORT_KEY_RE = re.compile(r"^(?:rank\.)?L(\d+)\.(q|k|v|o|f1|f2)$")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -55,11 +53,8 @@ def complete_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _layer_type(name: str) -> tuple[Optional[int], Optional[str]]:
-    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank.L03.q``."""
-    m = _SHORT_KEY_RE.match(name)
-    if m:
-        return int(m.group(1)), m.group(2)
-    return layer_index(name), module_type(name)
+    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank.L03.1q``."""
+    return parse_key(name)
 
 
 def allocation_summary(allocation: Optional[dict[str, int]]) -> dict[str, Any]:

@@ -14,6 +14,10 @@ Heatmap colour scale: every heatmap of a search uses ``vmin = 0`` and ``vmax`` =
 module rank over the whole search. While the search runs, a trial's heatmap is drawn with the
 largest rank seen so far; at the end :func:`rerender_heatmaps` redraws those whose scale differs
 from the final maximum (the scale used is kept in the run's ``heatmap_vmax`` tag).
+
+Reference points: :func:`reference_points` reads the LoRA/AdaLoRA searches (parent runs tagged
+``method``) of the same experiment and their finished trials' (score, adapter params), which the
+Pareto plots draw next to a search's own trials.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 from urllib.parse import urlparse
 
 from ray import tune
@@ -205,7 +209,7 @@ def terminate_if_running(c: "MlflowClient", run_id: str, status: str) -> bool:
 
 
 def allocation_metrics(allocation: dict[str, int]) -> dict[str, int]:
-    """``{module: rank}`` -> ``{"rank.L03.q": rank, ...}`` plus ``rank.total``."""
+    """``{module: rank}`` -> ``{"rank.L03.1q": rank, ...}`` plus ``rank.total``."""
     out = {rank_metric_name(name): int(r) for name, r in allocation.items()}
     out["rank.total"] = int(sum(allocation.values()))
     return out
@@ -314,6 +318,41 @@ def close_dangling_runs(uri: str, experiment_id: str, parent_run_id: str, status
             c.set_terminated(run.info.run_id, status)
             n += 1
     return n
+
+
+BASELINE_METHODS = ("lora", "adalora")
+REFERENCE_LABELS = {"lora": "LoRA", "adalora": "AdaLoRA", "increlora": "IncreLoRA"}
+
+
+def reference_points(
+    uri: str,
+    experiment_id: str,
+    *,
+    exclude_parent: Optional[str] = None,
+    methods: Sequence[str] = BASELINE_METHODS,
+) -> dict[str, list[tuple[float, float]]]:
+    """Baseline points for the Pareto plot: ``{"LoRA": [(score, adapter_params), ...], ...}``.
+
+    Reads every other search (parent run, tag ``method`` in ``methods``) of the experiment and
+    the FINISHED trials nested under it; the score is the trial's ``final_glue_score`` (its
+    ``best_glue_score`` when that search's objective was ``best``). Empty when there are none.
+    """
+    c = client(uri)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for method in methods:
+        parents = c.search_runs([experiment_id], filter_string=f"tags.method = '{method}'", max_results=500)
+        for parent in parents:
+            if parent.info.run_id == exclude_parent or PARENT_TAG in parent.data.tags:
+                continue
+            key = "best_glue_score" if parent.data.params.get("objective") == "best" else "final_glue_score"
+            for run in child_runs(uri, experiment_id, parent.info.run_id):
+                m = run.data.metrics
+                if run.info.status != "FINISHED" or key not in m or "adapter_params" not in m:
+                    continue
+                score, params = float(m[key]), float(m["adapter_params"])
+                if math.isfinite(score) and math.isfinite(params):
+                    out.setdefault(REFERENCE_LABELS.get(method, method), []).append((score, params))
+    return out
 
 
 def rerender_heatmaps(uri: str, items: Iterable[tuple[str, dict[str, int], str]], vmax: float) -> int:

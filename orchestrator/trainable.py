@@ -66,8 +66,9 @@ def budget_label(method: str, knobs: dict[str, Any]) -> str:
 
 
 def run_name(task: str, method: str, number: int, knobs: dict[str, Any]) -> str:
-    """``cola-increlora-t003-r2.50``."""
-    return f"{task}-{method}-{trial_label(number)}-{budget_label(method, knobs)}"
+    """``t003-r2.50-cola-increlora``: trial number and budget first, so the MLflow runs table
+    (which cuts long names) still shows them."""
+    return f"{trial_label(number)}-{budget_label(method, knobs)}-{task}-{method}"
 
 
 def trial_dirname(trial: Any) -> str:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from increlora.config import METHOD_CONFIGS, METHODS, TrainConfig
-
 from search_spaces import schedule
 
 PARAM_TYPES = ("float", "int", "categorical")

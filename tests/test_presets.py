@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from increlora.config import build_run_config
-from increlora.presets import Preset, PresetError, load_preset, parse_preset, preset_overrides, save_preset
+from increlora.presets import (
+    Preset,
+    PresetError,
+    load_preset,
+    parse_preset,
+    preset_overrides,
+    save_preset,
+)
 from orchestrator.presets import allocation_summary, export_presets, front_table
 
 

@@ -8,6 +8,7 @@ Budget: about 2-3 minutes on 2 cores (two searches of 4 and 8 trials, a resume, 
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -23,8 +24,8 @@ mlflow = pytest.importorskip("mlflow")
 from increlora.config import build_run_config  # noqa: E402
 from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
-from orchestrator.export import read_front_csv  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
+from orchestrator.export import read_front_csv  # noqa: E402
 from orchestrator.presets import RUNTIME_KNOBS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +126,7 @@ def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
     for run in children:
         assert run.info.status == "FINISHED", run.info.run_name
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.info.run_name.startswith(f"{TASK}-increlora-t")
+        assert re.fullmatch(rf"t\d{{3}}-r\d+\.\d\d-{TASK}-increlora", run.info.run_name), run.info.run_name
         rank_metrics = [k for k in run.data.metrics if k.startswith("rank.L")]
         assert len(rank_metrics) == modules
         assert {"glue_score", "final_glue_score", "adapter_params", "peak_trainable_params", "head_params",

@@ -18,9 +18,9 @@ from search_spaces import (
     make_space_fn,
     optional_knobs,
     preset_point,
+    schedule,
     strip_virtual,
 )
-from search_spaces import schedule
 from search_spaces.from_yaml import dump_space, load_space, parse_space
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "search_spaces" / "example_increlora.yaml"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from increlora.atomic import atomic_path
 from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES, parse_key
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -33,25 +33,14 @@ def _new_figure(width: float, height: float) -> Any:
 
 def _save(fig: Any, path: PathLike, *, tight: bool = True) -> Path:
     """Tight layout (unless the caller laid the figure out), write the PNG atomically, release the figure."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
     try:
         if tight:
             fig.tight_layout()
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
     finally:
         fig.clear()
-    return p
+    return Path(path)
 
 
 def allocation_matrix(allocation: dict[str, int]) -> tuple[list[int], list[str], list[list[Optional[int]]]]:

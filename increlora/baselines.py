@@ -117,7 +117,6 @@ class AdaLoraMethod(_PeftMethod):
             self.model = get_peft_model(model, config)
         # A fractional average target rank: set the total budget directly.
         self.model.base_model.rankallocator.target_bgt = int(round(cfg.target_r * len(self.names)))
-        self.peak = None
 
     def after_optimizer_step(self, step: int) -> None:
         self.model.base_model.update_and_allocate(step)
@@ -137,13 +136,4 @@ class AdaLoraMethod(_PeftMethod):
 
     def schedule_info(self) -> dict:
         return {"tinit": self.tinit, "tfinal": self.tfinal, "total_step": self.total_steps, "init_r": self.init_r}
-
-
-def trainable_in(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def uses_label_loss(method: AdapterMethod) -> bool:
-    """AdaLoRA adds its orthogonal term inside the peft model's loss (labels must be passed)."""
-    return isinstance(method, AdaLoraMethod)
 

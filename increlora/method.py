@@ -12,7 +12,6 @@ fixed by default and reproduced behind :class:`~increlora.config.IncreLoRAConfig
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -303,12 +302,3 @@ class IncreLoRAMethod(AdapterMethod):
         self.to_peft().save_pretrained(str(out_dir))
         return out_dir
 
-
-def planned_growth_steps(init_warmup: int, interval: int, rounds: int) -> list[int]:
-    """Steps of the growth rounds: the first is the first multiple of ``interval`` above ``init_warmup``."""
-    first = (init_warmup // interval + 1) * interval
-    return [first + i * interval for i in range(rounds)]
-
-
-def expected_rounds(extra_ranks: int, top_h: int, n_add: int) -> int:
-    return math.ceil(extra_ranks / (top_h * n_add)) if extra_ranks > 0 else 0

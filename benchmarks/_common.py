@@ -138,11 +138,14 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: Option
     return "\n".join(lines)
 
 
-def write_report(name: str, text: str, *, smoke: bool = False) -> Path:
-    """Print ``text`` and write it to benchmarks/results/<name>.md (``<name>-smoke.md`` for smoke runs)."""
-    path = RESULTS / (f"{name}-smoke.md" if smoke else f"{name}.md")
+def write_report(path: Path, text: str) -> Path:
+    """Print ``text`` and write it to ``path`` (a benchmark writes ``<its results folder>.md``,
+    e.g. benchmarks/results/fidelity.md next to benchmarks/results/fidelity/)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip() + "\n")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text.rstrip() + "\n")
+    os.replace(tmp, path)
     print(text)
     print(f"\n(written to {path})")
     return path

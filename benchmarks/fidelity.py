@@ -20,10 +20,11 @@ the task's full dev set. Methods, all through the same trainer (``increlora.trai
   the cpu profile's (``--paper-recipe method``, default) or also the paper's learning rate, alpha,
   dropouts, weight decay and warm-up fraction (``--paper-recipe full``);
 - ``increlora-preset``: the IncreLoRA knobs of the best preset a 32-trial search found
-  (``--preset-file``; e.g. ``benchmarks/results/search_efficiency/sst2-tpe-s0/presets/sst2-best.yaml``
-  after ``benchmarks/search_efficiency.py``): its schedule, beta1/beta2, top_h, n_add, gamma and
-  learning rate; the budget is replaced by ``budget_params = B``. Without ``--preset-file`` the row
-  is skipped and the table says so.
+  (``--preset-file``; default ``benchmarks/presets/sst2-32-best.yaml``, the ``best`` preset of the
+  README's ``python -m orchestrator.search --task sst2 --trials 32`` run, kept in the repository so
+  this row is reproducible; any preset exported by ``orchestrator.search`` works): its schedule,
+  beta1/beta2, top_h, n_add, gamma and learning rate; the budget is replaced by
+  ``budget_params = B``. ``--preset-file none`` skips the row.
 
 Training knobs: the ``cpu`` profile (``task_defaults(task, method, "cpu", r)``: lr 3e-3, alpha 32,
 max length 64 / 128 for pairs, batch 32, warm-up 6 %) with 1,000 training rows and 3 epochs =
@@ -47,7 +48,7 @@ cores: CoLA/SST-2 (short sentences) ~1 min a run, MRPC ~2-3 min, RTE (pairs near
 ~3-4 min; IncreLoRA's growth steps cost more than LoRA's. Estimated from the README's CoLA timing,
 not yet measured):
 
-    python benchmarks/fidelity.py --preset-file benchmarks/results/search_efficiency/sst2-tpe-s0/presets/sst2-best.yaml
+    python benchmarks/fidelity.py
 
 Smaller: ``--tasks sst2 --budgets 2 --seeds 0``; smoke test (1 task, 1 seed, 4 steps, 64 training
 and 32 dev rows, results under benchmarks/results/fidelity-smoke/):
@@ -72,6 +73,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     RESULTS,
+    ROOT,
+    chance_level,
     csv_list,
     default_data_dir,
     finite,
@@ -98,6 +101,7 @@ PRESET_EXCLUDE = {"target_rank", "target_total_rank", "budget_params"}
 # Knobs that do not change a run's result: ignored when comparing a cached run's knobs.
 RUNTIME_KNOBS = {"threads", "progress", "device", "data_dir", "output_dir", "save_adapter"}
 VERSION = 1
+DEFAULT_PRESET = ROOT / "benchmarks" / "presets" / "sst2-32-best.yaml"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,6 +340,12 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, shapes: dict
         spec = get_task(task)
         metric_names = list(spec.metric_names)
         lines += [f"## {spec.folder}", ""]
+        if args.eval_samples is None:
+            try:
+                chance, what = chance_level(task, args.data_dir)
+                lines += [f"Chance: GLUE score {chance:.2f} for the {what}.", ""]
+            except Exception as exc:  # the table stands without it
+                lines += [f"Chance level not computed ({type(exc).__name__}: {exc}).", ""]
         header = ["budget", "method", *[f"{m} (final)" for m in metric_names], "GLUE best", "params", "vs budget",
                   "wall s", "runs"]
         rows = []
@@ -404,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-samples", type=int, default=None, help="dev rows (default: the full dev set)")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs (default: %(default)s = 96 steps on 1,000 rows)")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps, overrides --epochs (default: unset)")
-    p.add_argument("--preset-file", default=None, help="best preset of a 32-trial search (increlora-preset row; default: none, row skipped)")
+    p.add_argument("--preset-file", default=str(DEFAULT_PRESET.relative_to(ROOT)),
+                   help="best preset of a 32-trial search for the increlora-preset row; 'none' skips the row (default: %(default)s)")
     p.add_argument("--paper-recipe", choices=("method", "full"), default="method",
                    help="increlora-paper: only the paper's IncreLoRA knobs, or also its lr/alpha/dropouts/wd/warm-up (default: %(default)s)")
     p.add_argument("--model", default=None, help="model folder or hub name; 'tiny' = a tiny random BERT for smoke runs (default: packaged MiniLM)")
@@ -459,10 +470,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     preset = None
     methods = list(args.methods)
     if "increlora-preset" in methods:
-        if args.preset_file and Path(args.preset_file).is_file():
-            from increlora.presets import load_preset
+        if args.preset_file and args.preset_file.lower() == "none":
+            args.preset_file = None
+        if args.preset_file and not Path(args.preset_file).is_file() and (ROOT / args.preset_file).is_file():
+            args.preset_file = str(ROOT / args.preset_file)
+        if args.preset_file and not Path(args.preset_file).is_file():
+            print(f"error: --preset-file {args.preset_file} does not exist; pass a preset exported by "
+                  "orchestrator.search (its presets/ folder) or --preset-file none to skip that row", file=sys.stderr)
+            return 2
+        if args.preset_file:
+            from increlora.presets import PresetError, load_preset
 
-            preset = load_preset(args.preset_file)
+            try:
+                preset = load_preset(args.preset_file)
+            except PresetError as exc:
+                print(f"error: --preset-file {args.preset_file}: {exc}", file=sys.stderr)
+                return 2
             if preset.method != "increlora":
                 print(f"error: --preset-file {args.preset_file} is a {preset.method} preset; need an increlora one", file=sys.stderr)
                 return 2
@@ -471,9 +494,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          f"trial {prov.get('trial')}, score {prov.get('score')}, {prov.get('adapter_params')} params); knobs applied: "
                          + ", ".join(f"{k}={v}" for k, v in sorted(preset_knobs(preset).items())) + "; budget replaced by B.")
         else:
-            why = f"{args.preset_file} does not exist" if args.preset_file else "no --preset-file given"
-            notes.append(f"increlora-preset: row skipped ({why}); pass the best preset of a 32-trial search, e.g. "
-                         "--preset-file benchmarks/results/search_efficiency/sst2-tpe-s0/presets/sst2-best.yaml")
+            notes.append("increlora-preset: row skipped (--preset-file none); pass the best preset of a 32-trial search, e.g. "
+                         f"--preset-file {DEFAULT_PRESET.relative_to(ROOT)}")
             methods.remove("increlora-preset")
     args.methods = methods
     shapes = module_shapes(args.model_path)
@@ -524,7 +546,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         notes.append(f"{failures} run(s) failed in this invocation; their errors are in {out_dir} and they are retried next time.")
     wanted = {(t, b, m, s) for s, t, b, m in plan}
     records = [r for r in records if (r["task"], int(r["budget"]), r["method"], int(r["seed"])) in wanted]
-    write_report("fidelity", report(records, args, shapes, preset, notes), smoke=args.smoke)
+    write_report(out_dir.with_suffix(".md"), report(records, args, shapes, preset, notes))
     return 1 if failures else 0
 
 

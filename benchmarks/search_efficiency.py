@@ -90,6 +90,8 @@ def search_command(args: argparse.Namespace, name: str, sampler: str, seed: int,
            "--no-save-adapters"]
     if args.max_steps:
         cmd += ["--max-steps", str(args.max_steps)]
+    if args.evaluations:
+        cmd += ["--evaluations", str(args.evaluations)]
     if args.model_path:
         cmd += ["--model", args.model_path]
     if args.data_dir:
@@ -201,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-samples", type=int, default=None, help="dev rows (default: the full dev set)")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs per trial (default: %(default)s = 96 steps)")
     p.add_argument("--max-steps", type=int, default=None, help="steps per trial, overrides --epochs (default: unset)")
+    p.add_argument("--evaluations", type=int, default=None, help="evaluations per trial (default: the search's, 4)")
     p.add_argument("--population-size", type=int, default=16, help="NSGA-II population (default: %(default)s)")
     p.add_argument("--budget", choices=("rank", "params"), default="rank", help="IncreLoRA budget knob searched (default: %(default)s)")
     p.add_argument("--model", default=None, help="model folder; 'tiny' = tiny random BERT for smoke runs (default: packaged MiniLM)")
@@ -243,7 +246,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.model_path = str(Path(args.model_path).resolve())
     out_dir = (Path(args.output_dir) if args.output_dir else RESULTS / ("search_efficiency-smoke" if args.smoke else "search_efficiency")).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = Path(args.plot) if args.plot else (out_dir.parent / "search_efficiency-smoke.png" if args.smoke else DOCS / "search_efficiency.png")
+    plot_path = Path(args.plot) if args.plot else (out_dir.with_suffix(".png") if args.smoke else DOCS / "search_efficiency.png")
 
     plan = [(s, seed) for seed in seeds for s in samplers]
     say(f"search efficiency: {args.task}, {len(plan)} searches x {args.trials} trials in {out_dir}")
@@ -335,7 +338,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         lines.append(f"Plot: {plot_path}")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    write_report("search_efficiency", "\n".join(lines), smoke=args.smoke)
+    write_report(out_dir.with_suffix(".md"), "\n".join(lines))
     return 0 if len(summaries) == len(plan) else 1
 
 

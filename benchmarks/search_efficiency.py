@@ -103,11 +103,27 @@ def search_command(args: argparse.Namespace, name: str, sampler: str, seed: int,
     return cmd
 
 
+SETTING_FLAGS = ("--trials", "--sampler", "--seed", "--train-samples", "--eval-samples", "--epochs", "--max-steps",
+                 "--evaluations", "--population-size", "--budget")
+
+
+def settings(argv: list[str]) -> dict[str, str]:
+    """The flags of a search command that change its trials (paths left out)."""
+    return {flag: argv[i + 1] for i, flag in enumerate(argv[:-1]) if flag in SETTING_FLAGS}
+
+
 def run_search(args: argparse.Namespace, sampler: str, seed: int, out_dir: Path) -> tuple[str, Optional[dict]]:
     """Run, resume or skip one search; returns (what happened, its search.json)."""
     name = search_name(args.task, sampler, seed)
     sdir = out_dir / name
     summary = read_json(sdir / "search.json")
+    if summary:
+        want, have = settings(search_command(args, name, sampler, seed, out_dir)), settings(summary.get("argv") or [])
+        if want != have:
+            diff = ", ".join(f"{k} {have.get(k, 'unset')} (now {want.get(k, 'unset')})" for k in sorted(set(want) | set(have))
+                             if want.get(k) != have.get(k))
+            raise SystemExit(f"error: {sdir} holds a search with other settings: {diff}; pass another --output-dir "
+                             "(or the same flags to reuse it)")
     if summary and summary.get("status") == "finished":
         return "cached", summary
     if summary:

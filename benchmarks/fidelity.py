@@ -362,6 +362,29 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, shapes: dict
                              int_range([r["adapter_params"] for r in rs]), med_range(ratio, "{:.1f}%"),
                              med_range([r["wall_time_s"] for r in rs], "{:.1f}"), str(len(rs))])
         lines += [md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), ""]
+    # One line per task and budget: the GLUE score of every method side by side, with chance.
+    pivot_rows = []
+    for task in args.tasks:
+        spec = get_task(task)
+        try:
+            chance = f"{chance_level(task, args.data_dir)[0]:.2f}" if args.eval_samples is None else "–"
+        except Exception:
+            chance = "–"
+        for b in budgets:
+            cells = []
+            for m in methods:
+                rs = by_key.get((task, b, m), [])
+                if not rs:
+                    cells.append("–")
+                    continue
+                final = med_range([r["glue_score"] for r in rs])
+                best = statistics.median(finite(r["best_glue_score"] for r in rs) or [float("nan")])
+                cells.append(f"{final} (best {best:.2f}; n={len(rs)})")
+            pivot_rows.append([spec.folder, f"r{b}", chance, *cells])
+    summary_header = ["task", "budget", "chance", *methods]
+    lines[lines.index("## " + get_task(args.tasks[0]).folder):lines.index("## " + get_task(args.tasks[0]).folder)] = [
+        "## Summary: GLUE score at the final evaluation, median [min–max] over seeds (best evaluation; seeds run)", "",
+        md_table(summary_header, pivot_rows, ["l", "l", "r"] + ["r"] * len(methods)), ""]
     # Average over tasks of the per-task median final GLUE score (only where every task has runs).
     header = ["budget", "method", "mean over tasks of median final GLUE score", "mean of median best GLUE score", "tasks"]
     for b in budgets:

@@ -37,6 +37,21 @@ def resolve_model_arg(model: Optional[str]) -> Optional[str]:
     return str(tiny_model_dir(RESULTS / "tiny-bert"))
 
 
+def resolve_inputs(args: Any, *, model: bool = True) -> None:
+    """Fill ``args.data_dir`` (absolute; ``default_data_dir()`` when unset) and, with ``model``,
+    ``args.model_path`` (absolute when a folder; ``tiny`` built on demand). A local or packaged
+    model never needs the hub, so HF_HUB_OFFLINE is set for it (the benchmarks' subprocesses inherit it)."""
+    args.data_dir = args.data_dir or default_data_dir()
+    if args.data_dir:
+        args.data_dir = str(Path(args.data_dir).resolve())
+    if args.model is None or Path(str(args.model)).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if model:
+        args.model_path = resolve_model_arg(args.model)
+        if args.model_path and Path(args.model_path).is_dir():
+            args.model_path = str(Path(args.model_path).resolve())
+
+
 def tiny_model_dir(out: Path) -> Path:
     """A tiny random BERT (hidden 32, 2 layers, 2 heads, FFN 64) with the packaged tokenizer,
     saved to ``out`` (the same model as the tests' ``tiny_model_dir`` fixture). Built once."""

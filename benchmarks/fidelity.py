@@ -76,14 +76,13 @@ from _common import (  # noqa: E402
     ROOT,
     chance_level,
     csv_list,
-    default_data_dir,
     finite,
     int_range,
     md_table,
     med_range,
     module_shapes,
     read_json,
-    resolve_model_arg,
+    resolve_inputs,
     say,
     write_json,
     write_report,
@@ -336,16 +335,24 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, shapes: dict
         by_key.setdefault((r["task"], int(r["budget"]), r["method"]), []).append(r)
     methods = [m for m in args.methods]
     summary_rows = []
+    # The majority-class predictor's score on each task's dev set (only meaningful on the full dev set).
+    chances: dict[str, Optional[float]] = {}
+    chance_text: dict[str, str] = {}
+    for task in args.tasks:
+        chances[task] = None
+        if args.eval_samples is None:
+            try:
+                chances[task], what = chance_level(task, args.data_dir)
+                chance_text[task] = f"Chance: GLUE score {chances[task]:.2f} for the {what}."
+            except Exception as exc:  # the tables stand without it
+                chance_text[task] = f"Chance level not computed ({type(exc).__name__}: {exc})."
+    task_lines: list[str] = []
     for task in args.tasks:
         spec = get_task(task)
         metric_names = list(spec.metric_names)
-        lines += [f"## {spec.folder}", ""]
-        if args.eval_samples is None:
-            try:
-                chance, what = chance_level(task, args.data_dir)
-                lines += [f"Chance: GLUE score {chance:.2f} for the {what}.", ""]
-            except Exception as exc:  # the table stands without it
-                lines += [f"Chance level not computed ({type(exc).__name__}: {exc}).", ""]
+        task_lines += [f"## {spec.folder}", ""]
+        if task in chance_text:
+            task_lines += [chance_text[task], ""]
         header = ["budget", "method", *[f"{m} (final)" for m in metric_names], "GLUE best", "params", "vs budget",
                   "wall s", "runs"]
         rows = []
@@ -361,15 +368,12 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, shapes: dict
                 rows.append([f"r{b}", m, *cells, med_range([r["best_glue_score"] for r in rs]),
                              int_range([r["adapter_params"] for r in rs]), med_range(ratio, "{:.1f}%"),
                              med_range([r["wall_time_s"] for r in rs], "{:.1f}"), str(len(rs))])
-        lines += [md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), ""]
+        task_lines += [md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), ""]
     # One line per task and budget: the GLUE score of every method side by side, with chance.
     pivot_rows = []
     for task in args.tasks:
         spec = get_task(task)
-        try:
-            chance = f"{chance_level(task, args.data_dir)[0]:.2f}" if args.eval_samples is None else "–"
-        except Exception:
-            chance = "–"
+        chance = "–" if chances[task] is None else f"{chances[task]:.2f}"
         for b in budgets:
             cells = []
             for m in methods:
@@ -382,9 +386,9 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, shapes: dict
                 cells.append(f"{final} (best {best:.2f}; n={len(rs)})")
             pivot_rows.append([spec.folder, f"r{b}", chance, *cells])
     summary_header = ["task", "budget", "chance", *methods]
-    lines[lines.index("## " + get_task(args.tasks[0]).folder):lines.index("## " + get_task(args.tasks[0]).folder)] = [
+    lines += [
         "## Summary: GLUE score at the final evaluation, median [min–max] over seeds (best evaluation; seeds run)", "",
-        md_table(summary_header, pivot_rows, ["l", "l", "r"] + ["r"] * len(methods)), ""]
+        md_table(summary_header, pivot_rows, ["l", "l", "r"] + ["r"] * len(methods)), ""] + task_lines
     # Average over tasks of the per-task median final GLUE score (only where every task has runs).
     header = ["budget", "method", "mean over tasks of median final GLUE score", "mean of median best GLUE score", "tasks"]
     for b in budgets:
@@ -467,14 +471,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.smoke:
         args.tasks, args.seeds = args.tasks[:1], args.seeds[:1]
         args.max_steps, args.eval_samples, args.train_samples = 4, 32, 64
-    args.data_dir = args.data_dir or default_data_dir()
-    if args.data_dir:
-        args.data_dir = str(Path(args.data_dir).resolve())
-    if args.model is None or Path(str(args.model)).is_dir():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args.model_path = resolve_model_arg(args.model)
-    if args.model_path and Path(args.model_path).is_dir():
-        args.model_path = str(Path(args.model_path).resolve())
+    resolve_inputs(args)
     out_dir = Path(args.results_dir) if args.results_dir else RESULTS / ("fidelity-smoke" if args.smoke else "fidelity")
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.threads:

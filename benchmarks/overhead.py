@@ -59,10 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RESULTS,
     ROOT,
-    default_data_dir,
     md_table,
     read_json,
-    resolve_model_arg,
+    resolve_inputs,
     say,
     write_json,
     write_report,
@@ -305,17 +304,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.smoke:
         args.trials = 2
         args.max_steps, args.train_samples, args.eval_samples = 2, 64, 32
-    args.data_dir = args.data_dir or default_data_dir()
-    if args.data_dir:
-        args.data_dir = str(Path(args.data_dir).resolve())
-    if args.model is None or Path(str(args.model)).is_dir():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    resolve_inputs(args, model=not args.analyze)
     if args.analyze:
         sdir = Path(args.analyze).resolve()
     else:
-        args.model_path = resolve_model_arg(args.model)
-        if args.model_path and Path(args.model_path).is_dir():
-            args.model_path = str(Path(args.model_path).resolve())
         out_dir = (Path(args.output_dir) if args.output_dir else RESULTS / ("overhead-smoke" if args.smoke else "overhead")).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         sdir = launch(args, out_dir)

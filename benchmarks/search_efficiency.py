@@ -62,12 +62,11 @@ from _common import (  # noqa: E402
     ROOT,
     chance_level,
     csv_list,
-    default_data_dir,
     md_table,
     med_range,
     module_shapes,
     read_json,
-    resolve_model_arg,
+    resolve_inputs,
     say,
     write_report,
 )
@@ -252,14 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.max_concurrent = args.max_concurrent or 1
         checkpoints = [1, 2, 3]
     checkpoints = [c for c in checkpoints if 1 <= c <= args.trials] or [args.trials]
-    args.data_dir = args.data_dir or default_data_dir()
-    if args.data_dir:
-        args.data_dir = str(Path(args.data_dir).resolve())
-    if args.model is None or Path(str(args.model)).is_dir():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args.model_path = resolve_model_arg(args.model)
-    if args.model_path and Path(args.model_path).is_dir():
-        args.model_path = str(Path(args.model_path).resolve())
+    resolve_inputs(args)
     out_dir = (Path(args.output_dir) if args.output_dir else RESULTS / ("search_efficiency-smoke" if args.smoke else "search_efficiency")).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_path = Path(args.plot) if args.plot else (out_dir.with_suffix(".png") if args.smoke else DOCS / "search_efficiency.png")

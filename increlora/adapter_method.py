@@ -58,6 +58,12 @@ class AdapterMethod(ABC):
     def growth_events(self) -> list[dict]:
         return []
 
+    @contextmanager
+    def merged_for_eval(self) -> Iterator[None]:
+        """Within the block, eval-mode forwards use ``W0 + dW`` as one weight per adapted layer
+        (the training weights are unchanged afterwards, bit for bit). Default: no merging."""
+        yield
+
     def schedule_info(self) -> dict:
         return {}
 

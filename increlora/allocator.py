@@ -7,6 +7,7 @@ growth round happens and *which* modules gain how many ranks; the method applies
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -38,6 +39,20 @@ class ImportanceEMA:
     @property
     def score(self) -> torch.Tensor:
         return self.sensitivity * self.uncertainty
+
+
+def ema_memory_steps(beta: float) -> int:
+    """Steps an EMA with coefficient ``beta`` needs to replace most of its memory: ``ceil(2 / (1 - beta))``
+    (after that many steps the weight left on older values is about e^-2)."""
+    return max(1, math.ceil(2.0 / (1.0 - float(beta)) - 1e-9))
+
+
+def auto_top_h(remaining_ranks: float, *, n_add: int, init_warmup: int, interval: int, end_step: int, n_modules: int) -> int:
+    """Modules per round so that ``remaining_ranks`` are granted by ``end_step``: the rounds at
+    ``step > init_warmup`` and ``step % interval == 0`` up to ``end_step``, ``n_add`` ranks a module."""
+    first = (init_warmup // interval + 1) * interval
+    rounds = max(1, (end_step - first) // interval + 1)
+    return int(min(max(1, n_modules), max(1, math.ceil(remaining_ranks / (rounds * n_add)))))
 
 
 @dataclass

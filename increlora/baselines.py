@@ -7,8 +7,11 @@ so a comparison at equal final adapter parameters is apples to apples.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+import torch
 from torch import nn
 
 from .adapter_method import AdapterMethod, no_decay, quiet_peft, target_linears
@@ -50,6 +53,34 @@ class _PeftMethod(AdapterMethod):
         self.model.save_pretrained(str(out_dir))
         return Path(out_dir)
 
+    @contextmanager
+    def merged_for_eval(self) -> Iterator[None]:
+        """peft's own merge adds dW into W0 in place and subtracts it again (not bit-exact): here each
+        adapted layer's weight *tensor* is swapped for ``W0 + dW`` and swapped back afterwards, and the
+        layer is marked merged meanwhile so that peft's forward skips the low-rank branch."""
+        swapped = []
+        try:
+            with torch.no_grad():
+                for module in self.model.modules():
+                    if not hasattr(module, "get_delta_weight") or not hasattr(module, "lora_A") or module.merged:
+                        continue
+                    adapters = [a for a in module.active_adapters if a in module.lora_A]
+                    if not adapters:
+                        continue
+                    weight = module.get_base_layer().weight
+                    original = weight.data
+                    merged = original.clone()
+                    for a in adapters:
+                        merged += module.get_delta_weight(a).to(original.dtype)
+                    weight.data = merged
+                    module.merged_adapters = list(adapters)
+                    swapped.append((module, weight, original))
+            yield
+        finally:
+            for module, weight, original in swapped:
+                weight.data = original
+                module.merged_adapters = []
+
 
 class LoraMethod(_PeftMethod):
     """peft LoRA with one rank everywhere."""
@@ -88,22 +119,23 @@ class AdaLoraMethod(_PeftMethod):
         from peft import AdaLoraConfig, TaskType, get_peft_model
 
         super().__init__(model, train_cfg)
-        tinit = cfg.tinit if cfg.tinit is not None else int(round(0.1 * total_steps))
-        tfinal = cfg.tfinal if cfg.tfinal is not None else int(round(0.3 * total_steps))
+        tinit = cfg.tinit if cfg.tinit is not None else int(round(cfg.tinit_frac * total_steps))
+        tfinal = cfg.tfinal if cfg.tfinal is not None else int(round(cfg.tfinal_frac * total_steps))
         tfinal = max(1, tfinal)  # the final mask is only forced at step total - tfinal
+        delta_t = cfg.delta_t if cfg.delta_t is not None else max(1, int(round(cfg.delta_t_frac * total_steps)))
         if tinit >= total_steps - tfinal:
             tinit = max(0, total_steps - tfinal - 1)
             if tinit >= total_steps - tfinal:
                 raise ConfigError(f"adalora needs more steps: tinit + tfinal must be < the run's {total_steps} steps")
         self.init_r = cfg.init_r
-        self.tinit, self.tfinal, self.total_steps = tinit, tfinal, total_steps
+        self.tinit, self.tfinal, self.delta_t, self.total_steps = tinit, tfinal, delta_t, total_steps
         config = AdaLoraConfig(
             task_type=TaskType.SEQ_CLS,
             init_r=cfg.init_r,
             target_r=max(1, int(math.ceil(cfg.target_r))),
             tinit=tinit,
             tfinal=tfinal,
-            deltaT=cfg.delta_t,
+            deltaT=delta_t,
             beta1=cfg.beta1,
             beta2=cfg.beta2,
             orth_reg_weight=cfg.orth_reg_weight,
@@ -135,5 +167,6 @@ class AdaLoraMethod(_PeftMethod):
         return sum(alloc[n] * (i + o + 1) for n, (i, o) in self.shapes.items())
 
     def schedule_info(self) -> dict:
-        return {"tinit": self.tinit, "tfinal": self.tfinal, "total_step": self.total_steps, "init_r": self.init_r}
+        return {"tinit": self.tinit, "tfinal": self.tfinal, "delta_t": self.delta_t, "total_step": self.total_steps,
+                "init_r": self.init_r}
 

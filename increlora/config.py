@@ -34,10 +34,25 @@ class TrainConfig:
     data_dir: Optional[str] = _f(None, "folder with the GLUE TSV folders (CoLA/, SST-2/, ...); default $GLUE_DIR, else the HF hub")
     train_samples: Optional[int] = _f(None, "seeded random training subset of this size, stratified by label (default: all)")
     eval_samples: Optional[int] = _f(None, "seeded random subset of the dev set (default: the full dev set)")
+    holdout_samples: Optional[int] = _f(
+        None,
+        "evaluate on this many training-file rows left out of the training subset (seeded, stratified) instead of "
+        "the dev set: for choosing knobs without touching dev",
+    )
     epochs: float = _f(3.0, "training epochs")
     max_steps: Optional[int] = _f(None, "stop after this many optimizer steps (overrides epochs)")
     batch_size: int = _f(32, "training batch size")
-    eval_batch_size: int = _f(128, "evaluation batch size")
+    eval_batch_size: Optional[int] = _f(None, "evaluation batch size (default: 64 on CPU, 256 on a GPU)")
+    group_by_length: bool = _f(
+        True,
+        "batch training rows of similar length (seeded: shuffle, sort within mega-batches of up to 50 batches, "
+        "shuffle the batches): less padding; --no-group-by-length for plain random batches",
+    )
+    fast_eval: bool = _f(
+        True,
+        "evaluate with rows sorted by length, the adapter merged into the weights and torch.inference_mode "
+        "(same metrics within float tolerance); --no-fast-eval for the plain path",
+    )
     max_length: int = _f(64, "maximum sequence length (tokens)")
     learning_rate: float = _f(1e-3, "peak learning rate (AdamW)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
@@ -72,8 +87,16 @@ class IncreLoRAConfig:
     init_warmup: int = _f(100, "steps before the first growth round")
     incre_interval: int = _f(100, "steps between growth rounds (delta T)")
     init_warmup_frac: Optional[float] = _f(None, "init_warmup as a fraction of the run's steps (overrides init_warmup)")
-    incre_interval_frac: Optional[float] = _f(None, "incre_interval as a fraction of the run's steps (overrides it)")
-    top_h: int = _f(3, "modules that gain rank per growth round")
+    incre_interval_frac: Optional[float] = _f(
+        None,
+        "incre_interval as a fraction of the run's steps (overrides it); never resolves below 2/(1-beta1) steps, "
+        "the memory of the score's EMA, so every round ranks modules by scores measured since the last one",
+    )
+    top_h: Optional[int] = _f(
+        3,
+        "modules that gain rank per growth round; null = as many as growth needs to end at growth_end_frac of the run",
+    )
+    growth_end_frac: float = _f(0.4, "with top_h null: the fraction of the run by which growth should end (paper's scripts: 20-45%)")
     n_add: Optional[int] = _f(None, "ranks added per selected module (default: max(1, round(target_rank / 2)))")
     beta1: float = _f(0.85, "EMA coefficient of the sensitivity")
     beta2: float = _f(0.85, "EMA coefficient of the uncertainty")
@@ -100,9 +123,12 @@ class AdaLoraBaselineConfig:
 
     init_r: int = _f(3, "initial rank of every module (AdaLoRA prunes down from it)")
     target_r: float = _f(2.0, "average final rank per module")
-    tinit: Optional[int] = _f(None, "steps before pruning starts (default: 10% of the run)")
-    tfinal: Optional[int] = _f(None, "steps of fine-tuning after the budget is final (default: 30% of the run)")
-    delta_t: int = _f(10, "steps between budget allocations")
+    tinit: Optional[int] = _f(None, "steps before pruning starts (default: tinit_frac of the run)")
+    tfinal: Optional[int] = _f(None, "steps of fine-tuning after the budget is final (default: tfinal_frac of the run)")
+    delta_t: Optional[int] = _f(None, "steps between budget allocations (default: delta_t_frac of the run, at least 1)")
+    tinit_frac: float = _f(0.12, "tinit as a fraction of the run (official GLUE scripts: 12-17%)")
+    tfinal_frac: float = _f(0.48, "tfinal as a fraction of the run (official GLUE scripts: 44-52%)")
+    delta_t_frac: float = _f(0.002, "delta_t as a fraction of the run (official GLUE scripts: 0.03-0.2%; peft's default is 1 step)")
     beta1: float = _f(0.85, "EMA coefficient of the sensitivity")
     beta2: float = _f(0.85, "EMA coefficient of the uncertainty")
     orth_reg_weight: float = _f(0.1, "weight of the orthogonal regularisation")
@@ -208,13 +234,14 @@ def validate(cfg: RunConfig) -> None:
 
     need(t.epochs > 0, "epochs: must be > 0")
     need(t.max_steps is None or t.max_steps > 0, "max_steps: must be > 0")
-    need(t.batch_size > 0 and t.eval_batch_size > 0, "batch_size: must be > 0")
+    need(t.batch_size > 0 and (t.eval_batch_size is None or t.eval_batch_size > 0), "batch_size: must be > 0")
     need(t.max_length >= 8, "max_length: must be >= 8")
     need(t.learning_rate > 0, "learning_rate: must be > 0")
     need(t.weight_decay >= 0, "weight_decay: must be >= 0")
     need(0 <= t.warmup_ratio < 1, "warmup_ratio: must be in [0, 1)")
     need(t.train_samples is None or t.train_samples > 0, "train_samples: must be > 0")
     need(t.eval_samples is None or t.eval_samples > 0, "eval_samples: must be > 0")
+    need(t.holdout_samples is None or t.holdout_samples > 0, "holdout_samples: must be > 0")
     need(t.eval_steps is None or t.eval_steps > 0, "eval_steps: must be > 0")
     need(0 <= t.lora_dropout < 1, "lora_dropout: must be in [0, 1)")
     need(t.lora_alpha > 0, "lora_alpha: must be > 0")
@@ -223,7 +250,8 @@ def validate(cfg: RunConfig) -> None:
         need(m.init_rank >= 1, "init_rank: must be >= 1")
         need(m.init_warmup >= 0, "init_warmup: must be >= 0")
         need(m.incre_interval >= 1, "incre_interval: must be >= 1")
-        need(m.top_h >= 1, "top_h: must be >= 1")
+        need(m.top_h is None or m.top_h >= 1, "top_h: must be >= 1")
+        need(0 < m.growth_end_frac <= 1, "growth_end_frac: must be in (0, 1]")
         need(m.n_add is None or m.n_add >= 1, "n_add: must be >= 1")
         need(0 <= m.beta1 < 1 and 0 <= m.beta2 < 1, "beta1/beta2: must be in [0, 1)")
         need(m.orth_reg_weight >= 0, "orth_reg_weight: must be >= 0")
@@ -237,7 +265,9 @@ def validate(cfg: RunConfig) -> None:
     elif isinstance(m, AdaLoraBaselineConfig):
         need(m.init_r >= 1, "init_r: must be >= 1")
         need(0 < m.target_r <= m.init_r, "target_r: must be in (0, init_r]")
-        need(m.delta_t >= 1, "delta_t: must be >= 1")
+        need(m.delta_t is None or m.delta_t >= 1, "delta_t: must be >= 1")
+        need(0 <= m.tinit_frac < 1 and 0 <= m.tfinal_frac < 1 and 0 <= m.delta_t_frac < 1,
+             "tinit_frac/tfinal_frac/delta_t_frac: must be in [0, 1)")
         need(0 <= m.beta1 < 1 and 0 <= m.beta2 < 1, "beta1/beta2: must be in [0, 1)")
 
 

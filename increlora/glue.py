@@ -1,8 +1,8 @@
-"""GLUE tasks: registry, loaders (original TSV folders or the Hugging Face hub), subsampling,
-tokenisation and dynamic-padding batches.
+"""GLUE tasks: registry, loaders (original TSV folders or the Hugging Face hub), subsampling
+and tokenisation (batching is :mod:`increlora.batching`).
 
 Nothing heavy is imported at module import time: ``datasets`` is imported only for the hub
-fallback and ``torch`` only by :func:`batches`.
+fallback.
 
 Typical use::
 
@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -507,12 +503,17 @@ def prepare_data(
     eval_samples: Optional[int] = None,
     max_length: int = 128,
     seed: int = 42,
+    holdout_samples: Optional[int] = None,
 ) -> PreparedData:
     """Load, subsample and tokenise a task.
 
     ``train_samples`` / ``eval_samples`` take seeded random subsets (stratified by label for
     classification; the eval limit applies to each eval split). Texts are tokenised once with
     ``tokenizer`` (a Hugging Face tokenizer), truncated to ``max_length``, unpadded.
+
+    ``holdout_samples``: evaluate on that many *training-file* rows instead of the dev set - a seeded,
+    stratified draw from the rows the training subset left out (the training subset itself is the
+    same as without it), so knobs can be chosen without ever looking at dev (eval split ``holdout``).
     """
     spec = get_task(task)
     _check_max_length(tokenizer, max_length, spec.is_pair)
@@ -520,13 +521,24 @@ def prepare_data(
     raw = load_task(spec.name, root)
     stratify = not spec.is_regression
 
-    train_raw = raw["train"]
-    train_raw = train_raw.select(subsample_indices(train_raw.labels, train_samples, seed, stratify))
+    full_train = raw["train"]
+    train_idx = subsample_indices(full_train.labels, train_samples, seed, stratify)
+    train_raw = full_train.select(train_idx)
     evals: dict[str, Split] = {}
-    for split in spec.eval_splits:
-        part = raw[split]
-        part = part.select(subsample_indices(part.labels, eval_samples, seed, stratify))
-        evals[split] = tokenize_split(part, tokenizer, max_length)
+    if holdout_samples is not None:
+        rest = np.setdiff1d(np.arange(len(full_train)), train_idx)
+        if len(rest) < holdout_samples:
+            raise GlueError(
+                f"--holdout-samples {holdout_samples}: only {len(rest)} of the {len(full_train)} training rows of "
+                f"{spec.folder} are left outside the training subset; lower --holdout-samples or --train-samples"
+            )
+        pick = subsample_indices(full_train.labels[rest], holdout_samples, seed + 1, stratify)
+        evals["holdout"] = tokenize_split(full_train.select(rest[pick]), tokenizer, max_length)
+    else:
+        for split in spec.eval_splits:
+            part = raw[split]
+            part = part.select(subsample_indices(part.labels, eval_samples, seed, stratify))
+            evals[split] = tokenize_split(part, tokenizer, max_length)
     train = tokenize_split(train_raw, tokenizer, max_length)
     return PreparedData(
         task=spec.name,
@@ -541,62 +553,3 @@ def prepare_data(
         label_names=spec.label_names,
         source=str(root) if root is not None else HUB_DATASET,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Batching
-# --------------------------------------------------------------------------------------------
-
-
-def num_batches(n_rows: int, batch_size: int, drop_last: bool = False) -> int:
-    """How many batches :func:`batches` yields for ``n_rows`` rows."""
-    return n_rows // batch_size if drop_last else math.ceil(n_rows / batch_size)
-
-
-def batches(
-    split: Split,
-    batch_size: int,
-    *,
-    pad_id: int,
-    shuffle: bool,
-    seed: int = 0,
-    epoch: int = 0,
-    drop_last: bool = False,
-) -> Iterator[dict[str, "torch.Tensor"]]:
-    """Yield padded batches of ``split`` as torch tensors.
-
-    Each batch holds ``input_ids`` (padded with ``pad_id`` to the longest row of the batch),
-    ``attention_mask``, ``token_type_ids`` (when the split has them, padded with 0) and
-    ``labels`` (int64, or float32 for regression). With ``shuffle`` the order is a permutation
-    seeded by ``(seed, epoch)``; without it rows keep their order.
-    """
-    import torch  # noqa: PLC0415 - keep module import light
-
-    if batch_size <= 0:
-        raise GlueError(f"batch_size must be positive, got {batch_size}")
-    n = len(split)
-    order = np.random.default_rng([int(seed), int(epoch)]).permutation(n) if shuffle else np.arange(n)
-    label_dtype = torch.float32 if split.is_regression else torch.long
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        if drop_last and len(idx) < batch_size:
-            break
-        rows = [split.input_ids[i] for i in idx]
-        width = max(len(r) for r in rows)
-        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64) if split.token_type_ids is not None else None
-        for j, (i, row) in enumerate(zip(idx, rows)):
-            ids[j, : len(row)] = row
-            mask[j, : len(row)] = 1
-            if types is not None:
-                tt = split.token_type_ids[i]  # type: ignore[index]
-                types[j, : len(tt)] = tt
-        batch = {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask),
-            "labels": torch.as_tensor(split.labels[idx], dtype=label_dtype),
-        }
-        if types is not None:
-            batch["token_type_ids"] = torch.from_numpy(types)
-        yield batch

@@ -6,11 +6,13 @@ Components are stored in *chunks*: each growth appends one chunk (``A_c``: n x d
 state - are never rebuilt. Chunks ``[0, n_active)`` are active; chunk ``n_active`` (if present)
 is the reserve, whose lambdas are frozen at 1e-5 ("advance learning") or 0.
 
-Two forward paths give the same output:
-- low-rank (LoRA-like, cheap): ``W0 x + scale * ((x A_eff^T) B^T)``;
-- dense (while the importance score is needed): ``(W0 + dW) x``. Autograd then yields
-  ``dL/d(dW)`` - the one dense gradient the exact score needs, the same work as a full weight
-  gradient - and a tensor hook turns it into the module's score without any per-rank loop.
+The forward pass is always the low-rank one, ``W0 x + scale * ((x A_eff^T) B^T)``, so under bf16
+autocast the adapter's effect is computed at its own scale (never rounded at the scale of W0).
+While the importance score is needed, a backward hook on the layer's output forms the one dense
+gradient the exact score needs, ``dL/d(dW) = g^T x`` (``g`` = dL/d output, ``x`` = the adapter's
+input), the same work as a full weight gradient and nothing in the forward pass, and reduces it to
+the module's score. For evaluation, :meth:`SVDLinear.merge_for_eval` folds ``dW`` into a separate
+merged weight (W0 itself is never modified).
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ class SVDLinear(nn.Module):
         self.n_active = 0  # chunks [0, n_active) are active, chunks [n_active, len) are the reserve
         self.register_buffer("ranknum", torch.zeros((), dtype=torch.float32), persistent=True)
         self._ranknum = 0.0  # python copy of ranknum: no device sync in forward
-        self.score_enabled = False  # dense path + score hook while the allocator needs scores
+        self.score_enabled = False  # score hook while the allocator needs scores
         self.include_reserve = True  # reserves contribute (lambda = 1e-5) until clean-up
         self.last_score: Optional[torch.Tensor] = None  # 0-dim tensor, set by the backward hook
+        self._merged: Optional[torch.Tensor] = None  # W0 + dW while merged for evaluation
         self.append_chunk(init_rank, lam=0.0, trainable_lambda=True, trainable_ab=True, generator=generator)
         self.n_active = 1
         self.ranknum.fill_(float(init_rank))
@@ -175,28 +178,39 @@ class SVDLinear(nn.Module):
         a, b, e = self._stacked(self.include_reserve if with_reserve is None else with_reserve)
         return (b @ (a * e)) * self.scale
 
-    def _score_hook(self, dw: torch.Tensor) -> Callable[[torch.Tensor], None]:
-        norm = 1.0 / math.sqrt(dw.shape[0] * dw.shape[1])
-        dw_detached = dw.detach()
+    def _score_hook(self, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        """Backward hook on the output: ``I_k = sum |dW * g^T x| / sqrt(d_out d_in)`` (spec 1.3)."""
 
         def hook(grad: torch.Tensor) -> None:
-            self.last_score = (dw_detached * grad).abs().sum() * norm
+            g2 = grad.reshape(-1, grad.shape[-1])
+            x2 = x.detach().reshape(-1, x.shape[-1]).to(g2.dtype)
+            dense_grad = (g2.t() @ x2).float()  # dL/d(dW), d_out x d_in
+            with torch.no_grad():
+                dw = self.delta_weight().float()
+            self.last_score = (dw * dense_grad).abs().sum() / math.sqrt(dw.numel())
 
         return hook
 
+    def merge_for_eval(self) -> None:
+        """Use ``W0 + dW`` as one weight in eval mode (until :meth:`unmerge`); W0 is left untouched."""
+        w = self.base_layer.weight
+        with torch.no_grad():
+            self._merged = w + self.delta_weight().to(w.dtype)
+
+    def unmerge(self) -> None:
+        self._merged = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = self.base_layer
-        with_reserve = self.include_reserve
-        if self.score_enabled and self.training and torch.is_grad_enabled():
-            dw = self.delta_weight(with_reserve)
-            dw.register_hook(self._score_hook(dw))
-            if isinstance(self.dropout, nn.Identity):
-                return F.linear(x, base.weight + dw, base.bias)
-            return F.linear(x, base.weight, base.bias) + F.linear(self.dropout(x), dw)
-        a, b, e = self._stacked(with_reserve)
+        if self._merged is not None and not self.training:
+            return F.linear(x, self._merged, base.bias)
+        a, b, e = self._stacked(self.include_reserve)
         out = F.linear(x, base.weight, base.bias)
-        low = F.linear(F.linear(self.dropout(x), a * e), b)
-        return out + low * self.scale
+        adapter_in = self.dropout(x)
+        out = out + F.linear(F.linear(adapter_in, a * e), b) * self.scale
+        if self.score_enabled and self.training and torch.is_grad_enabled() and out.requires_grad:
+            out.register_hook(self._score_hook(adapter_in))
+        return out
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, reserve={self.reserve_size}"

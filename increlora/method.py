@@ -12,8 +12,9 @@ fixed by default and reproduced behind :class:`~increlora.config.IncreLoRAConfig
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -26,16 +27,20 @@ from .adapter_method import (
     replace_module,
     target_linears,
 )
-from .allocator import Allocator, GrowthPlan, ImportanceEMA
+from .allocator import Allocator, GrowthPlan, ImportanceEMA, auto_top_h, ema_memory_steps
 from .config import ConfigError, IncreLoRAConfig, TrainConfig, resolve_n_add
 from .layer import RESERVE_LAMBDA, SVDLinear
 from .optim_utils import add_param_group, remove_params, replace_param
 
 
 def resolve_schedule(m: IncreLoRAConfig, total_steps: int) -> tuple[int, int]:
-    """(init_warmup, incre_interval) in steps; fractions of the run win over step counts."""
+    """(init_warmup, incre_interval) in steps; fractions of the run win over step counts. An interval
+    given as a fraction never resolves below the score EMA's memory, ``ceil(2 / (1 - beta1))`` steps."""
     warmup = m.init_warmup if m.init_warmup_frac is None else int(round(m.init_warmup_frac * total_steps))
-    interval = m.incre_interval if m.incre_interval_frac is None else int(round(m.incre_interval_frac * total_steps))
+    if m.incre_interval_frac is None:
+        interval = m.incre_interval
+    else:
+        interval = max(int(round(m.incre_interval_frac * total_steps)), ema_memory_steps(m.beta1))
     return max(0, warmup), max(1, interval)
 
 
@@ -77,7 +82,13 @@ class IncreLoRAMethod(AdapterMethod):
             unit, costs = "rank", [1] * len(self.modules)
             budget = cfg.target_total_rank if cfg.target_total_rank is not None else int(round(cfg.target_rank * len(self.modules)))
         self.budget_unit = unit
-        plan = GrowthPlan(self.init_warmup, self.interval, cfg.top_h, self.n_add, budget, cfg.official_topk)
+        self.top_h = cfg.top_h
+        if self.top_h is None:
+            spent = sum(m.rank * c for m, c in zip(self.modules, costs))
+            remaining_ranks = max(0, budget - spent) / (sum(costs) / len(costs))
+            self.top_h = auto_top_h(remaining_ranks, n_add=self.n_add, init_warmup=self.init_warmup, interval=self.interval,
+                                    end_step=int(cfg.growth_end_frac * total_steps), n_modules=len(self.modules))
+        plan = GrowthPlan(self.init_warmup, self.interval, self.top_h, self.n_add, budget, cfg.official_topk)
         self.allocator = Allocator(plan, costs, [m.rank for m in self.modules])
         if self.allocator.remaining() < 0:
             raise ConfigError(
@@ -222,6 +233,16 @@ class IncreLoRAMethod(AdapterMethod):
                 if optimizer is not None:
                     remove_params(optimizer, dropped)
 
+    @contextmanager
+    def merged_for_eval(self) -> Iterator[None]:
+        for m in self.modules:
+            m.merge_for_eval()
+        try:
+            yield
+        finally:
+            for m in self.modules:
+                m.unmerge()
+
     # ------------------------------------------------------------------ loss
     def extra_loss(self) -> Optional[torch.Tensor]:
         """gamma / (2M) * sum_k (||A A^T - I||_F + ||B^T B - I||_F), reserves stacked in."""
@@ -250,7 +271,9 @@ class IncreLoRAMethod(AdapterMethod):
         return {
             "init_warmup": self.init_warmup,
             "incre_interval": self.interval,
-            "top_h": self.cfg.top_h,
+            "top_h": self.top_h,
+            "top_h_auto": self.cfg.top_h is None,
+            "ema_memory_steps": ema_memory_steps(self.cfg.beta1),
             "n_add": self.n_add,
             "budget": self.allocator.plan.budget,
             "budget_unit": self.budget_unit,

@@ -126,15 +126,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .backbone import BackboneError  # noqa: F401  (subclass of ConfigError)
         from .glue import GlueError
         from .presets import PresetError
+        from .trainer import TrainingDiverged, train
 
         try:
             overrides = resolve_overrides(args, cuda_available=torch.cuda.is_available())
             if quiet:
                 overrides["progress"] = False
             cfg = build_run_config(overrides)
-            from .trainer import train
-
             result = train(cfg)
+        except TrainingDiverged as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         except (ConfigError, GlueError, PresetError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -82,10 +82,9 @@ def load_study(summary: dict[str, Any]) -> Any:
 def full_config(summary: dict[str, Any], knobs: dict[str, Any]) -> dict[str, Any]:
     """A trial's complete flat configuration: the search's base knobs plus the trial's."""
     from increlora.config import ConfigError, build_run_config
-    from search_spaces import strip_virtual
 
     method = summary["method"]
-    merged = {**summary.get("base", {}), **strip_virtual(method, knobs), "method": method}
+    merged = {**summary.get("base", {}), **knobs, "method": method}
     try:
         return build_run_config(merged).flat()
     except ConfigError:

@@ -40,6 +40,7 @@ from orchestrator.searcher import FINAL_KEY, PARAMS, SAMPLERS, SCORE, TRIAL_NUMB
 
 SEARCH_VERSION = 1
 DEFAULT_TRIALS = 64
+DEFAULT_EVALUATIONS = 4
 # CPU profile of a search: 64 trials of CoLA finish in about an hour on 2 cores (2 trials at once).
 CPU_SEARCH_DEFAULTS = {"train_samples": 1000, "eval_samples": 500, "epochs": 2.0}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max tokens (default: cpu profile 64 single-sentence / 128 pairs; paper: the script's)")
     t.add_argument("--learning-rate", type=float, default=None,
                    help="base learning rate, the centre of its range when searched (default: the profile's per-task value)")
-    t.add_argument("--evaluations", type=_positive_int, default=4,
+    t.add_argument("--evaluations", type=_positive_int, default=DEFAULT_EVALUATIONS,
                    help="evaluations per trial, the last at the end; every one is reported to Tune (default: %(default)s)")
     t.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                    help="fix any increlora.config knob for every trial, e.g. --set lora_alpha=16 (repeatable; default: none)")
@@ -541,6 +542,7 @@ def _prepare_data(summary: dict[str, Any]) -> Any:
             eval_samples=base.get("eval_samples"),
             max_length=base["max_length"],
             seed=base["seed"],
+            holdout_samples=base.get("holdout_samples"),
         )
     except (GlueError, BackboneError) as exc:
         raise SearchError(str(exc)) from None

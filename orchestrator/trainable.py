@@ -80,11 +80,8 @@ def trial_dirname(trial: Any) -> str:
 
 def split_config(method: str, config: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """(Optuna trial number, the knobs ``build_run_config`` accepts) from a Ray trial config."""
-    from search_spaces import strip_virtual
-
     number = int(config.get(TRIAL_NUMBER_KEY, -1))
-    knobs = {k: v for k, v in config.items() if k != TRIAL_NUMBER_KEY}
-    return number, strip_virtual(method, knobs)
+    return number, {k: v for k, v in config.items() if k != TRIAL_NUMBER_KEY}
 
 
 def _finite_or_none(value: Any) -> Optional[float]:

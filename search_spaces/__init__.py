@@ -20,7 +20,6 @@ from search_spaces.common import (
     PRESET_CONFIG_ATTR,
     PRESET_NAME_ATTR,
     PROTOCOL_KNOBS,
-    VIRTUAL_KNOBS,
     Param,
     Space,
     SpaceContext,
@@ -28,14 +27,12 @@ from search_spaces.common import (
     check_method,
     define_by_run,
     preset_point,
-    strip_virtual,
 )
 
 __all__ = [
     "PRESET_CONFIG_ATTR",
     "PRESET_NAME_ATTR",
     "PROTOCOL_KNOBS",
-    "VIRTUAL_KNOBS",
     "Param",
     "Space",
     "SpaceContext",
@@ -46,7 +43,6 @@ __all__ = [
     "method_module",
     "optional_knobs",
     "preset_point",
-    "strip_virtual",
 ]
 
 SpaceFn = Callable[[Any], dict]

@@ -2,8 +2,7 @@
 
 Searched: the budget ``target_r`` (average final rank, 1..8, log), the starting rank ``init_r``
 (kept >= target_r), the schedule as fractions of the run - ``tinit_frac``, ``tfinal_frac``,
-``delta_t_frac`` (virtual knobs, turned into the step counts ``tinit``, ``tfinal``, ``delta_t``
-with the run's total steps) - and ``beta1``, ``beta2``. Optional: ``learning_rate``,
+``delta_t_frac`` (the trainer turns them into steps) - and ``beta1``, ``beta2``. Optional: ``learning_rate``,
 ``orth_reg_weight``.
 """
 
@@ -28,7 +27,7 @@ def default_space(task: str = "cola", *, extra: Sequence[str] = (), learning_rat
         Param("init_r", "int", 2, 16, log=True),
         Param("tfinal_frac", "float", 0.0, 0.4),
         Param("tinit_frac", "float", 0.0, 0.3),
-        Param("delta_t_frac", "float", 0.005, 0.1, log=True),
+        Param("delta_t_frac", "float", 0.0005, 0.02, log=True),
         Param("beta1", "float", 0.6, 0.95),
         Param("beta2", "float", 0.6, 0.95),
     ]

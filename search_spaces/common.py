@@ -6,9 +6,9 @@ A space is plain, picklable data (frozen dataclasses, tuples, dicts); the define
 is a module-level function bound to a space with ``functools.partial`` (see
 :func:`search_spaces.make_space_fn`), so Ray Tune can checkpoint and restore the searcher.
 
-Knob names are the keys of :mod:`increlora.config` dataclasses, plus a few *virtual* knobs that a
-method's space converts before training (AdaLoRA's ``tinit_frac``, ``tfinal_frac`` and
-``delta_t_frac`` become the step counts ``tinit``, ``tfinal`` and ``delta_t``).
+Knob names are the keys of :mod:`increlora.config` dataclasses. Schedule knobs are searched as
+fractions of the run (``init_warmup_frac``, ``tinit_frac``, ...), which the trainer resolves to
+steps, so a setting found on a short run means the same on a long one.
 """
 
 from __future__ import annotations
@@ -35,14 +35,6 @@ PROTOCOL_KNOBS = frozenset(
         "progress", "output_dir", "save_adapter", "target_modules", "head_modules",
     }
 )
-# Virtual knobs: a fraction of the run that the method's space turns into a step-count knob.
-# name -> (step knob, minimum steps)
-VIRTUAL_KNOBS: dict[str, dict[str, tuple[str, int]]] = {
-    "increlora": {},
-    "lora": {},
-    "adalora": {"tinit_frac": ("tinit", 0), "tfinal_frac": ("tfinal", 1), "delta_t_frac": ("delta_t", 1)},
-}
-
 Number = Union[int, float]
 
 
@@ -157,8 +149,6 @@ def _base_type(hint: Any) -> type:
 
 def knob_type(method: str, name: str) -> Optional[type]:
     """The Python type of knob ``name`` for ``method`` (float, int, bool, str, list), or None if unknown."""
-    if name in VIRTUAL_KNOBS.get(method, {}):
-        return float
     for cls in (TrainConfig, METHOD_CONFIGS[method]):
         hints = typing.get_type_hints(cls)
         if name in hints:
@@ -167,10 +157,9 @@ def knob_type(method: str, name: str) -> Optional[type]:
 
 
 def known_knobs(method: str) -> list[str]:
-    """Every knob a space for ``method`` may name (config fields plus the method's virtual knobs)."""
+    """Every knob a space for ``method`` may name (the fields of its config dataclasses)."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     names += [f.name for f in dataclasses.fields(METHOD_CONFIGS[method])]
-    names += list(VIRTUAL_KNOBS.get(method, {}))
     return names
 
 
@@ -200,38 +189,20 @@ def sample_params(trial: Any, params: Sequence[Param], bounds: Optional[dict[str
     return out
 
 
-def resolve_virtual(method: str, values: dict[str, Any], context: SpaceContext) -> dict[str, Any]:
-    """Add the step-count knobs of the method's virtual fraction knobs (``tinit_frac`` -> ``tinit``)."""
-    out = dict(values)
-    for virtual, (knob, minimum) in VIRTUAL_KNOBS.get(method, {}).items():
-        if virtual not in out:
-            continue
-        if context.total_steps is None:
-            raise SpaceError(f"{virtual}: the space needs the run's total steps to convert it to {knob}")
-        out[knob] = schedule.frac_to_steps(float(out[virtual]), context.total_steps, minimum=minimum)
-    return out
-
-
-def strip_virtual(method: str, config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` without the method's virtual knobs (what ``build_run_config`` accepts)."""
-    virtual = VIRTUAL_KNOBS.get(method, {})
-    return {k: v for k, v in config.items() if k not in virtual}
-
-
 def define_by_run(trial: Any, *, space: Space, context: SpaceContext) -> dict[str, Any]:
     """Optuna define-by-run function: sample ``space`` on ``trial`` and return the trial's knobs.
 
-    The returned dict holds the sampled knobs, the space's constants, the step counts of virtual
-    fraction knobs, the ``method``, and - for a trial enqueued from a preset - the preset's other
-    knobs (from the trial's ``preset_config`` user attribute, protocol knobs excluded). Ray's
-    OptunaSearch merges it over the captured suggestions, so it is the trial's config.
+    The returned dict holds the sampled knobs, the space's constants, the ``method``, and - for a
+    trial enqueued from a preset - the preset's other knobs (from the trial's ``preset_config`` user
+    attribute, protocol knobs excluded). Ray's OptunaSearch merges it over the captured
+    suggestions, so it is the trial's config.
     """
     from search_spaces import method_module
 
     sampled = method_module(space.method).sample(trial, space, context)
-    values = resolve_virtual(space.method, {**space.constants, **sampled}, context)
+    values = {**space.constants, **sampled}
     preset = trial.user_attrs.get(PRESET_CONFIG_ATTR) if hasattr(trial, "user_attrs") else None
-    if preset:  # the preset's own values win (its step counts over converted fractions, too)
+    if preset:  # the preset's own values win
         values.update({k: v for k, v in preset.items() if k not in PROTOCOL_KNOBS})
     values["method"] = space.method
     return values
@@ -240,20 +211,16 @@ def define_by_run(trial: Any, *, space: Space, context: SpaceContext) -> dict[st
 def preset_point(space: Space, context: SpaceContext, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A preset's knobs as an Optuna enqueue: (fixed params, user attributes).
 
-    Fixed params cover the searched knobs the preset sets (a virtual fraction knob is computed
-    from the preset's step count); categorical values that are not among the choices are left
-    to the user attribute, which carries every knob of the preset.
+    Fixed params cover the searched knobs the preset sets (a searched fraction ``X_frac`` the preset
+    gives only as a step count ``X`` is computed from it); categorical values that are not among
+    the choices are left to the user attribute, which carries every knob of the preset.
     """
     params: dict[str, Any] = {}
-    virtual = VIRTUAL_KNOBS.get(space.method, {})
     for p in space.params:
-        value: Any = None
-        if p.name in config:
-            value = config[p.name]
-        elif p.name in virtual and virtual[p.name][0] in config and context.total_steps:
-            steps = config[virtual[p.name][0]]
-            if steps is not None:
-                value = min(schedule.steps_to_frac(int(steps), context.total_steps), math.nextafter(1.0, 0.0))
+        value: Any = config.get(p.name)
+        steps = config.get(p.name[: -len("_frac")]) if is_fraction_knob(p.name) else None
+        if value is None and steps is not None and context.total_steps:
+            value = min(schedule.steps_to_frac(int(steps), context.total_steps), math.nextafter(1.0, 0.0))
         if value is None:
             continue
         if p.type == "categorical" and value not in p.choices:

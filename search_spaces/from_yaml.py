@@ -12,8 +12,7 @@ Format (see ``search_spaces/example_increlora.yaml``)::
       orth_reg_weight: 0.1
 
 Checks: the file parses to a mapping with known keys; the method exists; every knob is a knob of
-the method (config dataclasses, plus AdaLoRA's virtual ``tinit_frac``/``tfinal_frac``/
-``delta_t_frac``) and not one the search fixes (task, model, epochs ...); ``type`` is float, int
+the method (its config dataclasses) and not one the search fixes (task, model, epochs ...); ``type`` is float, int
 or categorical; ranges have numeric ``low < high``, ``log`` needs ``low > 0`` and excludes
 ``step``; an integer knob needs ``type: int``; ``choices`` is a non-empty list of values of the
 knob's type; fraction knobs (``*_frac``) lie in [0, 1). The space is then sampled by the method's

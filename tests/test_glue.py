@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from increlora.batching import batches, num_batches
 from increlora.glue import (
     TASKS,
     GlueError,
     RawSplit,
     Split,
-    batches,
     get_task,
     load_task,
     normalize_task,
-    num_batches,
     prepare_data,
     read_tsv_split,
     subsample_indices,

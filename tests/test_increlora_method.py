@@ -147,7 +147,7 @@ def test_score_and_ema_match_hand_computation():
     assert ema.score.item() == pytest.approx(expected_sens * expected_unc, rel=1e-5)
 
 
-def test_dense_and_low_rank_paths_agree():
+def test_scoring_and_merging_leave_the_output_unchanged():
     torch.manual_seed(0)
     layer = SVDLinear(nn.Linear(6, 5), init_rank=3, alpha=8.0, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -156,8 +156,16 @@ def test_dense_and_low_rank_paths_agree():
     layer.train()
     low = layer(x)
     layer.score_enabled = True
-    dense = layer(x)
-    torch.testing.assert_close(low, dense, rtol=1e-5, atol=1e-6)
+    scored = layer(x)
+    torch.testing.assert_close(low, scored, rtol=0, atol=0)
+    expected = x @ (layer.base_layer.weight + layer.delta_weight()).T + layer.base_layer.bias
+    torch.testing.assert_close(low, expected, rtol=1e-5, atol=1e-6)
+    layer.eval()
+    w0 = layer.base_layer.weight.detach().clone()
+    layer.merge_for_eval()
+    torch.testing.assert_close(layer(x), low, rtol=1e-5, atol=1e-6)
+    layer.unmerge()
+    assert torch.equal(layer.base_layer.weight, w0)
 
 
 # ---------------------------------------------------------------- reserves

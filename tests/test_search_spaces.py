@@ -3,6 +3,7 @@ method's space into configurations that ``build_run_config`` accepts."""
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -19,7 +20,6 @@ from search_spaces import (
     optional_knobs,
     preset_point,
     schedule,
-    strip_virtual,
 )
 from search_spaces.from_yaml import dump_space, load_space, parse_space
 
@@ -67,15 +67,19 @@ def test_frac_to_steps(frac, total, minimum, expected):
 
 
 def test_frac_to_steps_agrees_with_the_method():
+    """The method resolves fractions the same way, and never below the EMA's memory 2/(1-beta1)."""
     from increlora.config import IncreLoRAConfig
     from increlora.method import resolve_schedule
 
-    for warm, interval, total in [(0.05, 0.03, 64), (0.2, 0.011, 189), (0.0, 0.005, 64), (0.123, 0.0456, 6700)]:
-        m = IncreLoRAConfig(init_warmup_frac=warm, incre_interval_frac=interval)
+    for warm, interval, total, beta1 in [(0.05, 0.03, 64, 0.85), (0.2, 0.011, 189, 0.5), (0.0, 0.005, 64, 0.0),
+                                         (0.123, 0.0456, 6700, 0.85), (0.1, 0.05, 400, 0.95)]:
+        m = IncreLoRAConfig(init_warmup_frac=warm, incre_interval_frac=interval, beta1=beta1)
+        floor = math.ceil(2 / (1 - beta1) - 1e-9)
         assert resolve_schedule(m, total) == (
             schedule.frac_to_steps(warm, total),
-            schedule.frac_to_steps(interval, total, minimum=1),
+            schedule.frac_to_steps(interval, total, minimum=max(1, floor)),
         )
+    assert resolve_schedule(IncreLoRAConfig(incre_interval=3, beta1=0.85), 100)[1] == 3  # step counts are kept
 
 
 def test_frac_round_trip_and_errors():
@@ -118,7 +122,7 @@ def _sample_configs(space, ctx, sampler: str, n: int = 8) -> list[dict]:
     for i in range(n):
         trial = study.ask()
         config = fn(trial)
-        cfg = build_run_config(strip_virtual(space.method, config))  # raises on an invalid sample
+        cfg = build_run_config(config)  # raises on an invalid sample
         configs.append(config)
         study.tell(trial, [float(i % 3), float(cfg.flat().get("target_rank") or cfg.flat().get("r") or cfg.flat()["target_r"])])
     return configs
@@ -138,9 +142,8 @@ def test_each_method_space_samples_valid_configs(method, sampler):
             assert 0 <= config["init_warmup_frac"] < 1 and 0 < config["incre_interval_frac"] < 1
         if method == "adalora":
             assert config["target_r"] <= config["init_r"]
-            assert config["tinit"] + config["tfinal"] < TOTAL
-            assert config["tinit"] == schedule.frac_to_steps(config["tinit_frac"], TOTAL)
-            assert config["delta_t"] >= 1 and config["tfinal"] >= 1
+            assert config["tinit_frac"] + config["tfinal_frac"] < 0.9
+            assert 0 < config["delta_t_frac"] <= 0.02
         if "learning_rate" in config:
             assert 2e-3 / 4 <= config["learning_rate"] <= 2e-3 * 4
 
@@ -150,7 +153,7 @@ def test_space_fn_pickles_and_keeps_working():
     fn = pickle.loads(pickle.dumps(make_space_fn(space, SpaceContext("rte", 100))))
     study = _study("random")
     config = fn(study.ask())
-    assert {"tinit", "tfinal", "delta_t", "target_r", "init_r"} <= set(config)
+    assert {"tinit_frac", "tfinal_frac", "delta_t_frac", "target_r", "init_r"} <= set(config)
 
 
 def test_budget_params_space():
@@ -181,7 +184,7 @@ def test_preset_enqueue_reproduces_the_preset_knobs():
     for key in ("target_r", "init_r", "tinit", "tfinal", "delta_t", "beta1", "beta2", "learning_rate", "lora_alpha"):
         assert config[key] == preset[key], key
     assert "epochs" not in config
-    build_run_config(strip_virtual("adalora", config))
+    build_run_config(config)
 
 
 # --------------------------------------------------------------------------------------------

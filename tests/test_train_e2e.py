@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -128,3 +129,39 @@ def test_training_is_seeded_and_repeatable(tiny_model_dir, glue_dir):
     assert first.allocation == second.allocation and first.growth_events == second.growth_events
     other = train(build_run_config({**knobs, "seed": 7}))
     assert other.history[-1]["train_loss"] != first.history[-1]["train_loss"]
+
+
+def test_a_diverging_run_stops_within_a_few_steps(tiny_model_dir, glue_dir, tmp_path):
+    from increlora.trainer import NONFINITE_LOSS_STEPS, TrainingDiverged
+
+    knobs = {**FAST, "model": tiny_model_dir, "data_dir": str(glue_dir), "max_steps": 50, "learning_rate": 1e6,
+             "method": "increlora", "output_dir": str(tmp_path / "out")}
+    with pytest.raises(TrainingDiverged, match=r"the loss was (nan|inf)") as info:
+        train(build_run_config(knobs))
+    last = int(re.search(r"\(steps \d+-(\d+)", str(info.value)).group(1))
+    assert last <= NONFINITE_LOSS_STEPS + 2
+    assert not (tmp_path / "out" / "result.json").exists()
+    proc = subprocess.run([sys.executable, "-m", "increlora.train", "--task", "cola", "--model", tiny_model_dir,
+                           "--data-dir", str(glue_dir), "--train-samples", "64", "--max-steps", "50",
+                           "--learning-rate", "1e6", "--quiet"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "lower the learning rate" in proc.stderr
+
+
+def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(tiny_model_dir, glue_dir):
+    from increlora.backbone import load_tokenizer
+    from increlora.glue import GlueError, prepare_data
+
+    tok = load_tokenizer(tiny_model_dir)
+    with_dev = prepare_data("rte", tok, data_dir=glue_dir, train_samples=300, max_length=512, seed=3)
+    held = prepare_data("rte", tok, data_dir=glue_dir, train_samples=300, max_length=512, seed=3, holdout_samples=200)
+    assert list(held.evals) == ["holdout"] and len(held.evals["holdout"]) == 200
+    assert held.train.input_ids == with_dev.train.input_ids  # the same training rows either way
+    train_rows = {tuple(r) for r in held.train.input_ids}
+    dev_rows = {tuple(r) for r in with_dev.evals["validation"].input_ids}
+    hold_rows = [tuple(r) for r in held.evals["holdout"].input_ids]
+    assert len(train_rows & set(hold_rows)) <= 2  # RTE's train.tsv holds two rows twice
+    assert not dev_rows & set(hold_rows) and len(set(hold_rows)) == 200
+    assert abs(held.evals["holdout"].labels.mean() - 0.5) < 0.05  # stratified (RTE is balanced)
+    with pytest.raises(GlueError, match="holdout-samples"):
+        prepare_data("rte", tok, data_dir=glue_dir, train_samples=2400, max_length=64, holdout_samples=200)

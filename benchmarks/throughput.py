@@ -43,7 +43,7 @@ from _common import RESULTS, ROOT, csv_list, md_table, read_json, resolve_inputs
 BEFORE = {"group_by_length": False, "fast_eval": False, "eval_batch_size": 128}
 AFTER: dict[str, Any] = {}
 PATHS = {"before": BEFORE, "after": AFTER}
-SMOKE = {"train_samples": 64, "eval_samples": 48, "max_steps": 6, "eval_steps": 3}
+SMOKE = {"train_samples": 256, "eval_samples": 48, "epochs": 1.0, "max_steps": None, "eval_steps": 4}
 
 
 def trial_knobs(task: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="GLUE TSV folder (default: $GLUE_DIR or ../shared/data/glue)")
     p.add_argument("--parallelism", action="store_true", help="also time 2 x 1-thread vs 1 x 2-thread searches")
     p.add_argument("--search-trials", type=int, default=4, help="trials per timed search (default: %(default)s)")
-    p.add_argument("--smoke", action="store_true", help="tiny trials (6 steps, 64 rows) for the tests")
+    p.add_argument("--smoke", action="store_true", help="tiny trials (one epoch of 256 rows) for the tests")
     p.add_argument("--output", default=None, help="report file (default: benchmarks/results/throughput.md)")
     p.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)

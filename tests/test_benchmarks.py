@@ -25,6 +25,7 @@ def load(name: str):
     try:
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:
@@ -43,26 +44,46 @@ def run(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedPr
 
 
 def test_equal_parameter_budgets_follow_the_module_shapes():
-    fid = load("fidelity")
+    runs = load("_runs")
     shapes = {"q": (384, 384), "f1": (384, 1536)}
-    assert fid.lora_params(shapes, 2) == 2 * (768 + 1920)
-    assert fid.svd_cost_per_rank(shapes) == 769 + 1921
+    assert runs.lora_params(shapes, 2) == 2 * (768 + 1920)
+    assert runs.svd_cost_per_rank(shapes) == 769 + 1921
 
 
 def test_paper_schedule_is_scaled_to_fractions_of_the_papers_run():
-    fid = load("fidelity")
+    runs = load("_runs")
     from increlora.task_defaults import task_defaults
 
     p = task_defaults("cola", "increlora", "paper", 8.0)
     total = math.ceil(8551 / 32) * p["epochs"]
-    knobs, info = fid.paper_knobs("cola", 8, "method")
+    knobs, info = runs.paper_knobs("cola", 8)
     assert info["paper_total_steps"] == total
     assert knobs["init_warmup_frac"] == pytest.approx(p["init_warmup"] / total)
     assert knobs["incre_interval_frac"] == pytest.approx(p["incre_interval"] / total)
-    assert knobs["beta1"] == knobs["beta2"] == 0.85
+    assert knobs["beta1"] == knobs["beta2"] == 0.85 and knobs["top_h"] == p["top_h"]
     assert "learning_rate" not in knobs
-    full, _ = fid.paper_knobs("cola", 8, "full")
-    assert full["learning_rate"] == p["learning_rate"]
+
+
+def test_sizes_parse_and_selection_keeps_rows_out():
+    runs, fid = load("_runs"), load("fidelity")
+    size = runs.Size.parse("4000x3/b16/l96")
+    assert (size.train_samples, size.epochs, size.batch_size, size.max_length) == (4000, 3.0, 16, 96)
+    assert runs.Size.parse(size.text()) == size
+    assert runs.Size.parse("alls400") == runs.Size(None, 3.0, 400)
+    sel = fid.selection_size(runs.Size.parse("allx3"), 2490, 400)
+    assert sel.train_samples == 2090 and sel.epochs == 3.0
+    assert fid.selection_size(runs.Size.parse("1000x3"), 67349, 400).train_samples == 1000
+
+
+def test_paired_bootstrap_interval_and_verdicts():
+    fid = load("fidelity")
+    mean, lo, hi = fid.paired_ci([1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 1.0, 2.0, 3.0, 4.0])
+    assert (mean, lo, hi) == (1.0, 1.0, 1.0)  # the same difference for every seed
+    mean, lo, hi = fid.paired_ci([3.0, -1.0, 2.0, 0.0, 1.0], [0.0] * 5)
+    assert mean == 1.0 and lo < 0 < hi and lo >= -1.0 and hi <= 3.0
+    assert fid.verdict_of("A", "B", 1.0, 0.5, 1.5).startswith("A beats B")
+    assert fid.verdict_of("A", "B", -1.0, -1.5, -0.5).startswith("B beats A")
+    assert fid.verdict_of("A", "B", 0.2, -0.5, 0.9).startswith("no difference shown")
 
 
 def test_search_efficiency_reference_params_bound_every_adapter_of_the_space():
@@ -82,37 +103,85 @@ def test_search_efficiency_reference_params_bound_every_adapter_of_the_space():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_fidelity_smoke_runs_every_method_at_equal_parameters_and_resumes(tiny_model_dir, glue_dir, tmp_path):
+def holdout_preset(tmp_path: Path, evaluated_on: str = "holdout") -> Path:
+    from increlora.presets import Preset, save_preset
+
+    preset = Preset(preset_version=1, method="increlora", task="sst2", name="best",
+                    config={"beta1": 0.7, "beta2": 0.8, "init_warmup_frac": 0.1, "incre_interval_frac": 0.05,
+                            "target_rank": 1.5, "learning_rate": 0.5},
+                    provenance={"search": "t", "trial": 3, "evaluated_on": evaluated_on})
+    return save_preset(preset, tmp_path / f"preset-{evaluated_on}.yaml")
+
+
+def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model_dir, glue_dir, tmp_path):
     out = tmp_path / "fid"
     args = ["--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--tasks", "sst2",
-            "--results-dir", str(out), "--threads", "1"]
+            "--results-dir", str(out), "--preset-file", str(holdout_preset(tmp_path)), "--workers", "2"]
     first = run("fidelity.py", *args)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    methods = {"lora", "adalora", "increlora", "increlora-paper", "increlora-preset"}
-    assert {(r["method"], r["budget"]) for r in records} == {(m, b) for m in methods for b in (2, 8)}
-    for r in records:
-        assert "error" not in r
-        assert r["eval_size"] == 32 and r["steps"] == 4
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    assert records and all("error" not in r for r in records)
+    selection = [r for r in records if r["eval_on"] == "holdout"]
+    grid = [r for r in records if r["eval_on"] == "dev"]
+    # lr choice: every core method at both grid rates, seed 0, on held-out training rows only
+    assert {(r["method"], r["learning_rate"]) for r in selection} == {(m, lr) for m in ("lora", "adalora", "increlora")
+                                                                       for lr in (1e-3, 3e-3)}
+    assert all(r["seed"] == 0 and r["eval_size"] == 32 and r["knobs"]["holdout_samples"] == 32 for r in selection)
+    methods = {"lora", "adalora", "increlora"}
+    assert {(r["method"], r["budget"], r["seed"]) for r in grid} == (
+        {(m, b, s) for m in methods for b in (2, 8) for s in (0, 1)}
+        | {(m, 2, s) for m in ("increlora-paper", "increlora-preset") for s in (0, 1)})
+    for r in grid:
+        assert r["steps"] == 4 and r["eval_size"] == 32
         if r["method"] == "lora":
             assert r["adapter_params"] == r["target_params"]
         if r["method"].startswith("increlora"):
             assert r["adapter_params"] <= r["target_params"]
-    preset = next(r for r in records if r["method"] == "increlora-preset")
-    assert preset["knobs"]["beta1"] == pytest.approx(0.6081055656757394)  # from benchmarks/presets/sst2-32-best.yaml
+    preset_run = next(r for r in grid if r["method"] == "increlora-preset")
+    assert preset_run["knobs"]["beta1"] == 0.7 and preset_run["learning_rate"] != 0.5  # knobs, not the preset's lr
     report = (tmp_path / "fid.md").read_text()
-    for m in methods:
-        assert f"| r2 | {m} |" in report and f"| r8 | {m} |" in report
+    assert "| r2 | increlora − lora |" in report and "| r2 | preset − paper |" in report
+    assert "## Verdicts" in report and "**SST-2**" in report
     again = run("fidelity.py", *args)
     assert again.returncode == 0
-    assert "10 cached" in again.stdout and "0 to run" in again.stdout
+    assert "6 runs: 6 cached, 0 to run" in again.stdout and "16 runs: 16 cached, 0 to run" in again.stdout
 
 
-def test_fidelity_rejects_a_missing_preset_file_with_one_line(tmp_path):
-    res = run("fidelity.py", "--preset-file", str(tmp_path / "nope.yaml"), "--results-dir", str(tmp_path / "f"))
+@pytest.mark.parametrize("which", ["missing", "dev"])
+def test_fidelity_rejects_an_unusable_preset_with_one_line(which, tmp_path):
+    path = tmp_path / "nope.yaml" if which == "missing" else holdout_preset(tmp_path, evaluated_on="dev")
+    res = run("fidelity.py", "--preset-file", str(path), "--results-dir", str(tmp_path / "f"))
     assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0 and "does not exist" in res.stderr
-    assert not list((tmp_path / "f").glob("*.json"))
+    assert res.stderr.strip().count("\n") == 0
+    assert ("does not exist" if which == "missing" else "chosen on the dev set") in res.stderr
+    assert not (tmp_path / "f").exists()
+
+
+def test_regime_smoke_reports_every_method_against_chance(tiny_model_dir, glue_dir, tmp_path):
+    out = tmp_path / "fid"
+    res = run("regime.py", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--tasks", "mrpc",
+              "--sizes", "64s4", "--seeds", "0,1", "--results-dir", str(out))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    report = (tmp_path / "regime.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| MRPC | 64s4 |")]
+    assert [r.split("|")[5].strip() for r in rows] == ["lora", "adalora", "increlora"]
+    assert all("| 74.80 |" in r for r in rows)  # the majority-class score of MRPC's dev set
+    assert "MRPC, 64s4 (4 steps)" in report
+
+
+def test_throughput_smoke_compares_both_paths(tiny_model_dir, glue_dir, tmp_path):
+    out = tmp_path / "tp.md"
+    res = run("throughput.py", "--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--tasks", "cola,mrpc",
+              "--output", str(out))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    data = json.loads(out.with_suffix(".json").read_text())
+    for task in ("cola", "mrpc"):
+        before, after = data["pairs"][task]["before"], data["pairs"][task]["after"]
+        assert before["knobs"]["group_by_length"] is False and before["knobs"]["fast_eval"] is False
+        assert "group_by_length" not in after["knobs"]  # the defaults
+        assert after["train_tokens"] == before["train_tokens"] > 0  # the same rows
+        assert after["train_padded_tokens"] < before["train_padded_tokens"]
+    assert "**after / before**" in out.read_text()
 
 
 def test_overhead_smoke_accounts_for_the_whole_wall_time(tiny_model_dir, glue_dir, tmp_path):

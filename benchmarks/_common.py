@@ -75,14 +75,10 @@ def tiny_model_dir(out: Path) -> Path:
 
 
 def module_shapes(model: Optional[str], targets: Optional[list] = None) -> dict[str, tuple[int, int]]:
-    """``{module name: (d_in, d_out)}`` of the linear layers every method adapts (built once, on CPU)."""
-    from increlora.adapter_method import target_linears
-    from increlora.backbone import load_model
+    """``{module name: (d_in, d_out)}`` of the linear layers every method adapts (from the model's config)."""
+    from increlora.budget import adapted_shapes
 
-    m = load_model(model, num_labels=2, is_regression=False)
-    shapes = {n: (lin.in_features, lin.out_features) for n, lin in target_linears(m, targets)}
-    del m
-    return shapes
+    return adapted_shapes(model, targets)
 
 
 def chance_level(task: str, data_dir: Optional[str]) -> tuple[float, str]:
@@ -91,8 +87,8 @@ def chance_level(task: str, data_dir: Optional[str]) -> tuple[float, str]:
     its F1 and accuracy (the GLUE score's unit). Returns (score, description)."""
     import numpy as np
 
+    from increlora.budget import majority_score
     from increlora.glue import get_task, load_task
-    from increlora.metrics import compute_metrics, glue_score
 
     spec = get_task(task)
     if spec.is_regression:
@@ -100,11 +96,9 @@ def chance_level(task: str, data_dir: Optional[str]) -> tuple[float, str]:
     labels = np.asarray(load_task(spec.name, data_dir)[spec.eval_splits[0]].labels)
     values, counts = np.unique(labels, return_counts=True)
     major = values[int(np.argmax(counts))]
-    metrics = compute_metrics(spec.name, np.full(len(labels), major), labels)
-    score = float(glue_score(spec.name, metrics))
     share = 100.0 * counts.max() / len(labels)
-    what = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
-    return score, f"majority class ({spec.label_names[int(major)] if spec.label_names else major}, {share:.1f}% of {len(labels)} dev rows): {what}"
+    name = spec.label_names[int(major)] if spec.label_names else major
+    return majority_score(spec.name, labels), f"majority class ({name}, {share:.1f}% of {len(labels)} dev rows)"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,13 +28,17 @@ from typing import Any, Callable, Optional, Sequence
 
 from _common import read_json, say, write_json
 
+from increlora.budget import lora_params, uniform_rank_cost
+from increlora.config import RUNTIME, knobs_with_role
+
 VERSION = 2
 # Full GLUE training-set sizes (spec section 2.3): the paper's run length T = ceil(N / 32) * epochs.
 PAPER_TRAIN_SIZE = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "qqp": 363846, "stsb": 5749, "mnli": 392702,
                     "qnli": 104743, "rte": 2490, "wnli": 635}
 PAPER_BATCH = 32
-# Knobs that do not change a run's result: left out of its signature.
-RUNTIME_KNOBS = {"threads", "progress", "device", "data_dir", "output_dir", "save_adapter", "model"}
+# Knobs that do not change a run's result (and the model's path, which differs between machines):
+# left out of its signature.
+RUNTIME_KNOBS = knobs_with_role(RUNTIME) | {"model"}
 # Knobs a preset may bring into a run (IncreLoRA's own knobs); the budget, data, run length, learning
 # rate and targets stay the benchmark's so that runs are comparable.
 PRESET_EXCLUDE = {"target_rank", "target_total_rank", "budget_params"}
@@ -93,16 +97,6 @@ class Size:
 # ----------------------------------------------------------------------------------------------
 
 
-def lora_params(shapes: dict[str, tuple[int, int]], r: int) -> int:
-    """peft LoRA's adapter size at rank r: r * (d_in + d_out) per adapted linear."""
-    return int(sum(r * (i + o) for i, o in shapes.values()))
-
-
-def svd_cost_per_rank(shapes: dict[str, tuple[int, int]]) -> int:
-    """Parameters of one rank in every module in SVD form (IncreLoRA/AdaLoRA): sum(d_in + d_out + 1)."""
-    return int(sum(i + o + 1 for i, o in shapes.values()))
-
-
 def paper_total_steps(task: str, budget: int) -> int:
     from increlora.task_defaults import task_defaults
 
@@ -155,7 +149,7 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
     if label == "lora":
         knobs["r"] = int(budget)
     elif label == "adalora":
-        target_r = target / svd_cost_per_rank(shapes)
+        target_r = target / uniform_rank_cost(shapes)
         knobs.update(init_r=max(int(math.ceil(1.5 * budget)), int(math.ceil(target_r))), target_r=target_r)
         info["adalora_target_r"] = target_r
     else:

@@ -154,7 +154,7 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
 
     args = plan.args
     lines = ["# Fidelity: IncreLoRA vs LoRA and AdaLoRA at equal final adapter parameters, paired by seed", ""]
-    lines += [f"Packaged MiniLM-L6 on CPU. Trial size per task (benchmarks/regime.py): "
+    lines += ["Packaged MiniLM-L6 on CPU. Trial size per task (benchmarks/regime.py): "
               + ", ".join(f"{get_task(t).folder} {plan.size(t).label()}" for t in args.tasks)
               + f". Learning rates from {', '.join(f'{x:g}' for x in args.lrs)}, chosen per task and method on "
               f"{args.holdout} held-out training rows (seed {SELECT_SEED}, average rank 2); the dev set is only used for "

@@ -157,7 +157,9 @@ def space_max_params(summary: dict[str, Any], shapes: dict[str, tuple[int, int]]
     space = summary.get("space") or {}
     params = space.get("params") or {}
     constants = {**(summary.get("base") or {}), **(space.get("constants") or {})}
-    costs = [i + o + 1 for i, o in shapes.values()]
+    from increlora.budget import svd_cost_per_rank
+
+    costs = [svd_cost_per_rank(i, o) for i, o in shapes.values()]
     m = len(costs)
     init_rank = int(constants.get("init_rank") or 1)
     initial = init_rank * sum(costs)
@@ -179,15 +181,16 @@ def trial_points(summary: dict[str, Any], trials: int) -> list[Optional[tuple[fl
     """Per trial number 0..trials-1: (score, params) of a COMPLETE trial, else None."""
     import optuna
 
-    from orchestrator.searcher import make_storage
+    from orchestrator.record import SearchRecord
+    from orchestrator.results import load_results
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=summary["study_name"], storage=make_storage(summary["storage"]))
+    results = load_results(SearchRecord.from_dict(summary))
     out: list[Optional[tuple[float, float]]] = [None] * trials
-    for t in study.get_trials(deepcopy=False):
-        if t.number < trials and t.state.name == "COMPLETE" and t.values is not None:
-            out[t.number] = (float(t.values[0]), float(t.values[1]))
-    n_seen = max((t.number for t in study.get_trials(deepcopy=False)), default=-1) + 1
+    for t in results.complete:
+        if t["number"] < trials:
+            out[t["number"]] = (float(t["score"]), float(t["adapter_params"]))
+    n_seen = max((t["number"] for t in results.trials), default=-1) + 1
     return out[: min(trials, n_seen)]
 
 

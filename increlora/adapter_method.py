@@ -24,6 +24,9 @@ class AdapterMethod(ABC):
     name: str
     model: nn.Module
     head_modules: list[str]
+    # Parameter groups added during training keep the full learning rate instead of their own
+    # warm-up/decay (IncreLoRA's official multi_lr=False).
+    constant_lr_new_groups: bool = False
 
     @abstractmethod
     def param_groups(self, weight_decay: float) -> list[dict]:

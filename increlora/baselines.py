@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .adapter_method import AdapterMethod, no_decay, quiet_peft, target_linears
+from .budget import lora_params, svd_params
 from .config import AdaLoraBaselineConfig, ConfigError, LoraBaselineConfig, TrainConfig
 
 
@@ -37,6 +38,19 @@ class _PeftMethod(AdapterMethod):
         self.shapes = {n: (m.in_features, m.out_features) for n, m in targets}
         self.head_modules = list(train_cfg.head_modules)
         self.model = model  # replaced by the peft model in subclasses
+
+    def peft_kwargs(self, train_cfg: TrainConfig) -> dict:
+        """What every peft config of a baseline shares: the task type, alpha, dropout, targets and head."""
+        from peft import TaskType
+
+        return {"task_type": TaskType.SEQ_CLS, "lora_alpha": train_cfg.lora_alpha, "lora_dropout": train_cfg.lora_dropout,
+                "target_modules": list(self.names), "modules_to_save": list(self.head_modules)}
+
+    def attach(self, model: nn.Module, config: object) -> None:
+        from peft import get_peft_model
+
+        with quiet_peft():
+            self.model = get_peft_model(model, config)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         decay, nodecay = [], []
@@ -88,26 +102,17 @@ class LoraMethod(_PeftMethod):
     name = "lora"
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: LoraBaselineConfig) -> None:
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig
 
         super().__init__(model, train_cfg)
         self.r = cfg.r
-        config = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=cfg.r,
-            lora_alpha=train_cfg.lora_alpha,
-            lora_dropout=train_cfg.lora_dropout,
-            target_modules=list(self.names),
-            modules_to_save=list(self.head_modules),
-        )
-        with quiet_peft():
-            self.model = get_peft_model(model, config)
+        self.attach(model, LoraConfig(r=cfg.r, **self.peft_kwargs(train_cfg)))
 
     def allocation(self) -> dict[str, int]:
         return {n: self.r for n in self.names}
 
     def adapter_param_count(self) -> int:
-        return sum(self.r * (i + o) for i, o in self.shapes.values())
+        return lora_params(self.shapes, self.r)
 
 
 class AdaLoraMethod(_PeftMethod):
@@ -116,7 +121,7 @@ class AdaLoraMethod(_PeftMethod):
     name = "adalora"
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: AdaLoraBaselineConfig, *, total_steps: int) -> None:
-        from peft import AdaLoraConfig, TaskType, get_peft_model
+        from peft import AdaLoraConfig
 
         super().__init__(model, train_cfg)
         tinit = cfg.tinit if cfg.tinit is not None else int(round(cfg.tinit_frac * total_steps))
@@ -129,24 +134,11 @@ class AdaLoraMethod(_PeftMethod):
                 raise ConfigError(f"adalora needs more steps: tinit + tfinal must be < the run's {total_steps} steps")
         self.init_r = cfg.init_r
         self.tinit, self.tfinal, self.delta_t, self.total_steps = tinit, tfinal, delta_t, total_steps
-        config = AdaLoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            init_r=cfg.init_r,
-            target_r=max(1, int(math.ceil(cfg.target_r))),
-            tinit=tinit,
-            tfinal=tfinal,
-            deltaT=delta_t,
-            beta1=cfg.beta1,
-            beta2=cfg.beta2,
-            orth_reg_weight=cfg.orth_reg_weight,
-            total_step=total_steps,
-            lora_alpha=train_cfg.lora_alpha,
-            lora_dropout=train_cfg.lora_dropout,
-            target_modules=list(self.names),
-            modules_to_save=list(self.head_modules),
-        )
-        with quiet_peft():
-            self.model = get_peft_model(model, config)
+        self.attach(model, AdaLoraConfig(
+            init_r=cfg.init_r, target_r=max(1, int(math.ceil(cfg.target_r))), tinit=tinit, tfinal=tfinal, deltaT=delta_t,
+            beta1=cfg.beta1, beta2=cfg.beta2, orth_reg_weight=cfg.orth_reg_weight, total_step=total_steps,
+            **self.peft_kwargs(train_cfg),
+        ))
         # A fractional average target rank: set the total budget directly.
         self.model.base_model.rankallocator.target_bgt = int(round(cfg.target_r * len(self.names)))
 
@@ -163,8 +155,7 @@ class AdaLoraMethod(_PeftMethod):
         return {n: out.get(n, self.init_r) for n in self.names}
 
     def adapter_param_count(self) -> int:
-        alloc = self.allocation()
-        return sum(alloc[n] * (i + o + 1) for n, (i, o) in self.shapes.items())
+        return svd_params(self.shapes, self.allocation())
 
     def schedule_info(self) -> dict:
         return {"tinit": self.tinit, "tfinal": self.tfinal, "delta_t": self.delta_t, "total_step": self.total_steps,

@@ -17,7 +17,7 @@ Two orders, both seeded and repeatable:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -104,18 +104,8 @@ def collate(split: "Split", idx: np.ndarray, *, pad_id: int) -> dict[str, "torch
     return batch
 
 
-def batches(
-    split: "Split",
-    batch_size: int,
-    *,
-    pad_id: int,
-    shuffle: bool,
-    seed: int = 0,
-    epoch: int = 0,
-    group_by_length: bool = False,
-    drop_last: bool = False,
-) -> Iterator[dict[str, "torch.Tensor"]]:
-    """Yield the padded batches of ``split`` (:func:`batch_indices` then :func:`collate`)."""
-    for idx in batch_indices(split.lengths(), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                             group_by_length=group_by_length, drop_last=drop_last):
+def batches(split: "Split", batch_size: int, *, pad_id: int, **order: Any) -> Iterator[dict[str, "torch.Tensor"]]:
+    """Yield the padded batches of ``split``: :func:`batch_indices` (``order``: shuffle, seed, epoch,
+    group_by_length, drop_last) then :func:`collate`."""
+    for idx in batch_indices(split.lengths(), batch_size, **order):
         yield collate(split, idx, pad_id=pad_id)

@@ -1,21 +1,41 @@
 """Configuration dataclasses: the training loop's knobs and each method's knobs.
 
 Every field carries its help text (``metadata["help"]``); the CLI, presets and search
-spaces are all built from these dataclasses, so a knob is declared exactly once.
+spaces are all built from these dataclasses, so a knob is declared exactly once. Each class
+validates itself (``validate()``); the method registry (:mod:`increlora.methods`) maps method
+names to their config classes.
+
+Training knobs also carry a *role* (``metadata["role"]``):
+
+- ``protocol``: how a run is measured (data, run length, sequence length, evaluation); a preset
+  evaluated inside a search keeps the search's values, and a preset applied to another task takes
+  that task's defaults;
+- ``runtime``: where and how a run executes (device, threads, output folder); never part of a
+  preset and never part of what makes two runs the same;
+- ``recipe`` (the rest): how the model is trained; carried by presets.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
-
-METHODS = ("increlora", "lora", "adalora")
-Method = Literal["increlora", "lora", "adalora"]
-
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message says what to fix."""
+
+
+def need(ok: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``ok``."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def _fraction(value: Optional[float]) -> bool:
+    return value is None or 0 <= value < 1
+
+
+PROTOCOL, RUNTIME, RECIPE = "protocol", "runtime", "recipe"
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -28,21 +48,22 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Knobs of the training loop, shared by every method."""
 
-    task: str = _f("cola", "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
-    method: str = _f("increlora", "adapter method: increlora | lora | adalora")
-    model: Optional[str] = _f(None, "Hugging Face model name or local folder (default: the packaged all-MiniLM-L6-v2)")
-    data_dir: Optional[str] = _f(None, "folder with the GLUE TSV folders (CoLA/, SST-2/, ...); default $GLUE_DIR, else the HF hub")
-    train_samples: Optional[int] = _f(None, "seeded random training subset of this size, stratified by label (default: all)")
-    eval_samples: Optional[int] = _f(None, "seeded random subset of the dev set (default: the full dev set)")
+    task: str = _f("cola", "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli", role=PROTOCOL)
+    method: str = _f("increlora", "adapter method: increlora | lora | adalora", role=PROTOCOL)
+    model: Optional[str] = _f(None, "Hugging Face model name or local folder (default: the packaged all-MiniLM-L6-v2)", role=PROTOCOL)
+    data_dir: Optional[str] = _f(None, "folder with the GLUE TSV folders (CoLA/, SST-2/, ...); default $GLUE_DIR, else the HF hub", role=RUNTIME)
+    train_samples: Optional[int] = _f(None, "seeded random training subset of this size, stratified by label (default: all)", role=PROTOCOL)
+    eval_samples: Optional[int] = _f(None, "seeded random subset of the dev set (default: the full dev set)", role=PROTOCOL)
     holdout_samples: Optional[int] = _f(
         None,
         "evaluate on this many training-file rows left out of the training subset (seeded, stratified) instead of "
         "the dev set: for choosing knobs without touching dev",
+        role=PROTOCOL,
     )
-    epochs: float = _f(3.0, "training epochs")
-    max_steps: Optional[int] = _f(None, "stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = _f(32, "training batch size")
-    eval_batch_size: Optional[int] = _f(None, "evaluation batch size (default: 64 on CPU, 256 on a GPU)")
+    epochs: float = _f(3.0, "training epochs", role=PROTOCOL)
+    max_steps: Optional[int] = _f(None, "stop after this many optimizer steps (overrides epochs)", role=PROTOCOL)
+    batch_size: int = _f(32, "training batch size", role=PROTOCOL)
+    eval_batch_size: Optional[int] = _f(None, "evaluation batch size (default: 64 on CPU, 256 on a GPU)", role=RUNTIME)
     group_by_length: bool = _f(
         True,
         "batch training rows of similar length (seeded: shuffle, sort within mega-batches of up to 50 batches, "
@@ -52,28 +73,46 @@ class TrainConfig:
         True,
         "evaluate with rows sorted by length, the adapter merged into the weights and torch.inference_mode "
         "(same metrics within float tolerance); --no-fast-eval for the plain path",
+        role=RUNTIME,
     )
-    max_length: int = _f(64, "maximum sequence length (tokens)")
+    max_length: int = _f(64, "maximum sequence length (tokens)", role=PROTOCOL)
     learning_rate: float = _f(1e-3, "peak learning rate (AdamW)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_steps: Optional[int] = _f(None, "linear LR warm-up steps (default: warmup_ratio of the total)")
     warmup_ratio: float = _f(0.06, "LR warm-up as a fraction of the total steps, used when warmup_steps is unset")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
-    eval_steps: Optional[int] = _f(None, "evaluate every N steps (default: about 4 times per run) and at the end")
-    seed: int = _f(42, "random seed (data subset, initialisation, dropout, batch order)")
+    eval_steps: Optional[int] = _f(None, "evaluate every N steps (default: about 4 times per run) and at the end", role=PROTOCOL)
+    seed: int = _f(42, "random seed (data subset, initialisation, dropout, batch order)", role=PROTOCOL)
     classifier_dropout: Optional[float] = _f(None, "dropout before the classifier (default: the model's)")
     lora_alpha: float = _f(16.0, "adapter scale alpha (IncreLoRA/AdaLoRA scale = alpha / rank)")
     lora_dropout: float = _f(0.0, "dropout on the adapter input")
     target_modules: Optional[list] = _f(
         None,
         "adapted linear layers, as name suffixes (default: all six per layer: q, k, v, attention output, FFN in, FFN out)",
+        role=PROTOCOL,
     )
-    head_modules: list = _f(["classifier", "pooler"], "modules trained in full next to the adapters (the head)")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    threads: Optional[int] = _f(None, "torch CPU threads (default: torch's choice)")
-    progress: bool = _f(True, "show a progress bar")
-    output_dir: Optional[str] = _f(None, "write result.json and the adapter here")
-    save_adapter: bool = _f(True, "save the trained adapter (peft format) under output_dir")
+    head_modules: list = _f(["classifier", "pooler"], "modules trained in full next to the adapters (the head)", role=PROTOCOL)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N", role=RUNTIME)
+    threads: Optional[int] = _f(None, "torch CPU threads (default: torch's choice)", role=RUNTIME)
+    progress: bool = _f(True, "show a progress bar", role=RUNTIME)
+    output_dir: Optional[str] = _f(None, "write result.json and the adapter here", role=RUNTIME)
+    save_adapter: bool = _f(True, "save the trained adapter (peft format) under output_dir", role=RUNTIME)
+
+    def validate(self) -> None:
+        """Range checks; ConfigError names the knob."""
+        need(self.epochs > 0, "epochs: must be > 0")
+        need(self.max_steps is None or self.max_steps > 0, "max_steps: must be > 0")
+        need(self.batch_size > 0 and (self.eval_batch_size is None or self.eval_batch_size > 0), "batch_size: must be > 0")
+        need(self.max_length >= 8, "max_length: must be >= 8")
+        need(self.learning_rate > 0, "learning_rate: must be > 0")
+        need(self.weight_decay >= 0, "weight_decay: must be >= 0")
+        need(0 <= self.warmup_ratio < 1, "warmup_ratio: must be in [0, 1)")
+        need(self.train_samples is None or self.train_samples > 0, "train_samples: must be > 0")
+        need(self.eval_samples is None or self.eval_samples > 0, "eval_samples: must be > 0")
+        need(self.holdout_samples is None or self.holdout_samples > 0, "holdout_samples: must be > 0")
+        need(self.eval_steps is None or self.eval_steps > 0, "eval_steps: must be > 0")
+        need(0 <= self.lora_dropout < 1, "lora_dropout: must be in [0, 1)")
+        need(self.lora_alpha > 0, "lora_alpha: must be > 0")
 
 
 @dataclass
@@ -109,12 +148,30 @@ class IncreLoRAConfig:
     full_lr_first_step: bool = _f(False, "quirk 4.5: a new group's first update runs at the full LR (default: starts at 0)")
     keep_reserves_after_cleanup: bool = _f(False, "official: keep training the switched-off reserves after growth")
 
+    def validate(self) -> None:
+        need(self.target_rank > 0, "target_rank: must be > 0")
+        need(self.init_rank >= 1, "init_rank: must be >= 1")
+        need(self.init_warmup >= 0, "init_warmup: must be >= 0")
+        need(self.incre_interval >= 1, "incre_interval: must be >= 1")
+        need(self.top_h is None or self.top_h >= 1, "top_h: must be >= 1")
+        need(0 < self.growth_end_frac <= 1, "growth_end_frac: must be in (0, 1]")
+        need(self.n_add is None or self.n_add >= 1, "n_add: must be >= 1")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2: must be in [0, 1)")
+        need(self.orth_reg_weight >= 0, "orth_reg_weight: must be >= 0")
+        for name in ("init_warmup_frac", "incre_interval_frac"):
+            need(_fraction(getattr(self, name)), f"{name}: must be in [0, 1)")
+        need(self.target_total_rank is None or self.target_total_rank >= 1, "target_total_rank: must be >= 1")
+        need(self.budget_params is None or self.budget_params >= 1, "budget_params: must be >= 1")
+
 
 @dataclass
 class LoraBaselineConfig:
     """peft LoRA: one fixed rank everywhere."""
 
     r: int = _f(2, "LoRA rank of every adapted module")
+
+    def validate(self) -> None:
+        need(self.r >= 1, "r: must be >= 1")
 
 
 @dataclass
@@ -133,12 +190,14 @@ class AdaLoraBaselineConfig:
     beta2: float = _f(0.85, "EMA coefficient of the uncertainty")
     orth_reg_weight: float = _f(0.1, "weight of the orthogonal regularisation")
 
+    def validate(self) -> None:
+        need(self.init_r >= 1, "init_r: must be >= 1")
+        need(0 < self.target_r <= self.init_r, "target_r: must be in (0, init_r]")
+        need(self.delta_t is None or self.delta_t >= 1, "delta_t: must be >= 1")
+        need(all(_fraction(v) for v in (self.tinit_frac, self.tfinal_frac, self.delta_t_frac)),
+             "tinit_frac/tfinal_frac/delta_t_frac: must be in [0, 1)")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2: must be in [0, 1)")
 
-METHOD_CONFIGS: dict[str, type] = {
-    "increlora": IncreLoRAConfig,
-    "lora": LoraBaselineConfig,
-    "adalora": AdaLoraBaselineConfig,
-}
 
 MethodConfig = Union[IncreLoRAConfig, LoraBaselineConfig, AdaLoraBaselineConfig]
 
@@ -160,6 +219,11 @@ class RunConfig:
 
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def knobs_with_role(*roles: str) -> frozenset[str]:
+    """The training knobs whose role is one of ``roles`` (``protocol``, ``runtime``, ``recipe``)."""
+    return frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("role", RECIPE) in roles)
 
 
 def _check_type(cls: type, name: str, value: Any) -> Any:
@@ -198,17 +262,17 @@ def build_run_config(overrides: Optional[dict[str, Any]] = None, *, base: Option
     Each key goes to whichever dataclass declares it (TrainConfig or the chosen method's config);
     an unknown key or a value of the wrong type raises ConfigError naming the key.
     """
+    from .methods import REGISTRY, method_spec
+
     overrides = dict(overrides or {})
     train_kw = dataclasses.asdict(base.train) if base else {}
     method_kw = dataclasses.asdict(base.method) if base else {}
     method = overrides.get("method", train_kw.get("method", "increlora"))
-    if method not in METHODS:
-        raise ConfigError(f"method: unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    mcls = method_spec(method).config_cls
     if base is not None and method != base.train.method:
         method_kw = {}
-    mcls = METHOD_CONFIGS[method]
     tnames, mnames = set(field_names(TrainConfig)), set(field_names(mcls))
-    all_method_fields = set().union(*(field_names(c) for c in METHOD_CONFIGS.values()))
+    all_method_fields = set().union(*(field_names(spec.config_cls) for spec in REGISTRY.values()))
     for key, value in overrides.items():
         if key in tnames:
             train_kw[key] = _check_type(TrainConfig, key, value)
@@ -220,55 +284,9 @@ def build_run_config(overrides: Optional[dict[str, Any]] = None, *, base: Option
             raise ConfigError(f"{key}: unknown knob (see --help for the list)")
     train_kw["method"] = method
     cfg = RunConfig(train=TrainConfig(**train_kw), method=mcls(**method_kw))
-    validate(cfg)
+    cfg.train.validate()
+    cfg.method.validate()
     return cfg
-
-
-def validate(cfg: RunConfig) -> None:
-    """Range checks; raise ConfigError with the knob's name."""
-    t, m = cfg.train, cfg.method
-
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            raise ConfigError(msg)
-
-    need(t.epochs > 0, "epochs: must be > 0")
-    need(t.max_steps is None or t.max_steps > 0, "max_steps: must be > 0")
-    need(t.batch_size > 0 and (t.eval_batch_size is None or t.eval_batch_size > 0), "batch_size: must be > 0")
-    need(t.max_length >= 8, "max_length: must be >= 8")
-    need(t.learning_rate > 0, "learning_rate: must be > 0")
-    need(t.weight_decay >= 0, "weight_decay: must be >= 0")
-    need(0 <= t.warmup_ratio < 1, "warmup_ratio: must be in [0, 1)")
-    need(t.train_samples is None or t.train_samples > 0, "train_samples: must be > 0")
-    need(t.eval_samples is None or t.eval_samples > 0, "eval_samples: must be > 0")
-    need(t.holdout_samples is None or t.holdout_samples > 0, "holdout_samples: must be > 0")
-    need(t.eval_steps is None or t.eval_steps > 0, "eval_steps: must be > 0")
-    need(0 <= t.lora_dropout < 1, "lora_dropout: must be in [0, 1)")
-    need(t.lora_alpha > 0, "lora_alpha: must be > 0")
-    if isinstance(m, IncreLoRAConfig):
-        need(m.target_rank > 0, "target_rank: must be > 0")
-        need(m.init_rank >= 1, "init_rank: must be >= 1")
-        need(m.init_warmup >= 0, "init_warmup: must be >= 0")
-        need(m.incre_interval >= 1, "incre_interval: must be >= 1")
-        need(m.top_h is None or m.top_h >= 1, "top_h: must be >= 1")
-        need(0 < m.growth_end_frac <= 1, "growth_end_frac: must be in (0, 1]")
-        need(m.n_add is None or m.n_add >= 1, "n_add: must be >= 1")
-        need(0 <= m.beta1 < 1 and 0 <= m.beta2 < 1, "beta1/beta2: must be in [0, 1)")
-        need(m.orth_reg_weight >= 0, "orth_reg_weight: must be >= 0")
-        for name in ("init_warmup_frac", "incre_interval_frac"):
-            v = getattr(m, name)
-            need(v is None or 0 <= v < 1, f"{name}: must be in [0, 1)")
-        need(m.target_total_rank is None or m.target_total_rank >= 1, "target_total_rank: must be >= 1")
-        need(m.budget_params is None or m.budget_params >= 1, "budget_params: must be >= 1")
-    elif isinstance(m, LoraBaselineConfig):
-        need(m.r >= 1, "r: must be >= 1")
-    elif isinstance(m, AdaLoraBaselineConfig):
-        need(m.init_r >= 1, "init_r: must be >= 1")
-        need(0 < m.target_r <= m.init_r, "target_r: must be in (0, init_r]")
-        need(m.delta_t is None or m.delta_t >= 1, "delta_t: must be >= 1")
-        need(0 <= m.tinit_frac < 1 and 0 <= m.tfinal_frac < 1 and 0 <= m.delta_t_frac < 1,
-             "tinit_frac/tfinal_frac/delta_t_frac: must be in [0, 1)")
-        need(0 <= m.beta1 < 1 and 0 <= m.beta2 < 1, "beta1/beta2: must be in [0, 1)")
 
 
 def resolve_n_add(m: IncreLoRAConfig) -> int:

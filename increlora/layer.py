@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .budget import svd_cost_per_rank
+
 RESERVE_LAMBDA = 1e-5
 RANK_EPS = 1e-5
 
@@ -86,7 +88,7 @@ class SVDLinear(nn.Module):
     @property
     def cost_per_rank(self) -> int:
         """Adapter parameters one rank costs: a (d_in) + b (d_out) + lambda (1)."""
-        return self.in_features + self.out_features + 1
+        return svd_cost_per_rank(self.in_features, self.out_features)
 
     @property
     def scale(self) -> float:

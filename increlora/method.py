@@ -52,6 +52,7 @@ class IncreLoRAMethod(AdapterMethod):
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: IncreLoRAConfig, *, total_steps: int, seed: int) -> None:
         self.model = model
         self.cfg = cfg
+        self.constant_lr_new_groups = not cfg.multi_lr
         self.head_modules = list(train_cfg.head_modules)
         self.total_steps = total_steps
         self.weight_decay = train_cfg.weight_decay

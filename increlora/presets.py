@@ -26,7 +26,8 @@ from typing import Any, Optional, Union
 import yaml
 
 from increlora.atomic import write_text_atomic
-from increlora.config import METHODS, ConfigError, build_run_config
+from increlora.config import ConfigError, build_run_config
+from increlora.methods import METHODS
 
 PRESET_VERSION = 1
 SUPPORTED_VERSIONS = (1,)

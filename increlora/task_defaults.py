@@ -52,9 +52,16 @@ def resolve_profile(profile: str, cuda_available: bool) -> str:
     return profile
 
 
+def _paper_row(task: str) -> tuple:
+    return _PAPER_R2[task]
+
+
 def task_defaults(task: str, method: str, profile: str, target_rank: float = 2.0) -> dict[str, Any]:
-    """Flat knob defaults for ``task``/``method`` under ``profile`` (``paper`` or ``cpu``)."""
-    lr, epochs, max_len, warm, top_h, alpha, ldrop, orth, warmup, cdrop, wd, eval_steps = _PAPER_R2[task]
+    """Flat knob defaults for ``task``/``method`` under ``profile`` (``paper`` or ``cpu``): the training
+    recipe every method shares, plus the method's own defaults (its registered hook)."""
+    from .methods import method_spec
+
+    lr, epochs, max_len, warm, top_h, alpha, ldrop, orth, warmup, cdrop, wd, eval_steps = _paper_row(task)
     if profile == "paper":
         out: dict[str, Any] = {
             "learning_rate": lr,
@@ -68,11 +75,9 @@ def task_defaults(task: str, method: str, profile: str, target_rank: float = 2.0
             "eval_steps": eval_steps,
             "batch_size": 32,
         }
-        inc = {"init_warmup": warm, "incre_interval": warm, "top_h": top_h, "orth_reg_weight": orth}
         if target_rank >= 8 and task in _PAPER_R8:
-            lr8, ep8, top_h8, n_add8, drop8 = _PAPER_R8[task]
+            lr8, ep8, _, _, drop8 = _PAPER_R8[task]
             out.update(learning_rate=lr8, epochs=float(ep8))
-            inc.update(top_h=top_h8, n_add=n_add8)
             if drop8 is not None:
                 out["lora_dropout"] = drop8
     else:
@@ -88,14 +93,32 @@ def task_defaults(task: str, method: str, profile: str, target_rank: float = 2.0
             "weight_decay": wd,
             "batch_size": 32,
         }
-        inc = {
-            "init_warmup_frac": 0.05,
-            "incre_interval_frac": 0.03,
-            "top_h": None,  # as many modules a round as growth needs to end at 40 % of the run
-            "orth_reg_weight": orth,
-        }
-    if method == "increlora":
-        out.update(inc)
-    elif method == "adalora":
-        out["orth_reg_weight"] = orth
+    out.update(method_spec(method).task_defaults(task, profile, target_rank))
     return out
+
+
+def increlora_defaults(task: str, profile: str, target_rank: float) -> dict[str, Any]:
+    """IncreLoRA's knobs: the paper's scripts (warm-up = interval, top_h, n_add at rank 8, gamma), or the
+    cpu profile's schedule as fractions of the run with top_h chosen so growth ends at 40 %."""
+    _, _, _, warm, top_h, _, _, orth, _, _, _, _ = _paper_row(task)
+    if profile == "paper":
+        inc: dict[str, Any] = {"init_warmup": warm, "incre_interval": warm, "top_h": top_h, "orth_reg_weight": orth}
+        if target_rank >= 8 and task in _PAPER_R8:
+            _, _, top_h8, n_add8, _ = _PAPER_R8[task]
+            inc.update(top_h=top_h8, n_add=n_add8)
+        return inc
+    return {
+        "init_warmup_frac": 0.05,
+        "incre_interval_frac": 0.03,
+        "top_h": None,  # as many modules a round as growth needs to end at 40 % of the run
+        "orth_reg_weight": orth,
+    }
+
+
+def adalora_defaults(task: str, profile: str, target_rank: float) -> dict[str, Any]:
+    """AdaLoRA's orthogonal weight: the task's gamma, as in the official scripts."""
+    return {"orth_reg_weight": _paper_row(task)[7]}
+
+
+def no_defaults(task: str, profile: str, target_rank: float) -> dict[str, Any]:
+    return {}

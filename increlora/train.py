@@ -10,7 +10,8 @@ import dataclasses
 import sys
 from typing import Any, Optional, Sequence, get_type_hints
 
-from .config import METHOD_CONFIGS, METHODS, ConfigError, TrainConfig, build_run_config
+from .config import ConfigError, TrainConfig, build_run_config
+from .methods import METHODS, REGISTRY
 from .task_defaults import PROFILES, resolve_profile, task_defaults
 
 EPILOG = """\
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=argparse.SUPPRESS, help="a preset YAML file (from orchestrator.search/export)")
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar, only the summary")
     seen: set[str] = set()
-    sections = [("training", TrainConfig)] + [(f"{m} knobs", METHOD_CONFIGS[m]) for m in METHODS]
+    sections = [("training", TrainConfig)] + [(f"{m} knobs", spec.config_cls) for m, spec in REGISTRY.items()]
     for title, cls in sections:
         group = p.add_argument_group(title)
         hints = get_type_hints(cls)
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             seen.add(f.name)
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            shared = [m for m in METHODS if f.name in {x.name for x in dataclasses.fields(METHOD_CONFIGS[m])}]
+            shared = [m for m, spec in REGISTRY.items() if f.name in {x.name for x in dataclasses.fields(spec.config_cls)}]
             note = f" [{'/'.join(shared)}]" if cls is not TrainConfig and len(shared) > 1 else ""
             help_text = f"{f.metadata.get('help', '')}{note} (default: {default})".replace("%", "%%")
             if f.name == "method":
@@ -92,11 +93,7 @@ def resolve_overrides(args: dict[str, Any], *, cuda_available: bool) -> dict[str
     merged.update({k: v for k, v in pre.items() if k != "task"})
     merged.update(args)
     merged["task"], merged["method"] = task, method
-    if method == "lora" and "r" not in args and "r" not in pre:
-        merged["r"] = max(1, int(round(float(budget))))
-    if method == "adalora" and "target_r" not in args and "target_r" not in pre:
-        merged["target_r"] = float(budget)
-        merged.setdefault("init_r", max(2, int(round(float(budget) * 1.5))))
+    merged.update(REGISTRY[method].budget_knobs(float(budget), {**pre, **args}))
     return merged
 
 

@@ -22,12 +22,7 @@ from . import __version__
 from .adapter_method import AdapterMethod
 from .atomic import write_json_atomic
 from .backbone import display_name, load_model, load_tokenizer, resolve_model
-from .config import (
-    AdaLoraBaselineConfig,
-    IncreLoRAConfig,
-    LoraBaselineConfig,
-    RunConfig,
-)
+from .config import RunConfig
 from .batching import batch_indices, batches, collate
 from .glue import PreparedData, Split, normalize_task, prepare_data
 from .lr_schedule import GroupLinearSchedule
@@ -127,20 +122,10 @@ def total_steps_for(cfg: RunConfig, train_size: int) -> int:
 
 
 def build_method(cfg: RunConfig, model: torch.nn.Module, total_steps: int) -> AdapterMethod:
-    m = cfg.method
-    if isinstance(m, IncreLoRAConfig):
-        from .method import IncreLoRAMethod
+    """Attach ``cfg``'s method to ``model`` (looked up in the method registry)."""
+    from .methods import method_spec
 
-        return IncreLoRAMethod(model, cfg.train, m, total_steps=total_steps, seed=cfg.train.seed)
-    if isinstance(m, LoraBaselineConfig):
-        from .baselines import LoraMethod
-
-        return LoraMethod(model, cfg.train, m)
-    if isinstance(m, AdaLoraBaselineConfig):
-        from .baselines import AdaLoraMethod
-
-        return AdaLoraMethod(model, cfg.train, m, total_steps=total_steps)
-    raise TypeError(f"unknown method config {type(m).__name__}")
+    return method_spec(cfg.train.method).build(model, cfg.train, cfg.method, total_steps=total_steps, seed=cfg.train.seed)
 
 
 def predict_logits(model: torch.nn.Module, split: Split, *, batch_size: int, pad_id: int, device: torch.device,
@@ -255,8 +240,7 @@ def train(
         g["lr"] = 0.0
     optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, betas=(0.9, 0.999), eps=1e-8)
     warmup = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_ratio * total))
-    constant_new = isinstance(cfg.method, IncreLoRAConfig) and not cfg.method.multi_lr
-    schedule = GroupLinearSchedule(warmup_steps=warmup, total_steps=total, constant_new_groups=constant_new)
+    schedule = GroupLinearSchedule(warmup_steps=warmup, total_steps=total, constant_new_groups=method.constant_lr_new_groups)
     eval_every = t.eval_steps or max(1, total // 4)
     eval_batch = t.eval_batch_size or default_eval_batch_size(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

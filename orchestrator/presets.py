@@ -7,23 +7,20 @@ A trial record is a plain dict::
      "mlflow_run_id": "ab12..." or None, "state": "COMPLETE"}
 
 Only COMPLETE trials with a finite score and a parameter count take part. The front and the
-picks come from :mod:`orchestrator.pareto`; the files are written by
+picks come from :func:`orchestrator.results.front_and_picks`; the files are written by
 :func:`increlora.presets.save_preset` (validated, atomic).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from increlora.naming import MODULE_TYPES, parse_key
 from increlora.presets import PRESET_VERSION, Preset, save_preset
-from orchestrator.pareto import pareto_front, select_presets
-
-LABELS = ("best", "smallest", "knee")
+from orchestrator.results import LABELS, complete_trials, front_and_picks, front_rows
 
 # Knobs that describe where/how a run executed rather than what was found; they are left out
 # of exported presets so that a preset applies on another machine, task or output folder.
@@ -31,25 +28,6 @@ RUNTIME_KNOBS = frozenset({"task", "data_dir", "output_dir", "device", "threads"
 
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _is_complete(trial: dict[str, Any]) -> bool:
-    state = trial.get("state")
-    name = getattr(state, "name", state)
-    if name != "COMPLETE":
-        return False
-    score, params = trial.get("score"), trial.get("adapter_params")
-    if score is None or params is None:
-        return False
-    try:
-        return math.isfinite(float(score)) and math.isfinite(float(params))
-    except (TypeError, ValueError):
-        return False
-
-
-def complete_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trials that take part in the front: COMPLETE, finite score and adapter_params."""
-    return [t for t in trials if _is_complete(t)]
 
 
 def _layer_type(name: str) -> tuple[Optional[int], Optional[str]]:
@@ -76,16 +54,6 @@ def allocation_summary(allocation: Optional[dict[str, int]]) -> dict[str, Any]:
         "mean_rank": round(sum(values) / len(values), 3),
         "rank_by_type": ordered,
     }
-
-
-def _points(trials: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
-    return [(float(t["score"]), float(t["adapter_params"])) for t in trials]
-
-
-def _picks(trials: Sequence[dict[str, Any]], tolerance: float) -> tuple[list[int], dict[str, int]]:
-    points = _points(trials)
-    front = pareto_front(points)
-    return front, select_presets(points, front, tolerance=tolerance)
 
 
 def _preset_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -116,7 +84,7 @@ def export_presets(
     done = complete_trials(trials)
     if not done:
         raise ValueError("export_presets: no COMPLETE trial with a score and adapter_params")
-    front, picks = _picks(done, tolerance)
+    front, picks = front_and_picks(done, tolerance)
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     out = Path(out_dir)
     paths: list[Path] = []
@@ -140,54 +108,17 @@ def export_presets(
             "front_size": len(front),
             "tolerance": float(tolerance),
         }
-        preset = Preset(
-            preset_version=PRESET_VERSION,
-            method=method,
-            task=task,
-            config=knobs,
-            provenance=provenance,
-            name=label,
-        )
+        preset = Preset(preset_version=PRESET_VERSION, method=method, task=task, config=knobs, provenance=provenance,
+                        name=label)
         paths.append(save_preset(preset, out / f"{task}-{label}.yaml"))
     return paths
 
 
 def front_table(trials: list[dict[str, Any]], *, tolerance: float = 1.0) -> list[dict[str, Any]]:
-    """The Pareto front of the COMPLETE trials as flat rows sorted by adapter params.
-
-    Trials with identical (score, params) - NSGA-II re-suggests configurations - collapse into
-    one row (the lowest trial number) whose ``also_trials`` lists the others. Row values are
-    scalars so the rows can go straight to a CSV writer or a rich table.
-    """
+    """The Pareto front of the COMPLETE trials as flat rows sorted by adapter params (duplicates of a
+    (score, params) pair collapse into one row; see :func:`orchestrator.results.front_rows`)."""
     done = complete_trials(trials)
     if not done:
         return []
-    front, picks = _picks(done, tolerance)
-    rows: list[dict[str, Any]] = []
-    seen: dict[tuple[float, float], dict[str, Any]] = {}
-    for i in sorted(front, key=lambda i: (float(done[i]["adapter_params"]), int(done[i]["number"]))):
-        t = done[i]
-        key = (float(t["score"]), float(t["adapter_params"]))
-        labels = [lab for lab in LABELS if picks[lab] == i]
-        if key in seen:
-            row = seen[key]
-            row["_also"].append(int(t["number"]))
-            row["_labels"].extend(lab for lab in labels if lab not in row["_labels"])
-            continue
-        row = {
-            "trial": int(t["number"]),
-            "score": float(t["score"]),
-            "adapter_params": int(t["adapter_params"]),
-            "total_rank": allocation_summary(t.get("allocation"))["total_rank"],
-            "method": (t.get("config") or {}).get("method"),
-            "mlflow_run_id": t.get("mlflow_run_id"),
-            "_labels": labels,
-            "_also": [],
-        }
-        seen[key] = row
-        rows.append(row)
-    for row in rows:
-        labels, also = row.pop("_labels"), row.pop("_also")
-        row["labels"] = ",".join(lab for lab in LABELS if lab in labels)
-        row["also_trials"] = ",".join(str(n) for n in sorted(also))
-    return rows
+    front, picks = front_and_picks(done, tolerance)
+    return front_rows(done, front, picks)

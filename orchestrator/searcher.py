@@ -26,14 +26,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
+
 log = logging.getLogger(__name__)
 
-SCORE = "glue_score"
-PARAMS = "adapter_params"
-METRICS = (SCORE, PARAMS)
-MODES = ("max", "min")
-FINAL_KEY = "final"
-TRIAL_NUMBER_KEY = "trial_number"
 SAMPLERS = ("tpe", "nsga2", "random")
 
 
@@ -46,21 +42,6 @@ def make_sampler(name: str, seed: Optional[int], *, population_size: int = 16) -
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for any SQLAlchemy URL (sqlite gets a 60 s lock timeout)."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, **kwargs)
-
-
-def _finite(values: Sequence[Any]) -> bool:
-    try:
-        return all(v is not None and math.isfinite(float(v)) for v in values)
-    except (TypeError, ValueError):
-        return False
 
 
 class MultiObjectiveOptunaSearch(OptunaSearch):
@@ -107,17 +88,16 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result=result, error=error)
         ot_trial = self._ot_trials[trial_id]
-        result = result or {}
-        values = [result.get(m) for m in self.metric]
-        if error:
+        report = TrialReport.from_result(result)
+        if error or report is None:
             state, told = TrialState.FAIL, None
-        elif not result.get(FINAL_KEY):
+        elif not report.final:
             state, told = TrialState.PRUNED, None
-        elif not _finite(values):
+        elif not report.finite():
             state, told = TrialState.FAIL, None
         else:
-            state, told = TrialState.COMPLETE, [float(v) for v in values]
-        self._record(ot_trial, result, state)
+            state, told = TrialState.COMPLETE, [float(v) for v in report.objectives]
+        self._record(ot_trial, report, state)
         try:
             self._ot_study.tell(ot_trial, told, state=state)
         except Exception as exc:
@@ -125,19 +105,19 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
     @staticmethod
-    def _record(ot_trial: Any, result: dict, state: TrialState) -> None:
+    def _record(ot_trial: Any, report: Optional[TrialReport], state: TrialState) -> None:
         attrs: dict[str, Any] = {"state_reason": "final" if state == TrialState.COMPLETE else state.name.lower()}
-        for key in ("mlflow_run_id", "run_name", SCORE, PARAMS, "best_glue_score", "evaluation", "step",
-                    "peak_trainable_params", "head_params", "wall_time_s"):
-            value = result.get(key)
-            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
-                attrs[key if key not in (SCORE, PARAMS) else f"last_{key}"] = value
-        raw = result.get("allocation")
-        if isinstance(raw, str) and raw:
-            try:
-                attrs["allocation"] = json.loads(raw)
-            except ValueError:
-                pass
+        if report is not None:
+            values = {"mlflow_run_id": report.mlflow_run_id, "run_name": report.run_name or None,
+                      f"last_{SCORE}": report.glue_score, f"last_{PARAMS}": report.adapter_params,
+                      "best_glue_score": report.best_glue_score, "evaluation": report.evaluation, "step": report.step,
+                      "peak_trainable_params": report.peak_trainable_params, "head_params": report.head_params,
+                      "wall_time_s": report.wall_time_s}
+            for key, value in values.items():
+                if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
+                    attrs[key] = value
+            if report.allocation:
+                attrs["allocation"] = report.allocation
         for k, v in attrs.items():
             try:
                 ot_trial.set_user_attr(k, v)

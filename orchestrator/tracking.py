@@ -6,14 +6,11 @@ created inside the Ray worker with :class:`ChildRun` through an explicit ``Mlflo
 fluent global state, so reused actors never mix runs).
 
 Child runs never stay RUNNING: the worker ends its run FINISHED (or FAILED on an exception); a
-trial that the scheduler stops is killed inside ``tune.report``, so the driver-side
-:class:`TrialRunCloser` logs its last allocation and ends the run KILLED, and
+trial that the scheduler stops is killed inside ``tune.report``, so the driver-side callback
+(:mod:`orchestrator.callbacks`) logs its last allocation and ends the run KILLED, and
 :func:`close_dangling_runs` sweeps whatever is left when the search ends or is interrupted.
-
-Heatmap colour scale: every heatmap of a search uses ``vmin = 0`` and ``vmax`` = the largest
-module rank over the whole search. While the search runs, a trial's heatmap is drawn with the
-largest rank seen so far; at the end :func:`rerender_heatmaps` redraws those whose scale differs
-from the final maximum (the scale used is kept in the run's ``heatmap_vmax`` tag).
+This module talks to MLflow only: no Ray, no plotting (heatmaps are drawn in
+:mod:`orchestrator.heatmaps`).
 
 Reference points: :func:`reference_points` reads the LoRA/AdaLoRA searches (parent runs tagged
 ``method``) of the same experiment and their finished trials' (score, adapter params), which the
@@ -30,10 +27,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 from urllib.parse import urlparse
-
-from ray import tune
 
 from increlora.naming import rank_metric_name
 
@@ -223,23 +218,6 @@ def log_allocation(c: "MlflowClient", run_id: str, allocation: dict[str, int], *
     log_json_artifact(c, run_id, {k: int(v) for k, v in allocation.items()}, ALLOCATION_ARTIFACT)
 
 
-def log_heatmap(
-    c: "MlflowClient", run_id: str, allocation: dict[str, int], *, title: str, vmax: float, vmin: float = 0.0
-) -> bool:
-    """Draw the allocation heatmap (``plots.allocation_heatmap``) and log it; False if it cannot be drawn."""
-    from orchestrator.plots import allocation_heatmap
-
-    with tempfile.TemporaryDirectory(prefix="increlora-heatmap-") as tmp:
-        path = Path(tmp) / HEATMAP_ARTIFACT
-        try:
-            allocation_heatmap(allocation, path, title=title, vmin=vmin, vmax=vmax)
-        except ValueError:
-            return False
-        c.log_artifact(run_id, str(path))
-    c.set_tag(run_id, HEATMAP_VMAX_TAG, str(float(vmax)))
-    return True
-
-
 # ----------------------------------------------------------------------------------------------
 # Runs
 # ----------------------------------------------------------------------------------------------
@@ -353,68 +331,3 @@ def reference_points(
                 if math.isfinite(score) and math.isfinite(params):
                     out.setdefault(REFERENCE_LABELS.get(method, method), []).append((score, params))
     return out
-
-
-def rerender_heatmaps(uri: str, items: Iterable[tuple[str, dict[str, int], str]], vmax: float) -> int:
-    """Redraw the heatmaps whose ``heatmap_vmax`` tag differs from ``vmax``: items are
-    ``(run_id, allocation, title)``. Returns the number redrawn."""
-    c = client(uri)
-    n = 0
-    for run_id, allocation, title in items:
-        if not allocation:
-            continue
-        try:
-            tag = c.get_run(run_id).data.tags.get(HEATMAP_VMAX_TAG)
-        except Exception:
-            continue
-        if tag is not None and float(tag) == float(vmax):
-            continue
-        if log_heatmap(c, run_id, allocation, title=title, vmax=vmax):
-            n += 1
-    return n
-
-
-class TrialRunCloser(tune.Callback):
-    """Driver side: draw each finished trial's heatmap; end the runs a worker could not end.
-
-    A completed trial's worker has already ended its run FINISHED. A trial stopped by the
-    scheduler (no ``final`` result) gets its last reported allocation logged and its run ended
-    KILLED; an errored trial's run is ended FAILED. Pickled into Ray's experiment state, so it
-    holds only plain values.
-    """
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self.vmax = 1.0
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = trial.last_result or {}
-        run_id = result.get("mlflow_run_id")
-        if not run_id:
-            return
-        c = client(self.uri)
-        allocation = _allocation_of(result)
-        if not result.get("final") and allocation:
-            log_allocation(c, run_id, allocation, step=int(result.get("step", 0) or 0))
-        if allocation:
-            self.vmax = max(self.vmax, float(max(allocation.values())))
-            title = result.get("run_name") or run_id
-            log_heatmap(c, run_id, allocation, title=f"{title}: final ranks", vmax=self.vmax)
-        terminate_if_running(c, run_id, "FINISHED" if result.get("final") else "KILLED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = (trial.last_result or {}).get("mlflow_run_id")
-        if run_id:
-            terminate_if_running(client(self.uri), run_id, "FAILED")
-
-
-def _allocation_of(result: dict[str, Any]) -> dict[str, int]:
-    raw = result.get("allocation")
-    if isinstance(raw, str) and raw:
-        try:
-            return {str(k): int(v) for k, v in json.loads(raw).items()}
-        except (ValueError, AttributeError):
-            return {}
-    if isinstance(raw, dict):
-        return {str(k): int(v) for k, v in raw.items()}
-    return {}

@@ -13,17 +13,14 @@ stops a trial kills it inside ``tune.report``, so nothing important may follow a
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator.searcher import FINAL_KEY, PARAMS, SCORE, TRIAL_NUMBER_KEY
 from orchestrator.tracking import ChildRun, TrackingInfo
-
-TIME_ATTR = "evaluation"
+from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 
 @dataclass(frozen=True)
@@ -49,25 +46,11 @@ def trial_label(number: int) -> str:
     return f"t{number:03d}" if number >= 0 else "t-manual"
 
 
-def budget_label(method: str, knobs: dict[str, Any]) -> str:
-    """The budget part of a run name: ``r2.50`` (average rank), ``p120k`` (parameters) or ``r4``."""
-    if method == "increlora":
-        if knobs.get("budget_params") is not None:
-            return f"p{int(knobs['budget_params']) / 1000:.0f}k"
-        if knobs.get("target_total_rank") is not None:
-            return f"R{int(knobs['target_total_rank'])}"
-        if knobs.get("target_rank") is not None:
-            return f"r{float(knobs['target_rank']):.2f}"
-    if method == "adalora" and knobs.get("target_r") is not None:
-        return f"r{float(knobs['target_r']):.2f}"
-    if method == "lora" and knobs.get("r") is not None:
-        return f"r{int(knobs['r'])}"
-    return "default"
-
-
 def run_name(task: str, method: str, number: int, knobs: dict[str, Any]) -> str:
     """``t003-r2.50-cola-increlora``: trial number and budget first, so the MLflow runs table
     (which cuts long names) still shows them."""
+    from increlora.methods import budget_label
+
     return f"{trial_label(number)}-{budget_label(method, knobs)}-{task}-{method}"
 
 
@@ -145,23 +128,14 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
                     step=event.step,
                 )
             score = event.glue_score if ctx.objective == "final" else event.best_glue_score
-            tune.report(
-                {
-                    SCORE: float(score),
-                    PARAMS: int(event.adapter_params),
-                    TIME_ATTR: min(evaluations, ctx.max_evaluations),
-                    "step": int(event.step),
-                    "epoch": float(event.epoch),
-                    "best_glue_score": float(event.best_glue_score),
-                    "trainable_params": int(event.trainable_params),
-                    "train_loss": float(event.train_loss),
-                    "allocation": json.dumps(event.allocation, sort_keys=True),
-                    "mlflow_run_id": run_id,
-                    "run_name": name,
-                    TRIAL_NUMBER_KEY: number,
-                    FINAL_KEY: False,
-                }
+            report = TrialReport(
+                glue_score=float(score), adapter_params=int(event.adapter_params),
+                evaluation=min(evaluations, ctx.max_evaluations), step=int(event.step), epoch=float(event.epoch),
+                best_glue_score=float(event.best_glue_score), trainable_params=int(event.trainable_params),
+                train_loss=float(event.train_loss), allocation=dict(event.allocation), mlflow_run_id=run_id,
+                run_name=name, trial_number=number,
             )
+            tune.report(report.to_result())
 
         result = train(cfg, data, on_evaluate=on_evaluate)
         wall = time.perf_counter() - t0
@@ -180,25 +154,13 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
         raise
     score = result.glue_score if ctx.objective == "final" else result.best_glue_score
     _release_memory()
-    tune.report(
-        {
-            SCORE: float(score),
-            PARAMS: int(result.adapter_params),
-            TIME_ATTR: ctx.max_evaluations + 1,
-            "step": int(result.steps),
-            "epoch": float(result.epochs),
-            "best_glue_score": float(result.best_glue_score),
-            "trainable_params": int(result.peak_trainable_params),
-            "peak_trainable_params": int(result.peak_trainable_params),
-            "head_params": int(result.head_params),
-            "wall_time_s": float(wall),
-            "allocation": json.dumps(result.allocation, sort_keys=True),
-            "mlflow_run_id": run_id,
-            "run_name": name,
-            TRIAL_NUMBER_KEY: number,
-            FINAL_KEY: True,
-        }
-    )
+    tune.report(TrialReport(
+        glue_score=float(score), adapter_params=int(result.adapter_params), evaluation=ctx.max_evaluations + 1,
+        step=int(result.steps), epoch=float(result.epochs), best_glue_score=float(result.best_glue_score),
+        trainable_params=int(result.peak_trainable_params), peak_trainable_params=int(result.peak_trainable_params),
+        head_params=int(result.head_params), wall_time_s=float(wall), allocation=dict(result.allocation),
+        mlflow_run_id=run_id, run_name=name, trial_number=number, final=True,
+    ).to_result())
 
 
 def _release_memory() -> None:

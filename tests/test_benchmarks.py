@@ -44,10 +44,16 @@ def run(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedPr
 
 
 def test_equal_parameter_budgets_follow_the_module_shapes():
+    from increlora.budget import lora_params, uniform_rank_cost
+
     runs = load("_runs")
     shapes = {"q": (384, 384), "f1": (384, 1536)}
-    assert runs.lora_params(shapes, 2) == 2 * (768 + 1920)
-    assert runs.svd_cost_per_rank(shapes) == 769 + 1921
+    assert lora_params(shapes, 2) == 2 * (768 + 1920)
+    assert uniform_rank_cost(shapes) == 769 + 1921
+    knobs, info = runs.method_knobs("adalora", "cola", 2, shapes)
+    assert knobs["target_r"] == pytest.approx(2 * (768 + 1920) / (769 + 1921)) and info["target_params"] == 2 * (768 + 1920)
+    knobs, _ = runs.method_knobs("increlora", "cola", 2, shapes)
+    assert knobs["budget_params"] == 2 * (768 + 1920)
 
 
 def test_paper_schedule_is_scaled_to_fractions_of_the_papers_run():

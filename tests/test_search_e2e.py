@@ -25,7 +25,7 @@ from increlora.config import build_run_config  # noqa: E402
 from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
-from orchestrator.export import read_front_csv  # noqa: E402
+from orchestrator.finalize import read_front_csv  # noqa: E402
 from orchestrator.presets import RUNTIME_KNOBS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,7 +276,7 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_help_lists_every_flag_with_its_default():
-    parser = search.build_parser()
+    parser = search.build_parser()  # orchestrator.settings.build_parser
     text = parser.format_help()
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
@@ -290,7 +290,9 @@ def test_budget_params_range_matches_the_trainers_count(tiny_model_dir, glue_dir
     from increlora.glue import prepare_data
     from increlora.trainer import train
 
-    cost = search.uniform_rank_cost(tiny_model_dir)
+    from increlora.budget import adapted_shapes, uniform_rank_cost
+
+    cost = uniform_rank_cost(adapted_shapes(tiny_model_dir))
     assert cost == 2 * (4 * (2 * 32 + 1) + 2 * (32 + 64 + 1))
     data = prepare_data(TASK, load_tokenizer(tiny_model_dir), data_dir=glue_dir, train_samples=16, eval_samples=16,
                         max_length=32, seed=0)

@@ -112,11 +112,12 @@ def test_cli_preset_applies_and_flags_override(glue_dir, tmp_path):
 
 
 def test_help_lists_every_knob():
-    from increlora.config import METHOD_CONFIGS, TrainConfig, field_names
+    from increlora.config import TrainConfig, field_names
+    from increlora.methods import REGISTRY
 
     proc = subprocess.run([sys.executable, "-m", "increlora.train", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
-    for cls in [TrainConfig, *METHOD_CONFIGS.values()]:
+    for cls in [TrainConfig, *(spec.config_cls for spec in REGISTRY.values())]:
         for name in field_names(cls):
             assert "--" + name.replace("_", "-") in proc.stdout, name
 

@@ -1,0 +1,74 @@
+"""Ray Tune callbacks of the driver: MLflow bookkeeping of finished trials, and progress lines.
+
+Both are pickled into Ray's experiment state (for ``--resume``), so they hold only plain values.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray import tune
+
+from orchestrator import tracking
+from orchestrator.console import say
+from orchestrator.heatmaps import log_heatmap
+from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
+
+
+class TrialRunCloser(tune.Callback):
+    """Draw each finished trial's heatmap; end the runs a worker could not end.
+
+    A completed trial's worker has already ended its run FINISHED. A trial stopped by the
+    scheduler (no ``final`` report) gets its last reported allocation logged and its run ended
+    KILLED; an errored trial's run is ended FAILED.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.vmax = 1.0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        report = TrialReport.from_result(trial.last_result)
+        if report is None or not report.mlflow_run_id:
+            return
+        c = tracking.client(self.uri)
+        run_id, allocation = report.mlflow_run_id, report.allocation
+        if not report.final and allocation:
+            tracking.log_allocation(c, run_id, allocation, step=int(report.step or 0))
+        if allocation:
+            self.vmax = max(self.vmax, float(max(allocation.values())))
+            log_heatmap(c, run_id, allocation, title=f"{report.run_name or run_id}: final ranks", vmax=self.vmax)
+        tracking.terminate_if_running(c, run_id, "FINISHED" if report.final else "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if run_id:
+            tracking.terminate_if_running(tracking.client(self.uri), run_id, "FAILED")
+
+
+class ProgressPrinter(tune.Callback):
+    """One line per finished trial: state, score, adapter parameters, run name, elapsed time."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.time()
+
+    def _line(self, trial: Any, state: str) -> None:
+        self.done += 1
+        result = trial.last_result or {}
+        report = TrialReport.from_result(result)
+        number = result.get(TRIAL_NUMBER_KEY, (trial.config or {}).get(TRIAL_NUMBER_KEY, "?"))
+        score_text = f"{report.glue_score:6.2f}" if report else "     -"
+        params_text = f"{int(report.adapter_params):>10,}" if report else "         -"
+        elapsed = time.time() - self.started
+        say(f"[{self.done:>3}/{self.total}] trial {number!s:>3} {state:<8} score {score_text}  params {params_text}  "
+            f"{result.get('run_name', '')}  ({elapsed / 60:.1f} min)")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        report = TrialReport.from_result(trial.last_result)
+        self._line(trial, "COMPLETE" if report and report.final else "PRUNED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "FAILED")

@@ -1,0 +1,172 @@
+"""The end of a search: the front as a CSV, the plots, the presets, and the parent run's record.
+
+:func:`finalize` reads the search's results (:mod:`orchestrator.results`), writes
+``pareto_front.csv`` (the COMPLETE trials on the front, sorted by adapter params), ``pareto.png``,
+``hypervolume.png`` and ``presets/``, puts them on the MLflow parent run with the hypervolume and a
+description, redraws the allocation heatmaps on the search-wide colour scale, and returns the
+:class:`~orchestrator.record.FrontSummary` that completes ``search.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
+from orchestrator.results import SearchResults, load_results
+
+FRONT_CSV = "pareto_front.csv"
+PARETO_PNG = "pareto.png"
+HYPERVOLUME_PNG = "hypervolume.png"
+PRESETS_DIR = "presets"
+
+
+def write_front_csv(results: SearchResults, path: Path) -> list[dict[str, Any]]:
+    """``pareto_front.csv``: one row per front trial, sorted by adapter params; returns the rows."""
+    labels = results.labels()
+    front = sorted((results.complete[i] for i in results.front),
+                   key=lambda t: (float(t["adapter_params"]), -float(t["score"]), t["number"]))
+    param_names = sorted({k for t in front for k in t["params"]})
+    rows = []
+    for t in front:
+        alloc = t.get("allocation") or {}
+        row = {
+            "trial": t["number"],
+            "glue_score": t["score"],
+            "adapter_params": int(t["adapter_params"]),
+            "total_rank": sum(int(v) for v in alloc.values()) if alloc else "",
+            "labels": ",".join(labels.get(t["number"], [])),
+            "run_name": t.get("run_name") or "",
+            "mlflow_run_id": t.get("mlflow_run_id") or "",
+        }
+        row.update({k: t["params"].get(k, "") for k in param_names})
+        rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        fieldnames = ["trial", "glue_score", "adapter_params", "total_rank", "labels", "run_name", "mlflow_run_id", *param_names]
+        writer = csv.DictWriter(fh, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def read_front_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[float] = None) -> list[Path]:
+    """The best / smallest / knee presets of the COMPLETE trials, as YAML files in ``out_dir``."""
+    from orchestrator.presets import export_presets
+
+    r = results.record
+    return export_presets(results.trials, out_dir, task=r.task, model=r.model, search_name=r.name,
+                          package_version=r.package_version or "unknown", train_size=r.train_size,
+                          tolerance=float(r.tolerance if tolerance is None else tolerance))
+
+
+def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence[dict[str, Any]], hv: Optional[float],
+              picks: dict[str, dict[str, Any]]) -> str:
+    """The parent run's description (Markdown)."""
+    lines = [
+        f"**{record.name}**: {record.method} on {record.task} "
+        f"({record.model or 'packaged all-MiniLM-L6-v2'}), {record.trials} trials requested; "
+        + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ".",
+        f"Sampler {record.sampler} (seed {record.seed}), scheduler {record.scheduler}, "
+        f"objectives: GLUE score ({record.objective} evaluation, max) and adapter parameters (min); "
+        f"{record.train_size} training rows, {record.total_steps} steps per trial.",
+        f"Space: {record.space_text}",
+        f"Pareto front: {len(front_rows)} trials" + (f"; hypervolume {hv:.6g}." if hv is not None else "."),
+    ]
+    for label, rec in picks.items():
+        lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), score {float(rec['score']):.2f}, "
+                     f"{int(rec['adapter_params']):,} adapter params")
+    return "\n".join(lines)
+
+
+def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, float]]]:
+    """LoRA / AdaLoRA points of the other searches in this search's MLflow experiment (the
+    Pareto plot's reference markers); empty when there are none or MLflow cannot be read."""
+    from orchestrator import tracking
+
+    if not record.tracking_uri or not record.experiment_id:
+        return {}
+    try:
+        methods = [m for m in tracking.BASELINE_METHODS if m != record.method]
+        return tracking.reference_points(record.tracking_uri, record.experiment_id,
+                                         exclude_parent=record.parent_run_id or None, methods=methods)
+    except Exception:  # the plot is still useful without its reference points
+        return {}
+
+
+def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
+    """Write the front, plots and presets of a search; log them on its parent run; return the summary
+    (also stored in ``record.results`` and written to ``search.json``)."""
+    from orchestrator import plots
+
+    search_dir = record.dir
+    results = load_results(record)
+    counts = results.counts()
+    front_rows = write_front_csv(results, search_dir / FRONT_CSV)
+    outputs: dict[str, Any] = {"front_csv": str(search_dir / FRONT_CSV)}
+    hv = results.hypervolume()
+    preset_paths: list[Path] = []
+    if results.complete:
+        title = f"{record.task} {record.method}: {record.name}"
+        reference = baseline_reference(record) if mlflow else {}
+        outputs["pareto_png"] = str(plots.pareto_plot(results.points(), results.front, search_dir / PARETO_PNG,
+                                                      title=title, highlight=results.picks,
+                                                      pruned=results.pruned_points(), reference=reference))
+        if reference:
+            outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
+        outputs["hypervolume_png"] = str(plots.hypervolume_plot({record.sampler: results.hypervolume_curve()},
+                                                                search_dir / HYPERVOLUME_PNG,
+                                                                title=f"hypervolume: {record.name}"))
+        preset_paths = write_presets(results, search_dir / PRESETS_DIR)
+        outputs["hypervolume_reference"] = list(results.reference_point())
+    outputs["presets"] = [str(p) for p in preset_paths]
+    vmax = results.vmax
+    record.results = FrontSummary(
+        counts=counts,
+        front=front_rows,
+        picks={k: results.complete[i]["number"] for k, i in results.picks.items()},
+        hypervolume=hv,
+        heatmap_vmax=int(vmax) if float(vmax).is_integer() else vmax,
+        outputs=outputs,
+        updated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    if mlflow and record.parent_run_id:
+        _log_parent(record, results, front_rows, hv, vmax)
+    record.save()
+    return record.results
+
+
+def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float],
+                vmax: float) -> None:
+    from orchestrator import tracking
+    from orchestrator.heatmaps import rerender_heatmaps
+
+    uri, parent, search_dir = record.tracking_uri, record.parent_run_id, record.dir
+    c = tracking.client(uri)
+    items = [(t["mlflow_run_id"], t["allocation"], f"{t.get('run_name') or t['number']}: final ranks")
+             for t in results.trials if t["mlflow_run_id"] and t["allocation"]]
+    rerender_heatmaps(uri, items, float(vmax))
+    counts = results.counts()
+    picks = results.pick_records()
+    metrics: dict[str, Any] = {f"trials_{k.lower()}": v for k, v in counts.items()}
+    metrics["front_size"] = len(front_rows)
+    if hv is not None:
+        metrics["hypervolume"] = hv
+    for label, rec in picks.items():
+        metrics[f"{label}_glue_score"] = float(rec["score"])
+        metrics[f"{label}_adapter_params"] = float(rec["adapter_params"])
+    tracking.log_metrics(c, parent, metrics)
+    for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, "space.yaml"):
+        if (search_dir / name).is_file():
+            c.log_artifact(parent, str(search_dir / name))
+    if (search_dir / PRESETS_DIR).is_dir():
+        c.log_artifacts(parent, str(search_dir / PRESETS_DIR), PRESETS_DIR)
+    c.set_tag(parent, tracking.NOTE_TAG, note_text(record, counts, front_rows, hv, picks))
+    tracking.log_json_artifact(c, parent, record.to_dict(), SEARCH_FILE)

@@ -1,0 +1,104 @@
+"""Before the first trial: the knobs every trial shares, the data (tokenised once), the run's
+facts (steps, evaluations, chance score) and the search space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.settings import CPU_SEARCH_DEFAULTS, SearchError, SearchSettings
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The trial protocol every trial shares."""
+
+    base: dict[str, Any]  # flat knobs of every trial (the sampled ones come on top)
+    profile: str
+    eval_steps_fixed: bool  # --set eval_steps=N (else it follows --evaluations)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the data and the protocol make of a trial."""
+
+    total_steps: int
+    max_evaluations: int
+    train_size: int
+    eval_size: int
+    chance_score: float
+
+
+def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
+    """Knobs every trial shares: profile defaults < the search's CPU defaults < flags < --set."""
+    from increlora.config import ConfigError, build_run_config
+    from increlora.task_defaults import resolve_profile, task_defaults
+
+    profile = resolve_profile(settings.profile, gpus_per_trial > 0)
+    base = task_defaults(settings.task, settings.method, profile)
+    if profile == "cpu":
+        base.update(CPU_SEARCH_DEFAULTS)
+    flags = {"model": settings.model, "data_dir": settings.data_dir, **settings.trial_flags}
+    base.update({k: v for k, v in flags.items() if v is not None})
+    base.pop("eval_steps", None)
+    base.update(settings.set_knobs)
+    base.update(task=settings.task, method=settings.method, seed=settings.seed)
+    try:
+        base = {k: v for k, v in build_run_config(base).flat().items() if k in base or k in ("model", "data_dir")}
+    except ConfigError as exc:
+        raise SearchError(f"training settings: {exc}") from None
+    return Protocol(base=base, profile=profile, eval_steps_fixed="eval_steps" in settings.set_knobs)
+
+
+def prepare_data(task: str, base: dict[str, Any]) -> Any:
+    """Tokenise the task once (in the driver); the trials share it through Ray's object store."""
+    from increlora.backbone import BackboneError, load_tokenizer
+    from increlora.glue import GlueError
+    from increlora.glue import prepare_data as prepare
+
+    try:
+        tokenizer = load_tokenizer(base.get("model"))
+        return prepare(task, tokenizer, data_dir=base.get("data_dir"), train_samples=base.get("train_samples"),
+                       eval_samples=base.get("eval_samples"), max_length=base["max_length"], seed=base["seed"],
+                       holdout_samples=base.get("holdout_samples"))
+    except (GlueError, BackboneError) as exc:
+        raise SearchError(str(exc)) from None
+    except OSError as exc:
+        raise SearchError(f"cannot load the tokenizer or data: {exc}") from None
+
+
+def run_facts(protocol: Protocol, data: Any, evaluations: int) -> RunFacts:
+    """Steps and evaluations per trial (``base["eval_steps"]`` is set here unless fixed by --set)."""
+    from increlora.budget import majority_score
+    from search_spaces import schedule
+
+    base = protocol.base
+    total = schedule.total_steps(data.train_size, base["batch_size"], base["epochs"], base.get("max_steps"))
+    if not protocol.eval_steps_fixed or not base.get("eval_steps"):
+        base["eval_steps"] = schedule.eval_steps_for(total, evaluations)
+    first_split = next(iter(data.evals.values()))
+    return RunFacts(total_steps=total, max_evaluations=schedule.evaluation_count(total, base["eval_steps"]),
+                    train_size=data.train_size, eval_size=data.eval_size,
+                    chance_score=majority_score(data.task, first_split.labels))
+
+
+def build_space(settings: SearchSettings, base: dict[str, Any]) -> Any:
+    """The searched space: ``--space FILE``, or the method's built-in space shaped by the flags."""
+    from increlora.budget import adapted_shapes, params_budget_range
+    from increlora.methods import method_spec
+    from search_spaces import SpaceError, default_space
+
+    try:
+        if settings.space is not None:
+            if settings.search_extra or settings.budget != "rank":
+                raise SpaceError("--search-extra and --budget shape the built-in space; put those knobs in the --space file")
+            return settings.space
+        budget = None
+        if settings.budget == "params":
+            if not method_spec(settings.method).searches_param_budget:
+                raise SpaceError(f"--budget params applies to the increlora space only, not {settings.method}")
+            budget = params_budget_range(adapted_shapes(base.get("model")))
+        return default_space(settings.method, settings.task, extra=settings.search_extra,
+                             learning_rate=float(base["learning_rate"]), budget_params=budget)
+    except SpaceError as exc:
+        raise SearchError(str(exc)) from None

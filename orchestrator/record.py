@@ -1,0 +1,182 @@
+"""``search.json``: the record of one search, owned by :class:`SearchRecord`.
+
+The record is written when the search starts (settings, resources, the trial protocol, the
+space, provenance and the MLflow ids), rewritten at every status change, and completed by the
+finalisation (:class:`FrontSummary`: counts, front, presets, hypervolume, outputs) and at the end
+(``finished``, ``timings``). It is the source of truth for ``--resume``, ``orchestrator.export``,
+``orchestrator.report`` and the benchmarks. Writes are atomic; ``version`` is the schema version.
+
+On disk the record is one flat JSON object; :meth:`SearchRecord.to_dict` and
+:meth:`SearchRecord.from_dict` are the only places that know its layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from increlora.atomic import write_json_atomic
+
+SEARCH_FILE = "search.json"
+SCHEMA_VERSION = 1
+
+
+class RecordError(RuntimeError):
+    """A search record cannot be found or read; the one-line message says why."""
+
+
+@dataclass
+class FrontSummary:
+    """What the finalisation found: trial counts by state, the front rows, the preset picks."""
+
+    counts: dict[str, int]
+    front: list[dict[str, Any]]
+    picks: dict[str, int]  # label -> trial number
+    hypervolume: Optional[float]
+    heatmap_vmax: float
+    outputs: dict[str, Any]
+    updated: str
+
+
+@dataclass(frozen=True)
+class SearchChoices:
+    """What the user chose for a search (from the command line), as the record keeps it."""
+
+    task: str
+    method: str
+    model: Optional[str]
+    data_dir: Optional[str]
+    trials: int
+    sampler: str
+    population_size: int
+    seed: int
+    scheduler: str
+    asha_grace: int
+    asha_reduction_factor: float
+    objective: str
+    evaluations: int
+    tolerance: float
+    storage: str
+    tracking_uri: str
+    artifact_root: Optional[str]
+    experiment_name: str
+    save_adapters: bool
+    cpus_per_trial: int
+    argv: list[str]
+
+
+@dataclass
+class SearchRecord:
+    """One search (see the module docstring). The user's :class:`SearchChoices` are stored flat in the
+    file and read as attributes of the record (``record.task``); field order is the file's key order."""
+
+    version: int
+    name: str
+    search_dir: str
+    status: str  # created | running | finalizing | finished | interrupted
+    choices: SearchChoices
+    study_name: str
+    ray_path: str
+    # resources, resolved against the cluster
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 1
+    cluster: dict[str, float] = field(default_factory=dict)
+    # the trial protocol every trial shares
+    profile: str = "cpu"
+    eval_steps_fixed: bool = False
+    base: dict[str, Any] = field(default_factory=dict)
+    total_steps: int = 0
+    max_evaluations: int = 0
+    train_size: int = 0
+    eval_size: int = 0
+    chance_score: float = 0.0
+    # the space and its seeds
+    space: dict[str, Any] = field(default_factory=dict)
+    space_source: str = ""
+    space_text: str = ""
+    presets: list[str] = field(default_factory=list)
+    # provenance
+    package_version: str = ""
+    git_commit: Optional[str] = None
+    created: str = ""
+    # MLflow
+    experiment_id: str = ""
+    parent_run_id: str = ""
+    # results
+    results: Optional[FrontSummary] = None
+    finished: Optional[str] = None
+    timings: Optional[dict[str, float]] = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "choices" and "choices" in self.__dict__:
+            return getattr(self.__dict__["choices"], name)
+        raise AttributeError(name)
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.search_dir)
+
+    # ------------------------------------------------------------------ file
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("results", "choices"):
+                if value is not None:
+                    out.update(dataclasses.asdict(value))
+            elif f.name in ("finished", "timings") and value is None:
+                continue
+            else:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        result_names = [f.name for f in dataclasses.fields(FrontSummary)]
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if all(k in data for k in result_names):
+            kwargs["results"] = FrontSummary(**{k: data[k] for k in result_names})
+        try:
+            kwargs["choices"] = SearchChoices(**{f.name: data[f.name] for f in dataclasses.fields(SearchChoices)})
+            return cls(**kwargs)
+        except KeyError as exc:
+            raise RecordError(f"not a search record (no {exc})") from None
+        except TypeError as exc:
+            raise RecordError(f"not a search record ({exc})") from None
+
+    def save(self) -> Path:
+        """Write ``search.json`` atomically."""
+        return write_json_atomic(self.dir / SEARCH_FILE, self.to_dict())
+
+    @classmethod
+    def load(cls, search_dir: Path) -> "SearchRecord":
+        path = Path(search_dir) / SEARCH_FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RecordError(f"cannot read {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path} is not a search record")
+        if int(data.get("version", 0)) > SCHEMA_VERSION:
+            raise RecordError(f"{path} has schema version {data['version']}; this increlora-search reads up to "
+                              f"{SCHEMA_VERSION}: upgrade it")
+        try:
+            return cls.from_dict(data)
+        except RecordError as exc:
+            raise RecordError(f"{path}: {exc}") from None
+
+    # ------------------------------------------------------------------ views
+    def counts(self) -> dict[str, int]:
+        return dict(self.results.counts) if self.results else {}
+
+
+def find_search(name_or_dir: str, output_dir: str = "searches") -> Path:
+    """The folder of a search: ``name_or_dir`` itself, or ``<output_dir>/<name_or_dir>``."""
+    for candidate in (Path(name_or_dir), Path(output_dir) / name_or_dir):
+        if (candidate / SEARCH_FILE).is_file():
+            return candidate.resolve()
+    raise RecordError(f"no search {name_or_dir!r}: neither {name_or_dir}/ nor {output_dir}/{name_or_dir}/ holds {SEARCH_FILE}")

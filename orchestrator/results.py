@@ -1,0 +1,216 @@
+"""A finished (or interrupted) search, read back: trial records, the front, the preset picks.
+
+Everything that looks at a search's results - the finalisation, ``orchestrator.export``, the
+report, the benchmarks - reads it through :func:`load_results`, so there is one front algorithm
+(:func:`front_and_picks`, over the COMPLETE trials with finite objectives) and one notion of a
+trial record. Nothing here imports Ray; MLflow is not needed either (the Optuna study holds the
+objectives, the searched knobs and, as user attributes, each trial's allocation and MLflow run).
+
+A trial record is a plain dict::
+
+    {"number": 7, "state": "COMPLETE", "score": 61.2, "adapter_params": 98304,
+     "config": {...every knob of the trial...}, "params": {...the searched knobs...},
+     "allocation": {"bert.encoder.layer.0.attention.self.query": 3, ...},
+     "mlflow_run_id": "ab12...", "run_name": "t007-r2.50-cola-increlora", "preset": None}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from orchestrator.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
+from orchestrator.record import RecordError, SearchRecord
+
+LABELS = ("best", "smallest", "knee")
+
+
+def is_complete(trial: dict[str, Any]) -> bool:
+    """COMPLETE, with a finite score and parameter count: the trials that take part in the front."""
+    state = trial.get("state")
+    if getattr(state, "name", state) != "COMPLETE":
+        return False
+    score, params = trial.get("score"), trial.get("adapter_params")
+    try:
+        return score is not None and params is not None and math.isfinite(float(score)) and math.isfinite(float(params))
+    except (TypeError, ValueError):
+        return False
+
+
+def complete_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The COMPLETE trials (see :func:`is_complete`), in trial-number order."""
+    return sorted((t for t in trials if is_complete(t)), key=lambda t: t["number"])
+
+
+def points(trials: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    return [(float(t["score"]), float(t["adapter_params"])) for t in trials]
+
+
+def front_and_picks(complete: Sequence[dict[str, Any]], tolerance: float) -> tuple[list[int], dict[str, int]]:
+    """The Pareto front (indices into ``complete``) and the preset picks (label -> index): best,
+    smallest within ``tolerance`` points of the best, knee."""
+    pts = points(complete)
+    front = pareto_front(pts)
+    return front, (select_presets(pts, front, tolerance=tolerance) if front else {})
+
+
+def rank_vmax(trials: Sequence[dict[str, Any]]) -> float:
+    """The heatmap colour scale's top: the largest module rank of any trial (1 without allocations)."""
+    return float(max([max(t["allocation"].values()) for t in trials if t.get("allocation")] or [1]))
+
+
+@dataclass
+class SearchResults:
+    """A search's record and trials, with the front and picks computed once."""
+
+    record: SearchRecord
+    trials: list[dict[str, Any]]  # every Optuna trial, by number
+    complete: list[dict[str, Any]]  # the COMPLETE ones, by number
+    front: list[int]  # indices into complete, by params ascending
+    picks: dict[str, int]  # label -> index into complete
+
+    def trial(self, number: int) -> dict[str, Any]:
+        return next(t for t in self.trials if t["number"] == number)
+
+    @property
+    def vmax(self) -> float:
+        return rank_vmax(self.trials)
+
+    def labels(self) -> dict[int, list[str]]:
+        """Trial number -> the preset labels it holds."""
+        out: dict[int, list[str]] = {}
+        for label in LABELS:
+            if label in self.picks:
+                out.setdefault(self.complete[self.picks[label]]["number"], []).append(label)
+        return out
+
+    def pick_records(self) -> dict[str, dict[str, Any]]:
+        return {label: self.complete[i] for label, i in self.picks.items()}
+
+    def front_numbers(self) -> set[int]:
+        return {self.complete[i]["number"] for i in self.front}
+
+    def points(self) -> list[tuple[float, float]]:
+        return points(self.complete)
+
+    def pruned_points(self) -> list[tuple[float, float]]:
+        return [(float(t["score"]), float(t["adapter_params"])) for t in self.trials
+                if t["state"] == "PRUNED" and t["score"] is not None and t["adapter_params"] is not None]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.trials:
+            out[t["state"]] = out.get(t["state"], 0) + 1
+        return out
+
+    def reference_point(self) -> Optional[tuple[float, float]]:
+        """The hypervolume's reference: (chance score, 1.1 x the largest adapter of the search)."""
+        if not self.complete:
+            return None
+        return default_reference(float(self.record.chance_score), max(p[1] for p in self.points()))
+
+    def hypervolume(self) -> Optional[float]:
+        ref = self.reference_point()
+        return None if ref is None else hypervolume(self.points(), ref)
+
+    def hypervolume_curve(self) -> list[float]:
+        ref = self.reference_point()
+        return [] if ref is None else hypervolume_curve(self.points(), ref)
+
+    def front_rows(self) -> list[dict[str, Any]]:
+        """The front as rows, one per distinct (score, params) (see :func:`front_rows`)."""
+        return front_rows(self.complete, self.front, self.picks)
+
+
+def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: dict[str, int]) -> list[dict[str, Any]]:
+    """The front's trials as flat rows sorted by adapter params. Trials with identical (score,
+    params) - NSGA-II re-suggests configurations - collapse into one row (the lowest trial number)
+    whose ``also_trials`` lists the others."""
+    from orchestrator.presets import allocation_summary
+
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[float, float], dict[str, Any]] = {}
+    for i in sorted(front, key=lambda i: (float(complete[i]["adapter_params"]), int(complete[i]["number"]))):
+        t = complete[i]
+        key = (float(t["score"]), float(t["adapter_params"]))
+        labels = [lab for lab in LABELS if picks.get(lab) == i]
+        if key in seen:
+            row = seen[key]
+            row["_also"].append(int(t["number"]))
+            row["_labels"].extend(lab for lab in labels if lab not in row["_labels"])
+            continue
+        row = {
+            "trial": int(t["number"]),
+            "score": float(t["score"]),
+            "adapter_params": int(t["adapter_params"]),
+            "total_rank": allocation_summary(t.get("allocation"))["total_rank"],
+            "method": (t.get("config") or {}).get("method"),
+            "mlflow_run_id": t.get("mlflow_run_id"),
+            "_labels": labels,
+            "_also": [],
+        }
+        seen[key] = row
+        rows.append(row)
+    for row in rows:
+        labels, also = row.pop("_labels"), row.pop("_also")
+        row["labels"] = ",".join(lab for lab in LABELS if lab in labels)
+        row["also_trials"] = ",".join(str(n) for n in sorted(also))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the study
+# ----------------------------------------------------------------------------------------------
+
+
+def load_study(record: SearchRecord) -> Any:
+    import optuna
+
+    from orchestrator.storage import make_storage
+
+    try:
+        return optuna.load_study(study_name=record.study_name, storage=make_storage(record.storage))
+    except KeyError as exc:
+        raise RecordError(f"Optuna study {record.study_name!r} not found in {record.storage}: {exc}") from None
+
+
+def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
+    """A trial's complete flat configuration: the search's base knobs plus the trial's."""
+    from increlora.config import ConfigError, build_run_config
+
+    merged = {**record.base, **knobs, "method": record.method}
+    try:
+        return build_run_config(merged).flat()
+    except ConfigError:
+        return merged
+
+
+def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
+    """Every Optuna trial as a trial record (see the module docstring)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        complete = t.state.name == "COMPLETE" and t.values is not None
+        knobs = dict(attrs.get("config") or {})
+        out.append({
+            "number": t.number,
+            "state": t.state.name,
+            "score": t.values[0] if complete else attrs.get("last_glue_score"),
+            "adapter_params": t.values[1] if complete else attrs.get("last_adapter_params"),
+            "config": full_config(record, knobs) if knobs else {"method": record.method},
+            "params": dict(t.params),
+            "allocation": attrs.get("allocation") or {},
+            "mlflow_run_id": attrs.get("mlflow_run_id"),
+            "run_name": attrs.get("run_name"),
+            "preset": attrs.get("preset"),
+        })
+    return out
+
+
+def load_results(record: SearchRecord) -> SearchResults:
+    """Read a search's study into :class:`SearchResults`; RecordError when the study is missing."""
+    trials = trial_records(load_study(record), record)
+    complete = complete_trials(trials)
+    front, picks = front_and_picks(complete, float(record.tolerance))
+    return SearchResults(record=record, trials=trials, complete=complete, front=front, picks=picks)

@@ -1,0 +1,286 @@
+"""The search's command line and :class:`SearchSettings`, everything checked before any work starts.
+
+:func:`build_parser` declares the flags; the per-trial training flags are generated from
+:class:`increlora.config.TrainConfig` (their help text is the knob's own), as ``increlora.train``
+does. :meth:`SearchSettings.from_args` turns the parsed flags into a frozen, validated value: the
+task, method, space, presets, names, paths and the MLflow/Optuna stores are checked here, before
+Ray starts, so bad input costs one line on stderr and exit code 2, and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, get_type_hints
+
+from increlora.cli import OneLineParser, non_negative_float, positive_int
+from orchestrator.record import SearchChoices
+
+DEFAULT_TRIALS = 64
+DEFAULT_EVALUATIONS = 4
+# CPU profile of a search: short trials, 2 at a time on 2 cores.
+CPU_SEARCH_DEFAULTS = {"train_samples": 1000, "eval_samples": 500, "epochs": 2.0}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# TrainConfig knobs that get a flag of their own, with the search's default as its help shows it.
+TRIAL_FLAGS = {
+    "model": "the packaged all-MiniLM-L6-v2",
+    "data_dir": "$GLUE_DIR, else the HF hub",
+    "train_samples": "1000 with the cpu profile, all with paper",
+    "eval_samples": "500 with the cpu profile, the full dev set with paper",
+    "epochs": "2 with the cpu profile, the script's with paper",
+    "max_steps": "unset",
+    "batch_size": "32",
+    "max_length": "cpu profile 64 single-sentence / 128 pairs; paper: the script's",
+    "learning_rate": "the profile's per-task value; the centre of its range when searched",
+}
+
+
+class SearchError(Exception):
+    """Bad input or an unusable environment: printed as one line, exit code 2."""
+
+
+def _gpus(text: str) -> Optional[float]:
+    return None if text == "auto" else non_negative_float(text)
+
+
+def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) -> None:
+    from increlora.config import TrainConfig
+
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    hint = str(get_type_hints(TrainConfig)[name])
+    typ = positive_int if "int" in hint else float if "float" in hint else str
+    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
+                       help=f"{f.metadata['help']} (default: {default_text})".replace("%", "%%"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI; every flag's help ends with its default."""
+    from increlora.methods import METHODS
+    from orchestrator.searcher import SAMPLERS
+
+    p = OneLineParser(
+        prog="python -m orchestrator.search",
+        description=(
+            "Multi-objective search (GLUE score up, adapter parameters down) over IncreLoRA's budget, growth "
+            "schedule and EMA knobs - or a LoRA/AdaLoRA baseline - with Ray Tune, Optuna and MLflow."
+        ),
+        epilog=(
+            "Without a GPU and without flags a search trains on CPU with the packaged all-MiniLM-L6-v2 on a "
+            "1000-example subset for 2 epochs (sequence length 64 for single-sentence tasks), 2 trials at a time "
+            "on a 2-core machine. Example: python -m orchestrator.search --task cola --trials 64"
+        ),
+    )
+    g = p.add_argument_group("search")
+    g.add_argument("--task", default="cola", help="GLUE task: cola sst2 mrpc qqp stsb mnli qnli rte wnli (default: %(default)s)")
+    g.add_argument("--method", default="increlora", choices=METHODS, help="adapter method searched (default: %(default)s)")
+    g.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS, help="number of trials (default: %(default)s)")
+    g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
+                   help="Optuna multi-objective sampler, seeded with --seed (default: %(default)s)")
+    g.add_argument("--population-size", type=positive_int, default=16, help="NSGA-II population size (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=42, help="seed of the sampler and of every trial's training (default: %(default)s)")
+    g.add_argument("--space", default=None, help="YAML search space file (default: the method's built-in space)")
+    g.add_argument("--search-extra", action="append", default=[], metavar="KNOB",
+                   help="add an optional knob to the built-in space: learning_rate, top_h, n_add, orth_reg_weight "
+                        "(repeatable or comma-separated; default: none)")
+    g.add_argument("--budget", choices=("rank", "params"), default="rank",
+                   help="IncreLoRA budget knob searched: target_rank (average rank 1-8) or budget_params (same range in "
+                        "parameters) (default: %(default)s)")
+    g.add_argument("--objective", choices=("final", "best"), default="final",
+                   help="score objective: the final evaluation's GLUE score, or the best over the run (default: %(default)s)")
+    g.add_argument("--scheduler", choices=("none", "asha"), default="none",
+                   help="early stopping: none, or ASHA on the GLUE score; stopped trials are PRUNED (default: %(default)s)")
+    g.add_argument("--asha-grace", type=positive_int, default=1, help="ASHA grace period in evaluations (default: %(default)s)")
+    g.add_argument("--asha-reduction-factor", type=float, default=2.0, help="ASHA reduction factor (default: %(default)s)")
+    g.add_argument("--preset", action="append", default=[], metavar="FILE",
+                   help="evaluate this preset's configuration first (repeatable; default: none)")
+    g.add_argument("--tolerance", type=non_negative_float, default=1.0,
+                   help="the 'smallest' preset: fewest parameters within this many GLUE points of the best (default: %(default)s)")
+    g.add_argument("--name", default=None, help="search name (default: <task>-<method>-<date>-<time>)")
+    g.add_argument("--output-dir", default="searches", help="parent folder of search folders (default: %(default)s)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the search --name from its folder (its saved settings apply; default: off)")
+
+    t = p.add_argument_group("training (every trial)")
+    for name in ("model", "data_dir"):
+        _trial_flag(t, name, TRIAL_FLAGS[name])
+    t.add_argument("--profile", choices=("auto", "cpu", "paper"), default="auto",
+                   help="training defaults: cpu (short runs), paper (the official scripts' settings); auto = paper when "
+                        "trials get a GPU, else cpu (default: %(default)s)")
+    for name in list(TRIAL_FLAGS)[2:]:
+        _trial_flag(t, name, TRIAL_FLAGS[name])
+    t.add_argument("--evaluations", type=positive_int, default=DEFAULT_EVALUATIONS,
+                   help="evaluations per trial, the last at the end; every one is reported to Tune (default: %(default)s)")
+    t.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                   help="fix any increlora.config knob for every trial, e.g. --set lora_alpha=16 (repeatable; default: none)")
+    t.add_argument("--save-adapters", action=argparse.BooleanOptionalAction, default=True,
+                   help="save each trial's adapter in its folder and log it to its MLflow run (default: on)")
+
+    r = p.add_argument_group("resources")
+    r.add_argument("--max-concurrent", type=int, default=0,
+                   help="trials at once; 0 = cluster CPUs / --cpus-per-trial (and GPUs / --gpus-per-trial) (default: %(default)s)")
+    r.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs (torch threads) per trial (default: %(default)s)")
+    r.add_argument("--gpus-per-trial", type=_gpus, default=None, metavar="N|auto",
+                   help="GPUs per trial, fractional allowed (0.5 = two trials per GPU); auto = 0 without GPUs, else "
+                        "GPUs / concurrent trials (default: auto)")
+    r.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of the local Ray runtime (default: all cores)")
+    r.add_argument("--address", default=None, help="address of an existing Ray cluster (default: start a local Ray runtime)")
+
+    k = p.add_argument_group("tracking")
+    k.add_argument("--storage", default=None,
+                   help="Optuna storage, any SQLAlchemy URL (default: sqlite:///<search folder>/optuna.db)")
+    k.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db, artifacts in <cwd>/mlartifacts)")
+    k.add_argument("--experiment", default=None, help="MLflow experiment (default: increlora-<task>)")
+    return p
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``["lora_alpha=16", "advance_learn=false"]`` -> ``{"lora_alpha": 16, "advance_learn": False}`` (YAML values)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SearchError(f"--set {item!r}: expected KNOB=VALUE")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except Exception:
+            out[key.strip()] = raw
+    return out
+
+
+def split_list(items: Sequence[str]) -> list[str]:
+    return [x.strip() for item in items for x in item.split(",") if x.strip()]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """A new search as the user asked for it, validated (resources are resolved later, against Ray).
+    The choices the search record keeps are :attr:`choices`, readable as attributes (``settings.task``)."""
+
+    name: str
+    search_dir: Path
+    choices: SearchChoices
+    profile: str
+    budget: str
+    search_extra: tuple[str, ...]
+    space: Any  # a search_spaces.Space from --space, or None for the built-in one
+    presets: tuple[tuple[str, Any], ...]  # (absolute path, Preset)
+    trial_flags: dict[str, Any]  # training flags given on the command line (None = unset)
+    set_knobs: dict[str, Any]  # --set KNOB=VALUE
+    gpus_per_trial: Optional[float]
+    max_concurrent: int
+    num_cpus: Optional[int]
+    address: Optional[str]
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "choices" and "choices" in self.__dict__:
+            return getattr(self.__dict__["choices"], name)
+        raise AttributeError(name)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, argv: Sequence[str]) -> "SearchSettings":
+        """Check everything that can be checked before Ray starts; SearchError on bad input."""
+        from increlora.backbone import BackboneError, resolve_model
+        from increlora.glue import GlueError, normalize_task
+        from orchestrator import tracking
+
+        try:
+            task = normalize_task(args.task)
+        except GlueError as exc:
+            raise SearchError(f"--task: {exc}") from None
+        name = args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+        if not NAME_RE.match(name):
+            raise SearchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+        search_dir = Path(args.output_dir).expanduser().resolve() / name
+        if search_dir.exists():
+            raise SearchError(f"search folder {search_dir} exists: pass --resume to continue it, or choose another --name")
+        if args.asha_reduction_factor <= 1:
+            raise SearchError(f"--asha-reduction-factor must be > 1, got {args.asha_reduction_factor}")
+        if args.max_concurrent < 0:
+            raise SearchError(f"--max-concurrent must be >= 0, got {args.max_concurrent}")
+        if args.gpus_per_trial is not None and args.gpus_per_trial > 1 and not float(args.gpus_per_trial).is_integer():
+            raise SearchError(f"--gpus-per-trial {args.gpus_per_trial}: above 1 it must be a whole number")
+        model = args.model
+        if model is not None:
+            try:
+                model = resolve_model(model)
+            except BackboneError as exc:
+                raise SearchError(f"--model: {exc}") from None
+        data_dir = args.data_dir or os.environ.get("GLUE_DIR") or None
+        if data_dir is not None:
+            data_dir = str(Path(data_dir).expanduser().resolve())
+            if not Path(data_dir).is_dir():
+                raise SearchError(f"--data-dir {data_dir}: no such folder")
+        uri = tracking.absolute_uri(args.tracking_uri or tracking.default_tracking_uri(Path.cwd()), Path.cwd())
+        try:
+            tracking.check_tracking_uri(uri, timeout=5.0)
+        except tracking.TrackingError as exc:
+            raise SearchError(str(exc)) from None
+        storage = tracking.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
+        if args.storage:
+            _check_new_study(storage, name)
+        choices = SearchChoices(
+            task=task, method=args.method, model=model, data_dir=data_dir, trials=args.trials, sampler=args.sampler,
+            population_size=args.population_size, seed=args.seed, scheduler=args.scheduler, asha_grace=args.asha_grace,
+            asha_reduction_factor=args.asha_reduction_factor, objective=args.objective, evaluations=args.evaluations,
+            tolerance=args.tolerance, storage=storage, tracking_uri=uri,
+            artifact_root=tracking.default_artifact_root(uri, Path.cwd()),
+            experiment_name=args.experiment or f"increlora-{task}", save_adapters=args.save_adapters,
+            cpus_per_trial=args.cpus_per_trial, argv=list(argv),
+        )
+        return cls(
+            name=name, search_dir=search_dir, choices=choices, profile=args.profile, budget=args.budget,
+            search_extra=tuple(split_list(args.search_extra)), space=_load_space(args.space, args.method),
+            presets=_load_presets(args.preset, args.method),
+            trial_flags={name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, set_knobs=parse_set(args.set),
+            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, num_cpus=args.num_cpus,
+            address=args.address,
+        )
+
+
+def _load_space(path: Optional[str], method: str) -> Any:
+    if not path:
+        return None
+    from search_spaces import SpaceError
+    from search_spaces.from_yaml import load_space
+
+    try:
+        return load_space(path, method=method)
+    except SpaceError as exc:
+        raise SearchError(f"--space: {exc}") from None
+
+
+def _load_presets(paths: Sequence[str], method: str) -> tuple[tuple[str, Any], ...]:
+    from increlora.presets import PresetError, load_preset
+
+    presets = []
+    for path in paths:
+        try:
+            preset = load_preset(path)
+        except PresetError as exc:
+            raise SearchError(f"--preset: {exc}") from None
+        if preset.method != method:
+            raise SearchError(f"--preset {path}: a {preset.method} preset cannot seed a {method} search (--method)")
+        presets.append((str(Path(path).resolve()), preset))
+    return tuple(presets)
+
+
+def _check_new_study(storage: str, name: str) -> None:
+    try:
+        import optuna
+
+        from orchestrator.storage import make_storage
+
+        if name in optuna.get_all_study_names(storage=make_storage(storage)):
+            raise SearchError(f"Optuna study {name!r} already exists in {storage}: choose another --name or --resume")
+    except SearchError:
+        raise
+    except Exception as exc:
+        raise SearchError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,114 @@
+"""Ray Tune's Tuner for a search: the trainable with its context, the Optuna searcher, ASHA, callbacks.
+
+:func:`new_tuner` assembles a fresh experiment; :func:`restore_tuner` reattaches the trainable to a
+saved one (``--resume``). Both read only the search record, so a resumed search runs exactly as the
+original was set up.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from ray import tune
+
+from orchestrator.record import SearchRecord
+
+
+def trial_context(record: SearchRecord) -> Any:
+    """What each trial needs besides its config and the data (picklable)."""
+    from orchestrator.tracking import TrackingInfo
+    from orchestrator.trainable import TrialContext
+
+    return TrialContext(
+        task=record.task,
+        method=record.method,
+        search_name=record.name,
+        search_dir=record.search_dir,
+        base=dict(record.base),
+        tracking=TrackingInfo(record.tracking_uri, record.experiment_id, record.experiment_name, record.parent_run_id),
+        objective=record.objective,
+        max_evaluations=int(record.max_evaluations),
+        threads=int(record.cpus_per_trial),
+        device="cpu" if record.gpus_per_trial == 0 else "auto",
+        save_adapter=bool(record.save_adapters),
+        log_adapter=bool(record.save_adapters),
+    )
+
+
+def trainable(record: SearchRecord, data: Any) -> Any:
+    from orchestrator.trainable import run_trial
+
+    resources = {"cpu": float(record.cpus_per_trial), "gpu": float(record.gpus_per_trial)}
+    return tune.with_resources(tune.with_parameters(run_trial, data=data, context=trial_context(record)), resources)
+
+
+def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tuple[str, Any]]) -> tune.Tuner:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from orchestrator.callbacks import ProgressPrinter, TrialRunCloser
+    from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
+    from orchestrator.storage import make_storage
+    from orchestrator.trainable import trial_dirname
+    from orchestrator.trial_report import SCORE, TIME_ATTR
+    from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
+
+    ctx = SpaceContext(task=record.task, total_steps=int(record.total_steps))
+    enqueue = []
+    for path, preset in presets:
+        params, attrs = preset_point(space, ctx, preset.config)
+        attrs[PRESET_NAME_ATTR] = path
+        enqueue.append((params, attrs))
+    searcher = MultiObjectiveOptunaSearch(
+        make_space_fn(space, ctx),
+        sampler=make_sampler(record.sampler, record.seed, population_size=record.population_size),
+        storage=make_storage(record.storage),
+        study_name=record.study_name,
+        enqueue=enqueue,
+    )
+    name_objectives(searcher.study)
+    scheduler = None
+    if record.scheduler == "asha":
+        max_t = int(record.max_evaluations) + 1
+        scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=SCORE, mode="max", max_t=max_t,
+                                  grace_period=min(int(record.asha_grace), max_t),
+                                  reduction_factor=float(record.asha_reduction_factor))
+    return tune.Tuner(
+        trainable(record, data),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=int(record.trials),
+            max_concurrent_trials=int(record.max_concurrent),
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=record.name,
+            storage_path=str(Path(record.ray_path).parent),
+            callbacks=[TrialRunCloser(record.tracking_uri), ProgressPrinter(int(record.trials))],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+
+
+def restore_tuner(record: SearchRecord, data: Any) -> tune.Tuner:
+    return tune.Tuner.restore(record.ray_path, trainable=trainable(record, data), resume_unfinished=True,
+                              resume_errored=False)
+
+
+def name_objectives(study: Any) -> None:
+    """Name the two objectives in the study (optuna-dashboard shows ``glue_score`` and
+    ``adapter_params`` instead of "Objective 0/1"); best effort, the API is experimental."""
+    import optuna
+
+    from orchestrator.trial_report import METRICS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(METRICS))
+    except Exception:  # pragma: no cover - an older/newer Optuna without it
+        pass

@@ -51,7 +51,7 @@ KNOB_VARIANTS = ("increlora-paper", "increlora-preset")
 DEFAULT_TASKS = ("cola", "sst2", "mrpc", "rte")
 # Trial size per task: where every method learns (benchmarks/results/regime.md).
 REGIME = {"cola": "4000x3", "sst2": "1000x3", "mrpc": "allx3", "rte": "allx3"}
-LR_GRID = (1e-3, 3e-3, 1e-2)
+LR_GRID = (3e-4, 1e-3, 3e-3)
 HOLDOUT = 400
 SELECT_SEED = 0
 DEFAULT_PRESET = ROOT / "benchmarks" / "presets" / "increlora-holdout-best.yaml"

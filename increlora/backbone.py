@@ -32,7 +32,9 @@ def resolve_model(name_or_path: Optional[str]) -> str:
     if not name_or_path:
         return default_model_path()
     if Path(name_or_path).expanduser().is_dir():
-        return str(Path(name_or_path).expanduser().resolve())
+        folder = Path(name_or_path).expanduser().resolve()
+        check_model_folder(folder)
+        return str(folder)
     if Path(name_or_path).suffix or name_or_path.startswith((".", "/", "~")):
         raise BackboneError(f"model folder not found: {name_or_path}")
     if _cached(name_or_path):
@@ -43,6 +45,23 @@ def resolve_model(name_or_path: Optional[str]) -> str:
             "pass --model with a local folder, or omit --model for the packaged all-MiniLM-L6-v2"
         )
     return name_or_path
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local model folder must hold a readable ``config.json`` naming its ``model_type``."""
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise BackboneError(f"model folder {folder} has no config.json; pass a Hugging Face model folder "
+                            "(config.json, weights, tokenizer files) or omit --model for the packaged MiniLM")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BackboneError(f"{config} is not valid JSON ({' '.join(str(exc).split())[:120]}); restore the model "
+                            "folder or pass another --model") from None
+    if not isinstance(data, dict) or not data.get("model_type"):
+        raise BackboneError(f"{config} names no model_type; restore the model folder or pass another --model")
 
 
 def _cached(name: str) -> bool:
@@ -61,7 +80,11 @@ def display_name(name_or_path: Optional[str]) -> str:
 def load_tokenizer(name_or_path: Optional[str]):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    path = resolve_model(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise BackboneError(f"cannot load the tokenizer of {path}: {' '.join(str(exc).split())[:200]}") from None
 
 
 def load_model(
@@ -87,6 +110,8 @@ def load_model(
     hf_logging.disable_progress_bar()
     try:
         return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"cannot load the model weights of {path}: {' '.join(str(exc).split())[:200]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:

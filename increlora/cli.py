@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 
@@ -43,3 +46,29 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -
         return parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+
+
+class UsageError(ValueError):
+    """Bad input found before any work: the one-line message says what to fix."""
+
+
+def check_writable_dir(path: Union[str, "os.PathLike[str]"], flag: str) -> Path:
+    """``path`` as an absolute folder that exists or can be created, and that can be written to.
+
+    Probed by creating (and removing) a temporary entry: in ``path`` when it exists, else in its
+    nearest existing parent, so a file in the way, a read-only place or a missing permission is
+    found before any work starts and nothing is left behind. UsageError names ``flag``.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {p}: is a file, not a folder; pass a folder")
+    probe_in = p
+    while not probe_in.exists():
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise UsageError(f"{flag} {p}: {probe_in} is a file, not a folder; pass another {flag}")
+    try:
+        tempfile.TemporaryDirectory(dir=probe_in, prefix=".write-probe-").cleanup()
+    except OSError as exc:
+        raise UsageError(f"{flag} {p}: cannot write in {probe_in} ({exc.strerror or exc}); pass a writable folder") from None
+    return p

@@ -216,6 +216,15 @@ def _parse_label(spec: TaskSpec, raw: str, where: str) -> Union[int, float, None
 
 
 def read_tsv_split(spec: TaskSpec, path: Path) -> RawSplit:
+    """See :func:`_read_tsv_split`; a file that is not UTF-8 text is a GlueError naming it."""
+    try:
+        return _read_tsv_split(spec, path)
+    except UnicodeDecodeError as exc:
+        raise GlueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 or pass "
+                        f"--data-dir with the original GLUE files") from None
+
+
+def _read_tsv_split(spec: TaskSpec, path: Path) -> RawSplit:
     """Read one labelled split of ``spec`` in the original GLUE TSV layout.
 
     Quoting is off (texts hold bare ``"``), a UTF-8 BOM is ignored (MRPC), and columns are

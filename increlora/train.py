@@ -10,6 +10,7 @@ import dataclasses
 import sys
 from typing import Any, Optional, Sequence, get_type_hints
 
+from .cli import OneLineParser, UsageError, check_writable_dir, parse_args
 from .config import ConfigError, TrainConfig, build_run_config
 from .methods import METHODS, REGISTRY
 from .task_defaults import PROFILES, resolve_profile, task_defaults
@@ -45,7 +46,7 @@ def _arg_type(hint: Any):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m increlora.train",
         description="Fine-tune a Hugging Face encoder on a GLUE task with IncreLoRA (or the LoRA/AdaLoRA baselines).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -114,8 +115,10 @@ def _summary(result, out_dir: Optional[str]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = vars(parser.parse_args(argv))
+    parsed = parse_args(build_parser(), argv)
+    if isinstance(parsed, int):
+        return parsed
+    args = vars(parsed)
     quiet = args.pop("quiet", False)
     try:
         import torch
@@ -130,11 +133,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if quiet:
                 overrides["progress"] = False
             cfg = build_run_config(overrides)
+            if cfg.train.output_dir:
+                check_writable_dir(cfg.train.output_dir, "--output-dir")
             result = train(cfg)
         except TrainingDiverged as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        except (ConfigError, GlueError, PresetError) as exc:
+        except (ConfigError, GlueError, PresetError, UsageError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:

@@ -6,13 +6,15 @@ Both are pickled into Ray's experiment state (for ``--resume``), so they hold on
 from __future__ import annotations
 
 import time
-from typing import Any
+import warnings
+from typing import Any, Optional
 
 from ray import tune
 
 from orchestrator import tracking
 from orchestrator.console import say
 from orchestrator.heatmaps import log_heatmap
+from orchestrator.trial_files import one_line, read_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 
@@ -29,6 +31,12 @@ class TrialRunCloser(tune.Callback):
         self.vmax = 1.0
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        try:
+            self._close(trial)
+        except Exception as exc:  # a tracking outage must not stop the search; finalize/sync catch up
+            warnings.warn(f"MLflow: could not close the run of a finished trial ({one_line(exc)})", stacklevel=1)
+
+    def _close(self, trial: Any) -> None:
         report = TrialReport.from_result(trial.last_result)
         if report is None or not report.mlflow_run_id:
             return
@@ -44,14 +52,47 @@ class TrialRunCloser(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if run_id:
-            tracking.terminate_if_running(tracking.client(self.uri), run_id, "FAILED")
+            try:
+                tracking.terminate_if_running(tracking.client(self.uri), run_id, "FAILED")
+            except Exception as exc:
+                warnings.warn(f"MLflow: could not end the run of a failed trial ({one_line(exc)})", stacklevel=1)
+
+
+class FailureLimit(tune.Callback):
+    """``--max-failures K``: after the K-th failed trial the search stops (through :meth:`stopper`)."""
+
+    def __init__(self, max_failures: Optional[int], search_dir: str) -> None:
+        self.max_failures = max_failures
+        self.search_dir = search_dir
+        self.failed: list[int] = []
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed.append(int((trial.config or {}).get(TRIAL_NUMBER_KEY, -1)))
+
+    @property
+    def reached(self) -> bool:
+        return self.max_failures is not None and len(self.failed) >= self.max_failures
+
+    def stopper(self) -> Any:
+        limit = self
+
+        class _Stop(tune.stopper.Stopper):
+            def __call__(self, trial_id: str, result: dict) -> bool:
+                return False
+
+            def stop_all(self) -> bool:
+                return limit.reached
+
+        return _Stop()
 
 
 class ProgressPrinter(tune.Callback):
-    """One line per finished trial: state, score, adapter parameters, run name, elapsed time."""
+    """One line per finished trial: state, score, adapter parameters, run name, elapsed time; a failed
+    trial's line gives its reason."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, search_dir: Optional[str] = None) -> None:
         self.total = total
+        self.search_dir = search_dir
         self.done = 0
         self.started = time.time()
 
@@ -72,3 +113,6 @@ class ProgressPrinter(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trial, "FAILED")
+        number = (trial.config or {}).get(TRIAL_NUMBER_KEY)
+        reason = read_error(self.search_dir, int(number)) if self.search_dir and number is not None else None
+        say(f"      reason: {reason or 'see ' + str(getattr(trial, 'path', None) or 'the Ray trial folder')}")

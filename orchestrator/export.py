@@ -12,10 +12,9 @@ import argparse
 import dataclasses
 import math
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-from increlora.cli import OneLineParser, parse_args
+from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args
 
 
 class ExportError(RuntimeError):
@@ -39,13 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from orchestrator.finalize import write_presets
     from orchestrator.record import RecordError, SearchRecord, find_search
-    from orchestrator.results import load_results
+    from orchestrator.results import check_study_exists, load_results
 
     args = parse_args(build_parser(), argv)
     if isinstance(args, int):
         return args
     try:
+        out = check_writable_dir(args.out, "--out")
         record = SearchRecord.load(find_search(args.search, args.output_dir))
+        check_study_exists(record)
         if args.tolerance is not None:
             if not args.tolerance >= 0 or math.isinf(args.tolerance):
                 raise ExportError(f"--tolerance must be >= 0, got {args.tolerance}")
@@ -53,8 +54,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results = load_results(record)
         if not results.complete:
             raise ExportError(f"search {record.name} has no COMPLETE trial yet; nothing to export")
-        paths = write_presets(results, Path(args.out))
-    except (ExportError, RecordError) as exc:
+        paths = write_presets(results, out)
+    except (ExportError, RecordError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in paths:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
+from orchestrator.trial_files import one_line
+from orchestrator.trial_run import replay_spools
 
 FRONT_CSV = "pareto_front.csv"
 PARETO_PNG = "pareto.png"
@@ -107,6 +110,12 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
     from orchestrator import plots
 
     search_dir = record.dir
+    mlflow_problem = None
+    if mlflow and record.parent_run_id:
+        try:
+            replay_spools(record)  # trial records a tracking outage kept in the trial folders
+        except Exception as exc:
+            mlflow_problem = exc
     results = load_results(record)
     counts = results.counts()
     front_rows = write_front_csv(results, search_dir / FRONT_CSV)
@@ -137,8 +146,15 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
         outputs=outputs,
         updated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    if mlflow and record.parent_run_id:
-        _log_parent(record, results, front_rows, hv, vmax)
+    if mlflow and record.parent_run_id and mlflow_problem is None:
+        try:
+            _log_parent(record, results, front_rows, hv, vmax)
+        except Exception as exc:
+            mlflow_problem = exc
+    if mlflow_problem is not None:
+        outputs["mlflow"] = (f"not logged ({one_line(mlflow_problem)}); when the tracking server is back: "
+                             f"python -m orchestrator.sync --search {record.search_dir}")
+        print(f"warning: MLflow {outputs['mlflow']}", file=sys.stderr)
     record.save()
     return record.results
 

@@ -66,6 +66,7 @@ class SearchChoices:
     save_adapters: bool
     cpus_per_trial: int
     argv: list[str]
+    max_failures: Optional[int] = None  # stop the search after this many failed trials
 
 
 @dataclass
@@ -80,6 +81,7 @@ class SearchRecord:
     choices: SearchChoices
     study_name: str
     ray_path: str
+    sessions: int = 0  # --resume sessions so far
     # resources, resolved against the cluster
     gpus_per_trial: float = 0.0
     max_concurrent: int = 1
@@ -141,7 +143,8 @@ class SearchRecord:
         if all(k in data for k in result_names):
             kwargs["results"] = FrontSummary(**{k: data[k] for k in result_names})
         try:
-            kwargs["choices"] = SearchChoices(**{f.name: data[f.name] for f in dataclasses.fields(SearchChoices)})
+            kwargs["choices"] = SearchChoices(**{f.name: data[f.name] for f in dataclasses.fields(SearchChoices)
+                                                 if f.name in data or f.default is dataclasses.MISSING})
             return cls(**kwargs)
         except KeyError as exc:
             raise RecordError(f"not a search record (no {exc})") from None

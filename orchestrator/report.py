@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from increlora.cli import OneLineParser, parse_args
+from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args
 from orchestrator.report_data import ReportData, ReportError, collect, mlflow_readable
 
 REPORT_HTML = "report.html"
@@ -86,10 +86,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(build_parser(), argv)
     if isinstance(args, int):
         return args
+    from orchestrator.report_html import render_html
+    from orchestrator.report_markdown import render_markdown
+
     try:
+        if args.output:
+            target = Path(args.output).expanduser()
+            if target.is_dir():
+                raise UsageError(f"--output {target}: is a folder; pass a file name (e.g. {target / REPORT_HTML})")
+            check_writable_dir(target.parent, "--output")
         data = collect(args.search, output_dir=args.output_dir, trials=args.trial, use_mlflow=args.mlflow)
-        from orchestrator.report_html import render_html
-        from orchestrator.report_markdown import render_markdown
+        if not args.output and args.format == "html":
+            check_writable_dir(data.search_dir, "--search (the report goes into its folder; or pass --output)")
 
         if args.format == "markdown":
             text = render_markdown(data)
@@ -100,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         page = render_html(data, interactive=args.interactive)
         path = _write(Path(args.output).expanduser() if args.output else data.search_dir / REPORT_HTML, page).resolve()
-    except ReportError as exc:
+    except (ReportError, UsageError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except OSError as exc:

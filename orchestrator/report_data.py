@@ -65,16 +65,6 @@ class ReportData:
         return self.results.trial(number)
 
 
-def _check_storage(record: Any) -> None:
-    from orchestrator.tracking import sqlite_path
-
-    if not record.storage or not record.study_name:
-        raise ReportError("search.json names no Optuna storage/study")
-    path = sqlite_path(record.storage)
-    if path is not None and not path.is_file():
-        raise ReportError(f"the search's Optuna storage {path} is missing")
-
-
 def _result_record(uri: Optional[str], search_dir: Path, rec: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The trainer's result of a trial: ``trials/tNNN/result.json``, else the run's artifact."""
     number = int(rec["number"])
@@ -119,7 +109,6 @@ def collect(search: str, *, output_dir: str = "searches", trials: Sequence[int] 
 
     try:
         record = SearchRecord.load(find_search(search, output_dir))
-        _check_storage(record)
         results = load_results(record)
     except RecordError as exc:
         raise ReportError(str(exc)) from None

@@ -11,7 +11,12 @@ A trial record is a plain dict::
     {"number": 7, "state": "COMPLETE", "score": 61.2, "adapter_params": 98304,
      "config": {...every knob of the trial...}, "params": {...the searched knobs...},
      "allocation": {"bert.encoder.layer.0.attention.self.query": 3, ...},
-     "mlflow_run_id": "ab12...", "run_name": "t007-r2.50-cola-increlora", "preset": None}
+     "mlflow_run_id": "ab12...", "run_name": "t007-r2.50-cola-increlora", "preset": None,
+     "state_reason": "final", "fail_reason": None, "rerun_of": None}
+
+``state_reason`` says why a trial ended as it did (``final``, ``recovered`` from its result file after
+a kill, ``pruned``, ``fail``, ``interrupted``: cut off by a stop of the search and re-run by
+``--resume`` as the trial ``rerun_of`` names).
 """
 
 from __future__ import annotations
@@ -104,6 +109,16 @@ class SearchResults:
             out[t["state"]] = out.get(t["state"], 0) + 1
         return out
 
+    def finished(self) -> int:
+        """Trials that count towards the requested number: COMPLETE, PRUNED, and FAIL except the
+        interrupted ones (their re-runs count instead)."""
+        return sum(1 for t in self.trials if t["state"] in ("COMPLETE", "PRUNED")
+                   or (t["state"] == "FAIL" and t.get("state_reason") != "interrupted"))
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The trials that failed (not the interrupted ones), by number."""
+        return [t for t in self.trials if t["state"] == "FAIL" and t.get("state_reason") != "interrupted"]
+
     def reference_point(self) -> Optional[tuple[float, float]]:
         """The hypervolume's reference: (chance score, 1.1 x the largest adapter of the search)."""
         if not self.complete:
@@ -164,6 +179,15 @@ def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: 
 # ----------------------------------------------------------------------------------------------
 
 
+def check_study_exists(record: SearchRecord) -> None:
+    """RecordError when the search's study is a sqlite file that is gone (opening it would create it)."""
+    from orchestrator.tracking import sqlite_path
+
+    path = sqlite_path(record.storage)
+    if path is not None and not path.is_file():
+        raise RecordError(f"the Optuna study of {record.name} is missing: {path} does not exist")
+
+
 def load_study(record: SearchRecord) -> Any:
     import optuna
 
@@ -188,6 +212,9 @@ def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
 
 def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
     """Every Optuna trial as a trial record (see the module docstring)."""
+    from orchestrator.trial_files import trial_dir
+    from orchestrator.trial_run import read_run_id
+
     out = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -201,15 +228,19 @@ def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
             "config": full_config(record, knobs) if knobs else {"method": record.method},
             "params": dict(t.params),
             "allocation": attrs.get("allocation") or {},
-            "mlflow_run_id": attrs.get("mlflow_run_id"),
+            "mlflow_run_id": attrs.get("mlflow_run_id") or read_run_id(trial_dir(record.search_dir, t.number)),
             "run_name": attrs.get("run_name"),
             "preset": attrs.get("preset"),
+            "state_reason": attrs.get("state_reason"),
+            "fail_reason": attrs.get("fail_reason"),
+            "rerun_of": attrs.get("rerun_of"),
         })
     return out
 
 
 def load_results(record: SearchRecord) -> SearchResults:
     """Read a search's study into :class:`SearchResults`; RecordError when the study is missing."""
+    check_study_exists(record)
     trials = trial_records(load_study(record), record)
     complete = complete_trials(trials)
     front, picks = front_and_picks(complete, float(record.tolerance))

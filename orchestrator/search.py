@@ -34,9 +34,6 @@ from orchestrator.console import err, print_summary, say
 from orchestrator.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 
-FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
-
-
 class PhaseTimer:
     """Wall time of the driver's consecutive phases, kept in ``search.json`` as ``timings``
     (``started_unix``, ``checks_s``, ``ray_start_s``, ``data_prep_s``, ``setup_s``, ``tuner_fit_s``,
@@ -115,6 +112,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         try:
             record.dir.mkdir(parents=True)
             _write_space(record, space)
+            record.save()  # from here on the search can be resumed
             tuner = new_tuner(record, space, data, settings.presets)
         except BaseException:
             _tracking_client(record).set_terminated(record.parent_run_id, "FAILED")
@@ -130,26 +128,17 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def resume_search(args: argparse.Namespace) -> int:
-    """Continue the search ``--name`` from its record (its saved settings apply)."""
-    from ray import tune
-
+    """Continue the search ``--name``: settle its records (:mod:`orchestrator.recovery`), then run the
+    trials it still needs, with its saved settings."""
     from orchestrator import cluster, tracking
     from orchestrator.preparation import prepare_data
+    from orchestrator.recovery import recover
     from orchestrator.record import RecordError
-    from orchestrator.tuner import restore_tuner
+    from orchestrator.tuner import new_tuner
+    from search_spaces.from_yaml import parse_space
 
     timer = PhaseTimer()
-    if not args.name:
-        raise SearchError("--resume needs --name (the search to continue)")
-    search_dir = Path(args.output_dir).expanduser().resolve() / args.name
-    if not (search_dir / "search.json").is_file():
-        raise SearchError(f"--resume: no search {args.name!r} in {search_dir.parent} (no search.json)")
-    try:
-        record = SearchRecord.load(search_dir)
-    except RecordError as exc:
-        raise SearchError(f"--resume: {exc}") from None
-    if not tune.Tuner.can_restore(record.ray_path):
-        raise SearchError(f"--resume: no restorable Ray Tune experiment at {record.ray_path}")
+    record = load_for_resume(args)
     _keep_offline(record.model)
     timer.mark("checks")
     with cluster.ray_session(args.address, args.num_cpus, on_exit=lambda: _sweep_runs(record)):
@@ -157,13 +146,39 @@ def resume_search(args: argparse.Namespace) -> int:
         cluster.resolve_resources(record.cpus_per_trial, record.gpus_per_trial, record.max_concurrent, record.trials)
         data = prepare_data(record.task, record.base)
         timer.mark("data_prep")
+        try:
+            settled = recover(record)
+        except RecordError as exc:
+            raise SearchError(f"--resume: {exc}") from None
         tracking.reopen_run(record.tracking_uri, record.parent_run_id)
+        record.sessions += 1
         record.status = "running"
         record.save()
-        say(f"Resuming search {record.name} ({record.trials} trials; its saved settings apply)")
-        tuner = restore_tuner(record, data)
+        say(f"Resuming search {record.name} ({record.trials} trials; its saved settings apply): {settled.describe()}")
         timer.mark("setup")
+        if settled.remaining == 0:
+            timer.mark("tuner_fit")
+            return finish(record, timer)
+        space = parse_space(record.space, source=record.space_source, method=record.method)
+        tuner = new_tuner(record, space, data, (), num_samples=settled.remaining, session=record.sessions)
         return fit_and_finish(tuner, record, timer)
+
+
+def load_for_resume(args: argparse.Namespace) -> SearchRecord:
+    """The record of the search to continue; SearchError (one line) when there is none."""
+    from orchestrator.record import RecordError
+    from orchestrator.settings import check_name, check_output_dir
+
+    if not args.name:
+        raise SearchError("--resume needs --name (the search to continue)")
+    check_name(args.name)
+    search_dir = check_output_dir(args.output_dir) / args.name
+    if not (search_dir / "search.json").is_file():
+        raise SearchError(f"--resume: no search {args.name!r} in {search_dir.parent} (no search.json)")
+    try:
+        return SearchRecord.load(search_dir)
+    except RecordError as exc:
+        raise SearchError(f"--resume: {exc}") from None
 
 
 def new_record(settings: SearchSettings, resources: Any, protocol: Any, facts: Any, space: Any) -> SearchRecord:
@@ -186,9 +201,12 @@ def fit_and_finish(tuner: Any, record: SearchRecord, timer: PhaseTimer) -> int:
 
     try:
         tuner.fit()
-    except BaseException:
+    except BaseException as exc:
         tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
-        _tracking_client(record).set_terminated(record.parent_run_id, "FAILED")
+        _tracking_client(record).set_terminated(record.parent_run_id,
+                                                "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        record.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.save()
         raise
     timer.mark("tuner_fit")
     return finish(record, timer)
@@ -198,26 +216,41 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     """Finalise, record the outcome, close the parent run, print the summary; the exit code."""
     from orchestrator import tracking
     from orchestrator.finalize import finalize
+    from orchestrator.results import load_results
 
     tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
     record.status = "finalizing"
-    results = finalize(record)
-    done = sum(v for k, v in results.counts.items() if k in FINISHED_STATES)
-    complete = results.counts.get("COMPLETE", 0)
-    record.status = "finished" if done >= record.trials else "interrupted"
+    finalize(record)
+    results = load_results(record)
+    done, failures = results.finished(), results.failures()
+    complete = len(results.complete)
+    stopped = record.max_failures is not None and len(failures) >= record.max_failures and done < record.trials
+    record.status = ("finished" if done >= record.trials else "stopped" if stopped else "interrupted")
+    if complete == 0 and record.status == "finished":
+        record.status = "failed"
     record.finished = _now()
     timer.mark("finalize")
     record.timings = dict(timer.timings, finished_unix=time.time())
     record.save()
-    _tracking_client(record).set_terminated(record.parent_run_id, "FINISHED" if record.status == "finished" else "KILLED")
+    parent_status = "FAILED" if complete == 0 and record.status != "interrupted" else \
+        {"finished": "FINISHED", "failed": "FAILED"}.get(record.status, "KILLED")
+    _tracking_client(record).set_terminated(record.parent_run_id, parent_status)
     print_summary(record)
+    first = next((t.get("fail_reason") for t in failures if t.get("fail_reason")), None)
+    why = f"; first reason (trial {failures[0]['number']}): {first}" if failures and first else ""
     if record.status == "interrupted":
         say(f"Interrupted after {done}/{record.trials} trials; continue with: python -m orchestrator.search "
             f"--resume --name {record.name} --output-dir {record.dir.parent}")
         return 130
-    if complete == 0:
-        err(f"no trial of {record.name} completed; see the trial errors in {record.ray_path}")
+    if record.status == "stopped":
+        err(f"{record.name} stopped after {len(failures)} failed trials (--max-failures {record.max_failures}), "
+            f"{complete} completed{why}")
         return 1
+    if complete == 0:
+        err(f"no trial of {record.name} completed: {len(failures)} of {done} failed{why}")
+        return 1
+    if failures:
+        say(f"{len(failures)} of {done} trials failed{why}")
     return 0
 
 
@@ -286,7 +319,11 @@ def _sweep_runs(record: Optional[SearchRecord]) -> None:
 def _quiet_environment() -> None:
     import optuna
 
+    from orchestrator.trial_run import MLFLOW_RETRY_ENV
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for key, value in MLFLOW_RETRY_ENV.items():  # a tracking outage costs seconds, not minutes of retries
+        os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, our own lines only

@@ -6,7 +6,10 @@
   closing report after training and logging finished). A trial the scheduler stopped earlier is
   told PRUNED - plain OptunaSearch would tell Optuna COMPLETE with the truncated values, so a
   cheap, cut-short trial could sit on the Pareto front (stack notes, section 2). An errored trial,
-  or one with a non-finite objective, is told FAIL;
+  or one with a non-finite objective, is told FAIL, with the one-line reason the trainable wrote
+  (``trials/tNNN/error.txt``) as the user attribute ``fail_reason``. A trial that stopped for any
+  other reason - the search was interrupted - is left RUNNING: ``--resume`` recovers it
+  (:mod:`orchestrator.recovery`);
 - each suggestion carries the Optuna trial number (``trial_number``), used for folder and run
   names, and the trial's knobs are stored as the Optuna user attribute ``config``; the MLflow
   run id, the final allocation and the objectives are stored as user attributes at the end, so
@@ -26,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.trial_files import read_error
 from orchestrator.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,11 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         storage: Optional[optuna.storages.BaseStorage],
         study_name: str,
         enqueue: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
+        search_dir: Optional[str] = None,
+        stopped_by_scheduler: Optional[set[str]] = None,
     ) -> None:
+        """``stopped_by_scheduler``: Ray trial ids the scheduler stopped (shared with it; those are
+        PRUNED); ``search_dir``: where failed trials leave their ``error.txt``."""
         super().__init__(
             space=space,
             metric=list(METRICS),
@@ -66,6 +74,8 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         )
         for params, user_attrs in enqueue:
             self._ot_study.enqueue_trial(params, user_attrs=user_attrs)
+        self.search_dir = search_dir
+        self.stopped_by_scheduler = stopped_by_scheduler if stopped_by_scheduler is not None else set()
 
     @property
     def study(self) -> optuna.Study:
@@ -89,15 +99,22 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
             return super().on_trial_complete(trial_id, result=result, error=error)
         ot_trial = self._ot_trials[trial_id]
         report = TrialReport.from_result(result)
+        reason = None
         if error or report is None:
             state, told = TrialState.FAIL, None
-        elif not report.final:
-            state, told = TrialState.PRUNED, None
-        elif not report.finite():
+            reason = (read_error(self.search_dir, ot_trial.number) if self.search_dir else None) or "the trial raised"
+        elif report.final and not report.finite():
             state, told = TrialState.FAIL, None
-        else:
+            reason = f"non-finite objectives {report.objectives}"
+        elif report.final:
             state, told = TrialState.COMPLETE, [float(v) for v in report.objectives]
-        self._record(ot_trial, report, state)
+        elif trial_id in self.stopped_by_scheduler:
+            state, told = TrialState.PRUNED, None
+        else:  # interrupted: left RUNNING for --resume to recover (its result file, or a re-run)
+            self._record(ot_trial, report, TrialState.RUNNING)
+            self._completed_trials.add(trial_id)
+            return
+        self._record(ot_trial, report, state, reason)
         try:
             self._ot_study.tell(ot_trial, told, state=state)
         except Exception as exc:
@@ -105,8 +122,11 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
     @staticmethod
-    def _record(ot_trial: Any, report: Optional[TrialReport], state: TrialState) -> None:
-        attrs: dict[str, Any] = {"state_reason": "final" if state == TrialState.COMPLETE else state.name.lower()}
+    def _record(ot_trial: Any, report: Optional[TrialReport], state: TrialState, reason: Optional[str] = None) -> None:
+        attrs: dict[str, Any] = {"state_reason": "final" if state == TrialState.COMPLETE else
+                                 "interrupted" if state == TrialState.RUNNING else state.name.lower()}
+        if reason:
+            attrs["fail_reason"] = reason
         if report is not None:
             values = {"mlflow_run_id": report.mlflow_run_id, "run_name": report.run_name or None,
                       f"last_{SCORE}": report.glue_score, f"last_{PARAMS}": report.adapter_params,

@@ -26,6 +26,7 @@ DEFAULT_EVALUATIONS = 4
 # CPU profile of a search: short trials, 2 at a time on 2 cores.
 CPU_SEARCH_DEFAULTS = {"train_samples": 1000, "eval_samples": 500, "epochs": 2.0}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME = 100
 # TrainConfig knobs that get a flag of their own, with the search's default as its help shows it.
 TRIAL_FLAGS = {
     "model": "the packaged all-MiniLM-L6-v2",
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--asha-reduction-factor", type=float, default=2.0, help="ASHA reduction factor (default: %(default)s)")
     g.add_argument("--preset", action="append", default=[], metavar="FILE",
                    help="evaluate this preset's configuration first (repeatable; default: none)")
+    g.add_argument("--max-failures", type=positive_int, default=None, metavar="K",
+                   help="stop the search after K failed trials (default: never; a failed trial's reason is shown)")
     g.add_argument("--tolerance", type=non_negative_float, default=1.0,
                    help="the 'smallest' preset: fewest parameters within this many GLUE points of the best (default: %(default)s)")
     g.add_argument("--name", default=None, help="search name (default: <task>-<method>-<date>-<time>)")
@@ -137,6 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db, artifacts in <cwd>/mlartifacts)")
     k.add_argument("--experiment", default=None, help="MLflow experiment (default: increlora-<task>)")
     return p
+
+
+def check_output_dir(path: str) -> Path:
+    """``--output-dir`` as an absolute folder that can be written to (probed before any work)."""
+    from increlora.cli import UsageError, check_writable_dir
+
+    try:
+        return check_writable_dir(path, "--output-dir")
+    except UsageError as exc:
+        raise SearchError(str(exc)) from None
+
+
+def check_name(name: str) -> str:
+    """A search name: letters, digits, '.', '_' and '-' (no path), at most 100 characters."""
+    if len(name) > MAX_NAME:
+        raise SearchError(f"--name: {len(name)} characters; use at most {MAX_NAME}")
+    if not NAME_RE.match(name) or name in (".", ".."):
+        raise SearchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    return name
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -195,10 +217,8 @@ class SearchSettings:
             task = normalize_task(args.task)
         except GlueError as exc:
             raise SearchError(f"--task: {exc}") from None
-        name = args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-        if not NAME_RE.match(name):
-            raise SearchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-        search_dir = Path(args.output_dir).expanduser().resolve() / name
+        name = check_name(args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+        search_dir = check_output_dir(args.output_dir) / name
         if search_dir.exists():
             raise SearchError(f"search folder {search_dir} exists: pass --resume to continue it, or choose another --name")
         if args.asha_reduction_factor <= 1:
@@ -225,6 +245,12 @@ class SearchSettings:
             raise SearchError(str(exc)) from None
         storage = tracking.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
         if args.storage:
+            sqlite = tracking.sqlite_path(storage)
+            try:
+                if sqlite is not None:
+                    tracking.check_sqlite_file(sqlite, "--storage")
+            except tracking.TrackingError as exc:
+                raise SearchError(str(exc)) from None
             _check_new_study(storage, name)
         choices = SearchChoices(
             task=task, method=args.method, model=model, data_dir=data_dir, trials=args.trials, sampler=args.sampler,
@@ -233,7 +259,7 @@ class SearchSettings:
             tolerance=args.tolerance, storage=storage, tracking_uri=uri,
             artifact_root=tracking.default_artifact_root(uri, Path.cwd()),
             experiment_name=args.experiment or f"increlora-{task}", save_adapters=args.save_adapters,
-            cpus_per_trial=args.cpus_per_trial, argv=list(argv),
+            cpus_per_trial=args.cpus_per_trial, argv=list(argv), max_failures=args.max_failures,
         )
         return cls(
             name=name, search_dir=search_dir, choices=choices, profile=args.profile, budget=args.budget,

@@ -2,8 +2,7 @@
 
 Layout: one experiment per task (``increlora-<task>``) with an explicit, absolute artifact
 location; one parent run per search; one child run per trial (tag ``mlflow.parentRunId``),
-created inside the Ray worker with :class:`ChildRun` through an explicit ``MlflowClient`` (no
-fluent global state, so reused actors never mix runs).
+created inside the Ray worker (:class:`orchestrator.trial_run.ChildRun`).
 
 Child runs never stay RUNNING: the worker ends its run FINISHED (or FAILED on an exception); a
 trial that the scheduler stops is killed inside ``tune.report``, so the driver-side callback
@@ -119,8 +118,22 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
     path = sqlite_path(uri)
     if uri.startswith("sqlite:") and path is None:
         raise TrackingError(f"--tracking-uri {uri}: use an absolute file, sqlite:////abs/path/mlflow.db")
-    if path is not None and not path.parent.is_dir():
-        raise TrackingError(f"--tracking-uri {uri}: folder {path.parent} does not exist")
+    if path is not None:
+        check_sqlite_file(path, "--tracking-uri")
+
+
+def check_sqlite_file(path: Path, flag: str) -> None:
+    """A sqlite database file can be created or opened: its folder exists and is writable."""
+    from increlora.cli import UsageError, check_writable_dir
+
+    if not path.parent.is_dir():
+        raise TrackingError(f"{flag} sqlite:///{path}: folder {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise TrackingError(f"{flag} sqlite:///{path}: {path} is not a file")
+    try:
+        check_writable_dir(path.parent, flag)
+    except UsageError as exc:
+        raise TrackingError(str(exc)) from None
 
 
 def client(uri: str) -> "MlflowClient":
@@ -152,7 +165,7 @@ def ensure_experiment(uri: str, name: str, artifact_root: Optional[str]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _param_value(value: Any) -> str:
+def param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= _MAX_PARAM_LEN else text[: _MAX_PARAM_LEN - 3] + "..."
 
@@ -161,16 +174,17 @@ def log_params(c: "MlflowClient", run_id: str, params: dict[str, Any]) -> None:
     """Log ``params`` in batches of 100, values as strings (truncated to MLflow's 6000 chars)."""
     from mlflow.entities import Param
 
-    items = [Param(str(k)[:250], _param_value(v)) for k, v in params.items()]
+    items = [Param(str(k)[:250], param_value(v)) for k, v in params.items()]
     for i in range(0, len(items), _MAX_BATCH):
         c.log_batch(run_id, params=items[i : i + _MAX_BATCH])
 
 
-def log_metrics(c: "MlflowClient", run_id: str, metrics: dict[str, Any], *, step: int = 0) -> None:
-    """Log the finite numeric entries of ``metrics`` at ``step``, batched."""
+def log_metrics(c: "MlflowClient", run_id: str, metrics: dict[str, Any], *, step: int = 0,
+                timestamp: Optional[int] = None) -> None:
+    """Log the finite numeric entries of ``metrics`` at ``step`` (``timestamp`` in ms, default now), batched."""
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = int(time.time() * 1000) if timestamp is None else int(timestamp)
     items = []
     for k, v in metrics.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -232,45 +246,6 @@ def start_parent_run(uri: str, experiment_id: str, *, name: str, tags: dict[str,
 def reopen_run(uri: str, run_id: str) -> None:
     """Mark a resumed search's parent run RUNNING again."""
     client(uri).update_run(run_id, status="RUNNING")
-
-
-class ChildRun:
-    """A trial's nested run, driven from inside the Ray worker."""
-
-    def __init__(self, info: TrackingInfo, run_id: str) -> None:
-        self.info = info
-        self.run_id = run_id
-        self._client = client(info.uri)
-
-    @classmethod
-    def start(cls, info: TrackingInfo, *, run_name: str, tags: Optional[dict[str, str]] = None) -> "ChildRun":
-        c = client(info.uri)
-        run = c.create_run(info.experiment_id, run_name=run_name, tags={PARENT_TAG: info.parent_run_id, **(tags or {})})
-        return cls(info, run.info.run_id)
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        log_params(self._client, self.run_id, params)
-
-    def log_metrics(self, metrics: dict[str, Any], *, step: int = 0) -> None:
-        log_metrics(self._client, self.run_id, metrics, step=step)
-
-    def log_allocation(self, allocation: dict[str, int], *, step: int = 0) -> None:
-        log_allocation(self._client, self.run_id, allocation, step=step)
-
-    def log_json(self, payload: Any, name: str, artifact_path: Optional[str] = None) -> None:
-        log_json_artifact(self._client, self.run_id, payload, name, artifact_path)
-
-    def log_artifacts(self, local_dir: str, artifact_path: str) -> None:
-        self._client.log_artifacts(self.run_id, local_dir, artifact_path)
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        for k, v in tags.items():
-            self._client.set_tag(self.run_id, k, str(v))
-
-    def finish(self, status: str = "FINISHED") -> bool:
-        """End the run with ``status`` unless the driver already ended it (an interrupted search
-        marks its runs KILLED, and a worker finishing late must not turn them FINISHED)."""
-        return terminate_if_running(self._client, self.run_id, status)
 
 
 def child_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Any]:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator.tracking import ChildRun, TrackingInfo
+from orchestrator.tracking import TrackingInfo
+from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
+from orchestrator.trial_files import one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 
@@ -39,11 +41,6 @@ class TrialContext:
     device: str = "auto"
     save_adapter: bool = True
     log_adapter: bool = True
-
-
-def trial_label(number: int) -> str:
-    """``t007``: the short name of Optuna trial 7 (folders and run names)."""
-    return f"t{number:03d}" if number >= 0 else "t-manual"
 
 
 def run_name(task: str, method: str, number: int, knobs: dict[str, Any]) -> str:
@@ -89,7 +86,7 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
     t0 = time.perf_counter()
     number, knobs = split_config(ctx.method, config)
     name = run_name(ctx.task, ctx.method, number, knobs)
-    out_dir = Path(ctx.search_dir) / "trials" / trial_label(number)
+    out_dir = trial_dir(ctx.search_dir, number)
     overrides = {
         **ctx.base,
         **knobs,
@@ -99,7 +96,8 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
         "device": ctx.device,
         "save_adapter": ctx.save_adapter,
     }
-    run = ChildRun.start(ctx.tracking, run_name=name, tags={"trial": str(number), "search": ctx.search_name}) if ctx.tracking else None
+    run = (ChildRun.start(ctx.tracking, run_name=name, tags={"trial": str(number), "search": ctx.search_name}, folder=out_dir)
+           if ctx.tracking else None)
     run_id = run.run_id if run else None
     try:
         cfg = build_run_config(overrides)
@@ -140,14 +138,16 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
         result = train(cfg, data, on_evaluate=on_evaluate)
         wall = time.perf_counter() - t0
         if run:
-            _log_result(run, result, wall)
+            log_result(run, result.to_dict(), wall)
             if ctx.log_adapter and result.adapter_dir and Path(result.adapter_dir).is_dir():
                 run.log_artifacts(result.adapter_dir, "adapter")
             run.finish("FINISHED")
-    except Exception:
+    except Exception as exc:
+        reason = one_line(exc)
+        write_error(ctx.search_dir, number, reason)  # read by the searcher (Optuna) and the console
         if run:
             try:
-                run.set_tags({"error": "the trial raised; see the Ray trial folder's error.txt"})
+                run.set_tags({"error": reason})
                 run.finish("FAILED")
             except Exception:
                 pass
@@ -178,9 +178,13 @@ def _release_memory() -> None:
 def _quiet_worker() -> None:
     """Keep the driver's console readable: no weight-loading bars or deprecation chatter from
     the worker (Ray forwards worker output to the driver). Affects only this worker process."""
+    import os
     import warnings
 
     from transformers.utils import logging as hf_logging
+
+    for key, value in MLFLOW_RETRY_ENV.items():
+        os.environ.setdefault(key, value)
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -188,27 +192,26 @@ def _quiet_worker() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _log_result(run: ChildRun, result: Any, wall: float) -> None:
-    """The trial's final record on its MLflow run: metrics, schedule, allocation, result.json."""
+def log_result(run: ChildRun, result: dict[str, Any], wall: float) -> None:
+    """The trial's final record on its MLflow run (from the trainer's result, as ``result.json`` holds
+    it): metrics, schedule, allocation, result.json."""
+    steps = int(result["steps"])
     final = {
-        "final_glue_score": _finite_or_none(result.glue_score),
-        "best_glue_score": _finite_or_none(result.best_glue_score),
-        "best_step": result.best_step,
-        "adapter_params": result.adapter_params,
-        "peak_trainable_params": result.peak_trainable_params,
-        "head_params": result.head_params,
+        "final_glue_score": _finite_or_none(result["glue_score"]),
+        "best_glue_score": _finite_or_none(result["best_glue_score"]),
+        "best_step": result["best_step"],
+        "adapter_params": result["adapter_params"],
+        "peak_trainable_params": result["peak_trainable_params"],
+        "head_params": result["head_params"],
         "wall_time_s": wall,
-        "train_time_s": result.train_time_s,
-        "eval_time_s": result.eval_time_s,
-        "steps": result.steps,
-        "growth_rounds": len(result.growth_events or []),
-        **{f"final/{k}": v for k, v in (result.metrics or {}).items()},
+        "train_time_s": result["train_time_s"],
+        "eval_time_s": result["eval_time_s"],
+        "steps": steps,
+        "growth_rounds": len(result.get("growth_events") or []),
+        **{f"final/{k}": v for k, v in (result.get("metrics") or {}).items()},
     }
-    run.log_metrics({k: v for k, v in final.items() if v is not None}, step=int(result.steps))
-    run.log_params({f"schedule.{k}": v for k, v in (result.schedule or {}).items()})
-    run.log_allocation(result.allocation or {}, step=int(result.steps))
-    payload = result.to_dict()
-    payload["wall_time_s"] = wall
-    run.log_json(payload, "result.json")
-    run.set_tags({"glue_score": f"{result.glue_score:.4f}", "adapter_params": result.adapter_params})
-
+    run.log_metrics({k: v for k, v in final.items() if v is not None}, step=steps)
+    run.log_params({f"schedule.{k}": v for k, v in (result.get("schedule") or {}).items()})
+    run.log_allocation(result.get("allocation") or {}, step=steps)
+    run.log_json({**result, "wall_time_s": wall}, "result.json")
+    run.set_tags({"glue_score": f"{result['glue_score']:.4f}", "adapter_params": result["adapter_params"]})

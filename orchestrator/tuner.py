@@ -1,15 +1,17 @@
 """Ray Tune's Tuner for a search: the trainable with its context, the Optuna searcher, ASHA, callbacks.
 
-:func:`new_tuner` assembles a fresh experiment; :func:`restore_tuner` reattaches the trainable to a
-saved one (``--resume``). Both read only the search record, so a resumed search runs exactly as the
-original was set up.
+:func:`new_tuner` assembles one session of a search from its record: the first session, and every
+``--resume`` (after :mod:`orchestrator.recovery` has settled the study), so a resumed search runs
+exactly as the original was set up. Each session is its own Ray experiment (``ray/<name>``,
+``ray/<name>-resume<k>``); the search's state lives in the Optuna study and the search folder, not
+in Ray's snapshots.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from ray import tune
 
@@ -44,14 +46,35 @@ def trainable(record: SearchRecord, data: Any) -> Any:
     return tune.with_resources(tune.with_parameters(run_trial, data=data, context=trial_context(record)), resources)
 
 
-def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tuple[str, Any]]) -> tune.Tuner:
-    from ray.tune.schedulers import ASHAScheduler
+class RecordingASHA:
+    """Builds an ASHA scheduler that remembers the Ray trial ids it stopped (those are PRUNED; any
+    other trial that ends without its closing report was interrupted)."""
 
-    from orchestrator.callbacks import ProgressPrinter, TrialRunCloser
+    @staticmethod
+    def create(record: SearchRecord, stopped: set[str]) -> Any:
+        from ray.tune.schedulers import ASHAScheduler
+
+        from orchestrator.trial_report import SCORE, TIME_ATTR
+
+        class _ASHA(ASHAScheduler):
+            def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+                action = super().on_trial_result(tune_controller, trial, result)
+                if action == self.STOP:
+                    stopped.add(trial.trial_id)
+                return action
+
+        max_t = int(record.max_evaluations) + 1
+        return _ASHA(time_attr=TIME_ATTR, metric=SCORE, mode="max", max_t=max_t,
+                     grace_period=min(int(record.asha_grace), max_t), reduction_factor=float(record.asha_reduction_factor))
+
+
+def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tuple[str, Any]], *,
+              num_samples: Optional[int] = None, session: int = 0) -> tune.Tuner:
+    """The Tuner of one session: ``num_samples`` trials (default: all of the record's)."""
+    from orchestrator.callbacks import FailureLimit, ProgressPrinter, TrialRunCloser
     from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
     from orchestrator.storage import make_storage
     from orchestrator.trainable import trial_dirname
-    from orchestrator.trial_report import SCORE, TIME_ATTR
     from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
 
     ctx = SpaceContext(task=record.task, total_steps=int(record.total_steps))
@@ -60,43 +83,39 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
         params, attrs = preset_point(space, ctx, preset.config)
         attrs[PRESET_NAME_ATTR] = path
         enqueue.append((params, attrs))
+    stopped: set[str] = set()
     searcher = MultiObjectiveOptunaSearch(
         make_space_fn(space, ctx),
-        sampler=make_sampler(record.sampler, record.seed, population_size=record.population_size),
+        sampler=make_sampler(record.sampler, record.seed + session, population_size=record.population_size),
         storage=make_storage(record.storage),
         study_name=record.study_name,
         enqueue=enqueue,
+        search_dir=record.search_dir,
+        stopped_by_scheduler=stopped,
     )
     name_objectives(searcher.study)
-    scheduler = None
-    if record.scheduler == "asha":
-        max_t = int(record.max_evaluations) + 1
-        scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=SCORE, mode="max", max_t=max_t,
-                                  grace_period=min(int(record.asha_grace), max_t),
-                                  reduction_factor=float(record.asha_reduction_factor))
+    scheduler = RecordingASHA.create(record, stopped) if record.scheduler == "asha" else None
+    total = int(record.trials if num_samples is None else num_samples)
+    limit = FailureLimit(record.max_failures, record.search_dir)
     return tune.Tuner(
         trainable(record, data),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=int(record.trials),
-            max_concurrent_trials=int(record.max_concurrent),
+            num_samples=total,
+            max_concurrent_trials=int(min(record.max_concurrent, max(1, total))),
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=record.name,
+            name=record.name if session == 0 else f"{record.name}-resume{session}",
             storage_path=str(Path(record.ray_path).parent),
-            callbacks=[TrialRunCloser(record.tracking_uri), ProgressPrinter(int(record.trials))],
+            callbacks=[TrialRunCloser(record.tracking_uri), ProgressPrinter(total, record.search_dir), limit],
+            stop=limit.stopper(),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
-
-
-def restore_tuner(record: SearchRecord, data: Any) -> tune.Tuner:
-    return tune.Tuner.restore(record.ray_path, trainable=trainable(record, data), resume_unfinished=True,
-                              resume_errored=False)
 
 
 def name_objectives(study: Any) -> None:

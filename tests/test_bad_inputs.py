@@ -1,0 +1,154 @@
+"""Bad input across the four CLIs: one line on stderr, exit code 2, within seconds, nothing written.
+
+The cases are the table in ``docs/bad-inputs.md`` (read here, so the documentation and the tests
+cannot drift apart). Each command runs in-process through its ``main(argv)`` in an empty working
+folder; the placeholders of the table are prepared below with real files (a real Optuna study for
+the search folders).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TABLE = REPO / "docs" / "bad-inputs.md"
+NOWHERE = "/proc/increlora-nowhere"  # nothing can be created under /proc, not even by root
+
+
+def cases() -> list[tuple[int, str, str, str]]:
+    rows = []
+    for line in TABLE.read_text().splitlines():
+        m = re.match(r"^\| (\d+) \| (\w+) \| `([^`]*)` \| (.+?) \|$", line.strip())
+        if m:
+            rows.append((int(m.group(1)), m.group(2), m.group(3), m.group(4)))
+    return rows
+
+
+def test_the_table_has_at_least_40_cases_over_the_four_clis():
+    rows = cases()
+    assert len(rows) >= 40 and [r[0] for r in rows] == list(range(1, len(rows) + 1))
+    assert {r[1] for r in rows} == {"train", "search", "export", "report"}
+
+
+def _preset(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False) -> str:
+    """A search folder as a finished search leaves it: search.json and a real Optuna study with one
+    COMPLETE trial (or no study file at all)."""
+    import optuna
+
+    from orchestrator.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+
+    folder = root / "searches" / name
+    folder.mkdir(parents=True)
+    if broken:
+        (folder / "search.json").write_text("{not json")
+        return str(folder)
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    choices = SearchChoices(task="sst2", method="increlora", model=None, data_dir=None, trials=1, sampler="tpe",
+                            population_size=16, seed=0, scheduler="none", asha_grace=1, asha_reduction_factor=2.0,
+                            objective="final", evaluations=1, tolerance=1.0, storage=storage,
+                            tracking_uri=f"sqlite:///{root / 'unused-mlflow.db'}", artifact_root=None,
+                            experiment_name="increlora-sst2", save_adapters=False, cpus_per_trial=1, argv=[])
+    SearchRecord(version=SCHEMA_VERSION, name=name, search_dir=str(folder), status="finished", choices=choices,
+                 study_name=name, ray_path=str(folder / "ray" / name)).save()
+    if study:
+        s = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
+        t = s.ask()
+        t.suggest_float("target_rank", 1.0, 8.0)
+        t.set_user_attr("config", {"target_rank": t.params["target_rank"], "method": "increlora"})
+        s.tell(t, [60.0, 1000])
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def placeholders(tmp_path_factory, glue_dir) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("bad-inputs")
+    (root / "a-file.txt").write_text("x")
+    (root / "empty").mkdir()
+    models = {}
+    for kind, text in (("empty-config", ""), ("bad-json", "{model_type: bert"), ("no-type", '{"hidden_size": 4}')):
+        folder = root / f"model-{kind}"
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+        models[f"model:{kind}"] = str(folder)
+    latin = root / "glue-latin1" / "CoLA"
+    latin.mkdir(parents=True)
+    for split in ("train", "dev"):
+        text = (Path(glue_dir) / "CoLA" / f"{split}.tsv").read_text(encoding="utf-8")
+        (latin / f"{split}.tsv").write_bytes(text.replace("a", "\u00e9", 5).encode("latin-1", errors="replace"))
+    out = {
+        "file": str(root / "a-file.txt"),
+        "nowhere": NOWHERE,
+        "empty": str(root / "empty"),
+        "long-name": "x" * 300,
+        "glue:latin1": str(root / "glue-latin1"),
+        "preset:malformed": _preset(root / "malformed.yaml", "preset_version: 1\nmethod: [unclosed\n"),
+        "preset:python-tag": _preset(root / "tag.yaml", "preset_version: 1\nmethod: !!python/object/apply:os.system ['true']\n"
+                                                        "task: cola\nconfig: {}\n"),
+        "preset:lora": _preset(root / "lora.yaml", "preset_version: 1\nmethod: lora\ntask: cola\nconfig: {r: 4}\n"),
+        "space:bad-range": _preset(root / "space.yaml", "method: increlora\nparams:\n  target_rank: {type: float, low: 8, high: 1}\n"),
+        "search:ok": _search_folder(root, "ok", study=True),
+        "search:no-study": _search_folder(root, "no-study", study=False),
+        "search:broken-json": _search_folder(root, "broken", study=False, broken=True),
+        **models,
+    }
+    return out
+
+
+def _argv(cli: str, args: str, values: dict[str, str], tiny_model_dir: str, glue_dir: Path, work: Path) -> list[str]:
+    argv = shlex.split(re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], args))
+    if cli in ("train", "search"):
+        if "--data-dir" not in argv:
+            argv += ["--data-dir", str(glue_dir)]
+        if "--model" not in argv:
+            argv += ["--model", tiny_model_dir]
+    if cli == "search":
+        if "--output-dir" not in argv:
+            argv += ["--output-dir", str(work / "searches")]
+        if "--tracking-uri" not in argv and "--resume" not in argv:
+            argv += ["--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"]
+    if cli == "train":
+        argv += ["--max-steps", "1", "--quiet"]
+    return argv
+
+
+def _main(cli: str):
+    if cli == "train":
+        from increlora.train import main
+    elif cli == "search":
+        from orchestrator.search import main
+    elif cli == "export":
+        from orchestrator.export import main
+    else:
+        from orchestrator.report import main
+    return main
+
+
+@pytest.mark.parametrize("number,cli,args,needle", cases(), ids=[f"{c[0]:02d}-{c[1]}" for c in cases()])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(number, cli, args, needle, placeholders, tiny_model_dir,
+                                                         glue_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = _argv(cli, args, placeholders, tiny_model_dir, glue_dir, tmp_path)
+    before = sorted(p.name for p in Path(placeholders["empty"]).parent.rglob("*"))
+    t0 = time.perf_counter()
+    rc = _main(cli)(argv)
+    seconds = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert rc == 2, (rc, err)
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert needle in lines[0], lines[0]
+    assert seconds < 30, seconds
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "files were written"
+    assert sorted(p.name for p in Path(placeholders["empty"]).parent.rglob("*")) == before

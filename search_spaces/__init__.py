@@ -50,7 +50,10 @@ SpaceFn = Callable[[Any], dict]
 
 def method_module(method: str) -> ModuleType:
     """The space module of ``method`` (``search_spaces.increlora`` ...)."""
-    return importlib.import_module(f"search_spaces.{check_method(method)}")
+    from increlora.methods import method_spec
+
+    check_method(method)
+    return importlib.import_module(method_spec(method).space_module)
 
 
 def optional_knobs(method: str) -> tuple[str, ...]:

@@ -19,7 +19,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
-from increlora.config import METHOD_CONFIGS, METHODS, TrainConfig
+from increlora.config import RUNTIME, PROTOCOL, TrainConfig, knobs_with_role
+from increlora.methods import METHODS, method_spec
 from search_spaces import schedule
 
 PARAM_TYPES = ("float", "int", "categorical")
@@ -28,13 +29,7 @@ PRESET_CONFIG_ATTR = "preset_config"
 PRESET_NAME_ATTR = "preset"
 # Knobs that define a search's evaluation protocol: a preset evaluated inside a search keeps the
 # search's values for these, so every trial of the search is measured the same way.
-PROTOCOL_KNOBS = frozenset(
-    {
-        "task", "method", "model", "data_dir", "train_samples", "eval_samples", "epochs", "max_steps",
-        "batch_size", "eval_batch_size", "max_length", "eval_steps", "seed", "device", "threads",
-        "progress", "output_dir", "save_adapter", "target_modules", "head_modules",
-    }
-)
+PROTOCOL_KNOBS = knobs_with_role(PROTOCOL, RUNTIME)
 Number = Union[int, float]
 
 
@@ -149,7 +144,7 @@ def _base_type(hint: Any) -> type:
 
 def knob_type(method: str, name: str) -> Optional[type]:
     """The Python type of knob ``name`` for ``method`` (float, int, bool, str, list), or None if unknown."""
-    for cls in (TrainConfig, METHOD_CONFIGS[method]):
+    for cls in (TrainConfig, method_spec(method).config_cls):
         hints = typing.get_type_hints(cls)
         if name in hints:
             return _base_type(hints[name])
@@ -159,7 +154,7 @@ def knob_type(method: str, name: str) -> Optional[type]:
 def known_knobs(method: str) -> list[str]:
     """Every knob a space for ``method`` may name (the fields of its config dataclasses)."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
-    names += [f.name for f in dataclasses.fields(METHOD_CONFIGS[method])]
+    names += [f.name for f in dataclasses.fields(method_spec(method).config_cls)]
     return names
 
 

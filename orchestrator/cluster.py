@@ -43,7 +43,9 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
             # Trials run in a fresh thread each; with glibc's default one malloc arena per thread the
             # workers' memory grows by ~1 GB a trial. Two arenas keep it flat (measured: RSS stable).
             env = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, runtime_env={"env_vars": env}, **kwargs)
+            # "local": always a fresh runtime of our own; without it Ray joins whatever
+            # /tmp/ray/ray_current_cluster names (a `ray start` left running, or a stale file).
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, runtime_env={"env_vars": env}, **kwargs)
     except Exception as exc:
         where = f"--address {address}" if address else "a local Ray runtime"
         raise SearchError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None

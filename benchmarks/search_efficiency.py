@@ -251,7 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.smoke:
         seeds = seeds[:1]
         args.trials, args.max_steps, args.train_samples, args.eval_samples = 3, 2, 64, 32
-        args.max_concurrent = args.max_concurrent or 1
+        args.max_concurrent = args.max_concurrent or 2
         checkpoints = [1, 2, 3]
     checkpoints = [c for c in checkpoints if 1 <= c <= args.trials] or [args.trials]
     resolve_inputs(args)
@@ -345,7 +345,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if plot_curves:
         from orchestrator.plots import hypervolume_plot
 
-        hypervolume_plot(plot_curves, plot_path, title=f"{spec.folder}: hypervolume (% of reference box), median over seeds")
+        hypervolume_plot(plot_curves, plot_path, title=f"{spec.folder}: hypervolume, median over seeds",
+                         unit="% of the reference box")
         lines.append(f"Plot: {plot_path}")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]

@@ -15,6 +15,9 @@ Printed per task and path: training tokens/s (real tokens, padding excluded), ev
 the padding share of the training batches, evaluation's share of the trial's useful time (training
 plus evaluation), the trial's wall time, and its final GLUE score; then the ratio after/before.
 
+``--seeds 0,1,2`` repeats the pairs with those seeds and adds a table of the final scores of both paths
+and their paired differences: whether the length-grouped batches change results beyond seed noise.
+
 ``--parallelism`` also times real searches (``python -m orchestrator.search``, 4 CoLA trials each)
 with two one-thread trials at a time vs one two-thread trial, and prints trials per hour (from the
 search's own ``tuner_fit`` time). Run it alone: it measures the machine.
@@ -83,12 +86,14 @@ def run_one(knobs: dict[str, Any], out: Path) -> None:
     }))
 
 
-def run_pair(task: str, args: argparse.Namespace, out_dir: Path) -> dict[str, dict[str, Any]]:
+def run_pair(task: str, args: argparse.Namespace, out_dir: Path, seed: Optional[int] = None) -> dict[str, dict[str, Any]]:
     """Both paths of one task at the same time, one process each."""
     base = trial_knobs(task, args)
+    if seed is not None:
+        base["seed"] = seed
     procs = {}
     for name, flags in PATHS.items():
-        out = out_dir / f"{task}-{name}.json"
+        out = out_dir / f"{task}-{name}-s{base['seed']}.json"
         knobs = {**base, **flags}
         procs[name] = (out, subprocess.Popen([sys.executable, __file__, "--run-one", json.dumps(knobs), "--out", str(out)],
                                              cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)}))
@@ -132,6 +137,25 @@ def pair_table(pairs: dict[str, dict[str, dict[str, Any]]]) -> str:
     return md_table(header, rows) + "\n\n" + note
 
 
+def noise_table(by_seed: dict[str, dict[int, dict[str, dict[str, Any]]]]) -> str:
+    """Final scores of both paths over seeds, and the paired difference after − before."""
+    import statistics
+
+    rows = []
+    for task, seeds in by_seed.items():
+        before = [seeds[s]["before"]["glue_score"] for s in sorted(seeds)]
+        after = [seeds[s]["after"]["glue_score"] for s in sorted(seeds)]
+        diffs = [a - b for a, b in zip(after, before)]
+
+        def cell(values: list[float]) -> str:
+            sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+            return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+        rows.append([task, ", ".join(map(str, sorted(seeds))), cell(before), cell(after), cell(diffs),
+                     " ".join(f"{d:+.2f}" for d in diffs)])
+    return md_table(["task", "seeds", "before: mean ± sd", "after: mean ± sd", "after − before", "per seed"], rows)
+
+
 def run_search(cpus: int, trials: int, args: argparse.Namespace, out_dir: Path, name: str) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "orchestrator.search", "--task", "cola", "--trials", str(trials), "--name", name,
            "--output-dir", str(out_dir), "--cpus-per-trial", str(cpus), "--tracking-uri", f"sqlite:///{out_dir / 'mlflow.db'}",
@@ -164,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Writes benchmarks/results/throughput.md (and .json).")
     p.add_argument("--tasks", default="cola,sst2,mrpc", help="comma-separated tasks (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="seed of both paths (default: %(default)s)")
+    p.add_argument("--seeds", default=None, help="also repeat the pairs with these seeds and compare the scores (e.g. 0,1,2)")
+    p.add_argument("--noise-tasks", default="cola,sst2", help="tasks of the --seeds comparison (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="threads per run, as a search trial has (default: %(default)s)")
     p.add_argument("--model", default=None, help="model folder, or 'tiny' (default: the packaged MiniLM)")
     p.add_argument("--data-dir", default=None, help="GLUE TSV folder (default: $GLUE_DIR or ../shared/data/glue)")
@@ -189,13 +215,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             say(f"{task}: before and after side by side ...")
             pairs[task] = run_pair(task, args, Path(tmp))
         text = "# Throughput: before vs after (one-thread trials, run side by side)\n\n" + pair_table(pairs)
+        by_seed: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
+        for task in (csv_list(args.noise_tasks) if args.seeds else []):
+            for seed in [int(x) for x in csv_list(args.seeds)]:
+                say(f"{task} seed {seed}: before and after side by side ...")
+                by_seed.setdefault(task, {})[seed] = run_pair(task, args, Path(tmp), seed)
+        if by_seed:
+            text += ("\n\n## Scores over seeds (final GLUE score, same rows and knobs per seed)\n\n" + noise_table(by_seed))
         searches = []
         if args.parallelism:
             searches = [run_search(1, args.search_trials, args, Path(tmp), "p1"),
                         run_search(2, args.search_trials, args, Path(tmp), "p2")]
             text += "\n\n## Trials at a time (real CoLA searches, run one after the other)\n\n" + parallelism_table(searches)
     write_report(output, text)
-    output.with_suffix(".json").write_text(json.dumps({"pairs": pairs, "searches": searches}, indent=2) + "\n")
+    output.with_suffix(".json").write_text(json.dumps({"pairs": pairs, "seeds": by_seed, "searches": searches}, indent=2) + "\n")
     return 0
 
 

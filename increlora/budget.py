@@ -65,6 +65,15 @@ def adapted_shapes(model: Optional[str], targets: Optional[list[str]] = None) ->
     return {n: (lin.in_features, lin.out_features) for n, lin in target_linears(net, targets)}
 
 
+CHANCE_MARGIN = 1.0  # GLUE points a score must beat the majority-class score by to count as learned
+
+
+def above_chance(score: float, chance: float, margin: float = CHANCE_MARGIN) -> bool:
+    """Whether ``score`` beats the majority-class score ``chance`` by more than ``margin`` GLUE points
+    (a search whose best trial does not has learned nothing its front could rank)."""
+    return math.isfinite(float(score)) and float(score) > float(chance) + margin
+
+
 def majority_score(task: str, labels: Sequence[Any] | np.ndarray) -> float:
     """GLUE score of always predicting the most frequent label of ``labels`` (0 for regression tasks,
     whose constant predictor has no correlation)."""

@@ -72,3 +72,9 @@ def check_writable_dir(path: Union[str, "os.PathLike[str]"], flag: str) -> Path:
     except OSError as exc:
         raise UsageError(f"{flag} {p}: cannot write in {probe_in} ({exc.strerror or exc}); pass a writable folder") from None
     return p
+
+
+def prog_name(module: str, script: str) -> str:
+    """The program name usage lines show: the console script (``increlora-search``) when run as one,
+    else ``python -m <module>``."""
+    return script if Path(sys.argv[0]).name == script else f"python -m {module}"

@@ -123,8 +123,8 @@ class IncreLoRAConfig:
     target_total_rank: Optional[int] = _f(None, "budget as the total final rank over all modules (overrides target_rank)")
     budget_params: Optional[int] = _f(None, "budget as total adapter parameters, active only (overrides the rank budgets)")
     init_rank: int = _f(1, "initial rank of every module (lora_r)")
-    init_warmup: int = _f(100, "steps before the first growth round")
-    incre_interval: int = _f(100, "steps between growth rounds (delta T)")
+    init_warmup: Optional[int] = _f(None, "steps before the first growth round (default: 100, unless init_warmup_frac is set)")
+    incre_interval: Optional[int] = _f(None, "steps between growth rounds, delta T (default: 100, unless incre_interval_frac is set)")
     init_warmup_frac: Optional[float] = _f(None, "init_warmup as a fraction of the run's steps (overrides init_warmup)")
     incre_interval_frac: Optional[float] = _f(
         None,
@@ -151,8 +151,8 @@ class IncreLoRAConfig:
     def validate(self) -> None:
         need(self.target_rank > 0, "target_rank: must be > 0")
         need(self.init_rank >= 1, "init_rank: must be >= 1")
-        need(self.init_warmup >= 0, "init_warmup: must be >= 0")
-        need(self.incre_interval >= 1, "incre_interval: must be >= 1")
+        need(self.init_warmup is None or self.init_warmup >= 0, "init_warmup: must be >= 0")
+        need(self.incre_interval is None or self.incre_interval >= 1, "incre_interval: must be >= 1")
         need(self.top_h is None or self.top_h >= 1, "top_h: must be >= 1")
         need(0 < self.growth_end_frac <= 1, "growth_end_frac: must be in (0, 1]")
         need(self.n_add is None or self.n_add >= 1, "n_add: must be >= 1")

@@ -33,14 +33,21 @@ from .layer import RESERVE_LAMBDA, SVDLinear
 from .optim_utils import add_param_group, remove_params, replace_param
 
 
+DEFAULT_SCHEDULE_STEPS = 100  # init_warmup and incre_interval when neither steps nor a fraction is given
+
+
 def resolve_schedule(m: IncreLoRAConfig, total_steps: int) -> tuple[int, int]:
-    """(init_warmup, incre_interval) in steps; fractions of the run win over step counts. An interval
-    given as a fraction never resolves below the score EMA's memory, ``ceil(2 / (1 - beta1))`` steps."""
-    warmup = m.init_warmup if m.init_warmup_frac is None else int(round(m.init_warmup_frac * total_steps))
-    if m.incre_interval_frac is None:
-        interval = m.incre_interval
+    """(init_warmup, incre_interval) in steps: the fraction of the run when given (it wins over a step
+    count, so a searched schedule applies on top of a profile's), else the step count, else 100 steps.
+    An interval from a fraction never resolves below the score EMA's memory, ``ceil(2 / (1 - beta1))``."""
+    if m.init_warmup_frac is not None:
+        warmup = int(round(m.init_warmup_frac * total_steps))
     else:
+        warmup = DEFAULT_SCHEDULE_STEPS if m.init_warmup is None else m.init_warmup
+    if m.incre_interval_frac is not None:
         interval = max(int(round(m.incre_interval_frac * total_steps)), ema_memory_steps(m.beta1))
+    else:
+        interval = DEFAULT_SCHEDULE_STEPS if m.incre_interval is None else m.incre_interval
     return max(0, warmup), max(1, interval)
 
 

@@ -8,7 +8,7 @@ q, k, v, o (attention output), f1 (FFN in), f2 (FFN out); metric names carry tha
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Optional
 
 MODULE_TYPES = ("q", "k", "v", "o", "f1", "f2")
 MODULE_TYPE_LABELS = {
@@ -58,22 +58,28 @@ def short_key(name: str) -> str:
     return f"L{layer:02d}.{mtype}"
 
 
-_SHORT_KEY_RE = re.compile(r"^(?:rank\.)?L(\d+)\.(?:[1-6])?(q|k|v|o|f1|f2)$")
+_SHORT_KEY_RE = re.compile(r"^(?:rank[./])?L(\d+)\.(?:[1-6])?(q|k|v|o|f1|f2)$")
+
+
+def type_key(mtype: str) -> str:
+    """``q`` -> ``1q`` ... ``f2`` -> ``6f2``: the digit keeps MLflow's alphabetical sort in module order."""
+    return f"{MODULE_TYPES.index(mtype) + 1}{mtype}"
 
 
 def rank_metric_name(name: str) -> str:
-    """MLflow metric name of a module's final rank: ``rank.L03.1q`` ... ``rank.L03.6f2``.
+    """MLflow metric name of a module's final rank: ``rank/L03.1q`` ... ``rank/L03.6f2``.
 
-    The digit before the type keeps MLflow's alphabetical sort in q, k, v, o, f1, f2 order.
+    MLflow groups charts by the part before ``/`` (one "rank" section), and the digit before the
+    type keeps its alphabetical sort in q, k, v, o, f1, f2 order.
     """
     layer, mtype = layer_index(name), module_type(name)
     if layer is None or mtype is None:
-        return "rank." + name
-    return f"rank.L{layer:02d}.{MODULE_TYPES.index(mtype) + 1}{mtype}"
+        return "rank/" + name
+    return f"rank/L{layer:02d}.{type_key(mtype)}"
 
 
 def parse_key(name: str) -> tuple[Optional[int], Optional[str]]:
-    """(layer, module type) of a full module name or a short key (``L03.q``, ``rank.L03.1q``)."""
+    """(layer, module type) of a full module name or a short key (``L03.q``, ``rank/L03.1q``)."""
     m = _SHORT_KEY_RE.match(name)
     if m:
         return int(m.group(1)), m.group(2)
@@ -100,3 +106,50 @@ def allocation_grid(allocation: dict[str, int]) -> tuple[list[int], list[str], l
     types = [t for t in MODULE_TYPES if any(k[1] == t for k in cells)]
     grid = [[cells.get((layer, t)) for t in types] for layer in layers]
     return layers, types, grid
+
+
+def allocation_markdown(allocation: dict[str, int]) -> str:
+    """The allocation as a Markdown table (layers x q k v o f1 f2), with the rank per type and the
+    total; empty when no module name has a layer and a type. MLflow renders it in a run's description."""
+    layers, types, grid = allocation_grid(allocation)
+    if not layers:
+        return ""
+    labels = [MODULE_TYPE_LABELS.get(t, t) for t in types]
+    lines = ["| layer | " + " | ".join(labels) + " | total |", "|---|" + "---:|" * (len(types) + 1)]
+    for layer, row in zip(layers, grid):
+        cells = ["" if v is None else str(v) for v in row]
+        lines.append(f"| L{layer:02d} | " + " | ".join(cells) + f" | {sum(v or 0 for v in row)} |")
+    totals = [sum(row[i] or 0 for row in grid) for i in range(len(types))]
+    lines.append("| **all** | " + " | ".join(f"**{t}**" for t in totals) + f" | **{sum(totals)}** |")
+    return "\n".join(lines)
+
+
+def compact_allocation(allocation: dict[str, int]) -> dict[str, Any]:
+    """``{module: rank}`` as one short string per layer, ``{"L03": "q=2 k=1 v=3 o=1 f1=2 f2=1"}`` (modules
+    without a layer and type keep their name), for places that show it whole (optuna-dashboard)."""
+    out: dict[str, Any] = {}
+    layers: dict[int, dict[str, int]] = {}
+    for name, rank in allocation.items():
+        layer, mtype = parse_key(name)
+        if layer is None or mtype is None:
+            out[name] = int(rank)
+        else:
+            layers.setdefault(layer, {})[mtype] = int(rank)
+    for layer in sorted(layers):
+        cells = layers[layer]
+        out[f"L{layer:02d}"] = " ".join(f"{t}={cells[t]}" for t in MODULE_TYPES if t in cells)
+    return dict(sorted(out.items()))
+
+
+def expand_allocation(compact: dict[str, Any]) -> dict[str, int]:
+    """The inverse of :func:`compact_allocation`, with short keys (``L03.q``); a plain ``{module: rank}``
+    (older records) is returned as it is."""
+    out: dict[str, int] = {}
+    for key, value in compact.items():
+        if isinstance(value, str) and re.fullmatch(r"L\d+", key):
+            for cell in value.split():
+                mtype, _, rank = cell.partition("=")
+                out[f"{key}.{mtype}"] = int(rank)
+        else:
+            out[str(key)] = int(value)
+    return out

@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from increlora.atomic import write_text_atomic
-from increlora.config import ConfigError, build_run_config
+from increlora.config import PROTOCOL, RUNTIME, ConfigError, build_run_config, knobs_with_role
 from increlora.methods import METHODS
 
 PRESET_VERSION = 1
@@ -159,8 +159,14 @@ def load_preset(path: PathLike) -> Preset:
 
 
 def preset_overrides(preset: Preset) -> dict[str, Any]:
-    """The preset as flat ``knob -> value`` overrides for ``build_run_config`` (method included)."""
-    return {**preset.config, "method": preset.method}
+    """The preset as flat ``knob -> value`` overrides for ``build_run_config`` (method included).
+
+    A preset carries the method's knobs and the training recipe; the trial size and the run's setup
+    (the *protocol* and *runtime* knobs: rows, epochs, steps, sequence length, evaluation, seed, model,
+    targets, device...) come from the task it is applied to, so those are left out even when an older
+    preset file holds them."""
+    skip = knobs_with_role(PROTOCOL, RUNTIME)
+    return {**{k: v for k, v in preset.config.items() if k not in skip}, "method": preset.method}
 
 
 def _plain(value: Any) -> Any:
@@ -182,12 +188,29 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def not_learned_warning(score: float, chance: float) -> str:
+    """The provenance ``warning`` of a preset whose trial did not beat the majority-class score."""
+    return (f"scored {score:.2f}, not above the majority-class score {chance:.2f} (+1 point): the search's "
+            "trials learned nothing, so these knobs are not a tuned configuration")
+
+
+def learned_nothing(preset: Preset) -> Optional[str]:
+    """The preset's warning when its search marked it as not above chance, else None."""
+    if preset.provenance.get("above_chance") is False:
+        return str(preset.provenance.get("warning") or "its trial did not score above the majority class")
+    return None
+
+
 def _header(preset: Preset) -> str:
     label = f" '{preset.name}'" if preset.name else ""
-    return (
+    text = (
         f"# IncreLoRA preset{label}: method {preset.method}, found on task {preset.task}.\n"
         "# config: knobs of increlora.config (validated on load); provenance: where it came from.\n"
     )
+    warning = learned_nothing(preset)
+    if warning:
+        text += f"# WARNING: {warning}.\n"
+    return text
 
 
 def save_preset(preset: Preset, path: PathLike) -> Path:

@@ -10,7 +10,7 @@ import dataclasses
 import sys
 from typing import Any, Optional, Sequence, get_type_hints
 
-from .cli import OneLineParser, UsageError, check_writable_dir, parse_args
+from .cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from .config import ConfigError, TrainConfig, build_run_config
 from .methods import METHODS, REGISTRY
 from .task_defaults import PROFILES, resolve_profile, task_defaults
@@ -47,7 +47,7 @@ def _arg_type(hint: Any):
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="python -m increlora.train",
+        prog=prog_name("increlora.train", "increlora-train"),
         description="Fine-tune a Hugging Face encoder on a GLUE task with IncreLoRA (or the LoRA/AdaLoRA baselines).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
@@ -82,9 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_overrides(args: dict[str, Any], *, cuda_available: bool) -> dict[str, Any]:
     """Merge profile defaults, the preset and explicit flags into flat overrides."""
     from .glue import normalize_task
-    from .presets import load_preset, preset_overrides
+    from .presets import learned_nothing, load_preset, preset_overrides
 
-    preset = load_preset(args.pop("preset")) if "preset" in args else None
+    preset_path = args.pop("preset", None)
+    preset = load_preset(preset_path) if preset_path is not None else None
+    if preset is not None and learned_nothing(preset):
+        print(f"warning: preset {preset_path}: {learned_nothing(preset)}", file=sys.stderr)
     pre = preset_overrides(preset) if preset else {}
     task = normalize_task(args.get("task") or pre.get("task") or TrainConfig.task)
     method = args.get("method") or pre.get("method") or "increlora"

@@ -343,7 +343,9 @@ def train(
         out = Path(t.output_dir).expanduser().resolve()
         out.mkdir(parents=True, exist_ok=True)
         if t.save_adapter:
-            result.adapter_dir = str(method.save(out / "adapter"))
+            from .export import export_adapter
+
+            result.adapter_dir = str(export_adapter(method, out / "adapter", cfg, result))
         result.wall_time_s = time.perf_counter() - t_start
         write_json_atomic(out / "result.json", result.to_dict())
     result.wall_time_s = time.perf_counter() - t_start

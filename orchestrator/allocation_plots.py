@@ -15,7 +15,7 @@ from orchestrator.plots import PathLike, new_figure, save_figure
 
 def allocation_matrix(allocation: dict[str, int]) -> tuple[list[int], list[str], list[list[Optional[int]]]]:
     """``{module: rank}`` -> (layers, module types, grid[layer][type]); accepts full module names
-    (``bert.encoder.layer.3.attention.self.query``) and short keys (``L03.q``, ``rank.L03.1q``).
+    (``bert.encoder.layer.3.attention.self.query``) and short keys (``L03.q``, ``rank/L03.1q``).
     Modules that are neither are ignored; a missing cell is None."""
     cells: dict[tuple[int, str], int] = {}
     for name, rank in allocation.items():
@@ -37,7 +37,8 @@ def allocation_heatmap(
     vmin: Optional[float] = None,
     vmax: Optional[float] = None,
 ) -> Path:
-    """Heatmap of final ranks: layers (rows ``L00``...) x module types (columns), annotated cells.
+    """Heatmap of final ranks: layers (rows ``L00``...) x module types (columns), annotated cells, on the
+    square-root colour scale of :func:`rank_norm`.
 
     Pass the same ``vmin``/``vmax`` for every heatmap of a search so their colours compare.
     Raises ValueError when no module name can be placed on the grid.
@@ -56,7 +57,8 @@ def allocation_heatmap(
     fig = new_figure(1.2 * len(types) + 2.4, 0.42 * len(layers) + 1.6)
     ax = fig.add_subplot(1, 1, 1)
     cmap = _cmap_with_bad("viridis")
-    im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+    norm = rank_norm(lo, hi)
+    im = ax.imshow(data, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(types)), [MODULE_TYPE_LABELS.get(t, t) for t in types])
     ax.set_yticks(range(len(layers)), [f"L{layer:02d}" for layer in layers])
     ax.set_xlabel("module type")
@@ -66,14 +68,24 @@ def allocation_heatmap(
         for c, value in enumerate(row):
             if value is None:
                 continue
-            frac = (value - lo) / (hi - lo)
-            ax.text(c, r, str(value), ha="center", va="center", fontsize=9,
-                    color="black" if frac > 0.6 else "white")
+            ax.text(c, r, str(value), ha="center", va="center", fontsize=9, color=_text_color(norm, value))
     cbar = fig.colorbar(im, ax=ax)
     cbar.set_label("rank")
     cbar.locator = MaxNLocator(integer=True)
     cbar.update_ticks()
     return save_figure(fig, path)
+
+
+def rank_norm(lo: float, hi: float) -> Any:
+    """The colour scale of rank heatmaps: a square-root scale from ``lo`` to ``hi``, so that a search whose
+    largest module reached rank 37 still shows ranks 1, 2 and 3 in clearly different colours."""
+    from matplotlib.colors import PowerNorm
+
+    return PowerNorm(gamma=0.5, vmin=lo, vmax=hi)
+
+
+def _text_color(norm: Any, value: float) -> str:
+    return "black" if float(norm(value)) > 0.6 else "white"
 
 
 def _cmap_with_bad(name: str) -> Any:
@@ -292,16 +304,15 @@ def heatmap_grid(
             continue
         name, layers, types, grid = panels[k]
         data = np.ma.masked_invalid(np.array([[np.nan if v is None else v for v in row] for row in grid], dtype=float))
-        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+        norm = rank_norm(lo, hi)
+        im = ax.imshow(data, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
         ax.set_xticks(range(len(types)), [t for t in types], fontsize=8)
         ax.set_yticks(range(len(layers)), [f"L{layer:02d}" for layer in layers], fontsize=8)
         ax.set_title(name, fontsize=9)
         for r, row in enumerate(grid):
             for c, value in enumerate(row):
                 if value is not None:
-                    frac = (value - lo) / (hi - lo)
-                    ax.text(c, r, str(value), ha="center", va="center", fontsize=8,
-                            color="black" if frac > 0.6 else "white")
+                    ax.text(c, r, str(value), ha="center", va="center", fontsize=8, color=_text_color(norm, value))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -1,20 +1,19 @@
-"""Ray Tune callbacks of the driver: MLflow bookkeeping of finished trials, and progress lines.
+"""Ray Tune callbacks of the driver: MLflow bookkeeping of finished trials, the failure limit (the
+progress display is :mod:`orchestrator.progress`).
 
 Both are pickled into Ray's experiment state (for ``--resume``), so they hold only plain values.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any, Optional
 
 from ray import tune
 
 from orchestrator import tracking
-from orchestrator.console import say
 from orchestrator.heatmaps import log_heatmap
-from orchestrator.trial_files import one_line, read_error
+from orchestrator.trial_files import one_line
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 
@@ -84,35 +83,3 @@ class FailureLimit(tune.Callback):
                 return limit.reached
 
         return _Stop()
-
-
-class ProgressPrinter(tune.Callback):
-    """One line per finished trial: state, score, adapter parameters, run name, elapsed time; a failed
-    trial's line gives its reason."""
-
-    def __init__(self, total: int, search_dir: Optional[str] = None) -> None:
-        self.total = total
-        self.search_dir = search_dir
-        self.done = 0
-        self.started = time.time()
-
-    def _line(self, trial: Any, state: str) -> None:
-        self.done += 1
-        result = trial.last_result or {}
-        report = TrialReport.from_result(result)
-        number = result.get(TRIAL_NUMBER_KEY, (trial.config or {}).get(TRIAL_NUMBER_KEY, "?"))
-        score_text = f"{report.glue_score:6.2f}" if report else "     -"
-        params_text = f"{int(report.adapter_params):>10,}" if report else "         -"
-        elapsed = time.time() - self.started
-        say(f"[{self.done:>3}/{self.total}] trial {number!s:>3} {state:<8} score {score_text}  params {params_text}  "
-            f"{result.get('run_name', '')}  ({elapsed / 60:.1f} min)")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        report = TrialReport.from_result(trial.last_result)
-        self._line(trial, "COMPLETE" if report and report.final else "PRUNED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, "FAILED")
-        number = (trial.config or {}).get(TRIAL_NUMBER_KEY)
-        reason = read_error(self.search_dir, int(number)) if self.search_dir and number is not None else None
-        say(f"      reason: {reason or 'see ' + str(getattr(trial, 'path', None) or 'the Ray trial folder')}")

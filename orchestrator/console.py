@@ -11,6 +11,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.record import SearchRecord
 
 
+def plural(n: int, word: str) -> str:
+    """``1 trial``, ``2 trials``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 
@@ -20,12 +25,20 @@ def err(message: Any) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def mlflow_ui_command(uri: str) -> str:
+    """How to look at a search's MLflow records (the README's command): the server URL, or an
+    ``mlflow server`` over the local store."""
+    from orchestrator import tracking
+
+    if tracking.is_remote(uri):
+        return f"open {uri}"
+    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri {uri} --host 127.0.0.1 --port 5000 --workers 1"
+
+
 def print_summary(record: "SearchRecord") -> None:
     """The Pareto front as a table and where to look next."""
     from rich.console import Console
     from rich.table import Table
-
-    from orchestrator import tracking
 
     console = Console(highlight=False, width=max(100, shutil.get_terminal_size((140, 24)).columns))
     results = record.results
@@ -37,11 +50,17 @@ def print_summary(record: "SearchRecord") -> None:
         table.add_row(str(row["trial"]), f"{float(row['glue_score']):.2f}", f"{int(row['adapter_params']):,}",
                       str(row["total_rank"]), row["labels"], row["run_name"])
     console.print(table)
-    uri = record.tracking_uri
-    ui = f"open {uri}" if tracking.is_remote(uri) else f"mlflow ui --backend-store-uri {uri}"
+    if results and results.above_chance is False and results.front:
+        from orchestrator.finalize import not_learned_text
+
+        best = max(float(r["glue_score"]) for r in results.front)
+        console.print(f"[bold red]warning: not above chance[/]: {not_learned_text(best, float(results.chance_score or 0.0))}")
     outputs = results.outputs if results else {}
-    console.print(f"MLflow:   {ui}   (experiment {record.experiment_name}, parent run {record.parent_run_id})")
-    console.print(f"Optuna:   optuna-dashboard {record.storage}   (study {record.study_name})")
+    from orchestrator.tracking import redact
+
+    console.print(f"MLflow:   {redact(mlflow_ui_command(record.tracking_uri))}   "
+                  f"(experiment {record.experiment_name}, parent run {record.parent_run_id})")
+    console.print(f"Optuna:   optuna-dashboard {redact(record.storage)} --host 127.0.0.1 --port 8080   (study {record.study_name})")
     for path in outputs.get("presets", []):
         console.print(f"Preset:   {path}")
     for key in ("front_csv", "pareto_png", "hypervolume_png"):

@@ -14,7 +14,7 @@ import math
 import sys
 from typing import Optional, Sequence
 
-from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args
+from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 
 
 class ExportError(RuntimeError):
@@ -23,7 +23,7 @@ class ExportError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="python -m orchestrator.export",
+        prog=prog_name("orchestrator.export", "increlora-export"),
         description="Write the best / smallest / knee presets of a search as YAML files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

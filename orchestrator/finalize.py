@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from increlora.budget import CHANCE_MARGIN, above_chance
+from orchestrator.pareto import hypervolume_text
+from orchestrator.console import plural
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
 from orchestrator.trial_files import one_line
@@ -24,6 +27,8 @@ FRONT_CSV = "pareto_front.csv"
 PARETO_PNG = "pareto.png"
 HYPERVOLUME_PNG = "hypervolume.png"
 PRESETS_DIR = "presets"
+ALLOCATIONS_PNG = "allocations.png"
+MAX_PANELS = 48  # heatmaps in allocations.png, smallest budget first
 
 
 def write_front_csv(results: SearchResults, path: Path) -> list[dict[str, Any]]:
@@ -67,7 +72,46 @@ def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[
     r = results.record
     return export_presets(results.trials, out_dir, task=r.task, model=r.model, search_name=r.name,
                           package_version=r.package_version or "unknown", train_size=r.train_size,
-                          tolerance=float(r.tolerance if tolerance is None else tolerance))
+                          tolerance=float(r.tolerance if tolerance is None else tolerance),
+                          chance_score=float(r.chance_score))
+
+
+def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:
+    """``allocations.png``: the heatmaps of the COMPLETE trials side by side, smallest budget first, on the
+    search's colour scale (front trials marked); None when no trial has an allocation."""
+    from orchestrator.allocation_plots import heatmap_grid
+    from orchestrator.plots import format_count
+
+    labels, front = results.labels(), results.front_numbers()
+    trials = sorted((t for t in results.complete if t.get("allocation")),
+                    key=lambda t: (float(t["adapter_params"]), t["number"]))[:MAX_PANELS]
+    if not trials:
+        return None
+    panels = [(f"t{t['number']:03d}{' *' if t['number'] in front else ''} {format_count(float(t['adapter_params']))}"
+               f"\nscore {float(t['score']):.2f}" + (f" ({'/'.join(labels[t['number']])})" if t["number"] in labels else ""),
+               t["allocation"]) for t in trials]
+    try:
+        return heatmap_grid(panels, path, vmin=0.0, vmax=results.vmax,
+                            title=f"{results.record.name}: final rank per module (* on the front)")
+    except ValueError:
+        return None
+
+
+def front_type_table(results: SearchResults) -> str:
+    """The front's trials as a Markdown table of the rank per module type (the parent run's description)."""
+    from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
+    from orchestrator.presets import allocation_summary
+
+    rows = [results.trial(int(r["trial"])) for r in results.front_rows()]
+    if not rows:
+        return ""
+    head = "| trial | GLUE score | adapter params | " + " | ".join(MODULE_TYPE_LABELS[t] for t in MODULE_TYPES) + " | total rank |"
+    lines = [head, "|---|---:|---:|" + "---:|" * (len(MODULE_TYPES) + 1)]
+    for t in rows:
+        by_type = allocation_summary(t.get("allocation")).get("rank_by_type", {})
+        lines.append(f"| {t.get('run_name') or t['number']} | {float(t['score']):.2f} | {int(t['adapter_params']):,} | "
+                     + " | ".join(str(by_type.get(m, 0)) for m in MODULE_TYPES) + f" | {sum(by_type.values())} |")
+    return "\n".join(lines)
 
 
 def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence[dict[str, Any]], hv: Optional[float],
@@ -75,18 +119,41 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
     """The parent run's description (Markdown)."""
     lines = [
         f"**{record.name}**: {record.method} on {record.task} "
-        f"({record.model or 'packaged all-MiniLM-L6-v2'}), {record.trials} trials requested; "
+        f"({record.model or 'packaged all-MiniLM-L6-v2'}), {plural(record.trials, 'trial')} requested; "
         + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ".",
         f"Sampler {record.sampler} (seed {record.seed}), scheduler {record.scheduler}, "
         f"objectives: GLUE score ({record.objective} evaluation, max) and adapter parameters (min); "
         f"{record.train_size} training rows, {record.total_steps} steps per trial.",
         f"Space: {record.space_text}",
-        f"Pareto front: {len(front_rows)} trials" + (f"; hypervolume {hv:.6g}." if hv is not None else "."),
+        f"Pareto front: {plural(len(front_rows), 'trial')}"
+        + (f"; hypervolume {hypervolume_text(hv, record.results.outputs.get('hypervolume_reference') if record.results else None)}."
+           if hv is not None else "."),
     ]
     for label, rec in picks.items():
         lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), score {float(rec['score']):.2f}, "
                      f"{int(rec['adapter_params']):,} adapter params")
+    best = max((float(r["score"]) for r in picks.values()), default=None)
+    if best is not None and not above_chance(best, record.chance_score):
+        lines.append(f"**Not above chance:** {not_learned_text(best, record.chance_score)}")
     return "\n".join(lines)
+
+
+def not_learned_text(best: float, chance: float) -> str:
+    """What a search whose best trial did not beat the majority class says (console, MLflow note)."""
+    return (f"the best trial scored {best:.2f}, not above the majority-class score {chance:.2f} by more than "
+            f"{CHANCE_MARGIN:g} point: no configuration learned the task, so this front ranks noise and its presets "
+            "are marked `above_chance: false`. Give the trials more training (--train-samples, --epochs; "
+            "see the README's CPU defaults) before reading the front.")
+
+
+def parent_note(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float]) -> str:
+    """The parent run's description: the search in a few lines, then the front's allocations by module
+    type (the heatmaps of every trial are the run's ``allocations.png``)."""
+    text = note_text(record, results.counts(), front_rows, hv, results.pick_records())
+    table = front_type_table(results)
+    if table:
+        text += ("\n\nRank per module type on the front (every trial's heatmap: artifact `allocations.png`):\n\n" + table)
+    return text
 
 
 def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, float]]]:
@@ -130,11 +197,14 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
                                                       pruned=results.pruned_points(), reference=reference))
         if reference:
             outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
-        outputs["hypervolume_png"] = str(plots.hypervolume_plot({record.sampler: results.hypervolume_curve()},
-                                                                search_dir / HYPERVOLUME_PNG,
-                                                                title=f"hypervolume: {record.name}"))
+        outputs["hypervolume_png"] = str(plots.hypervolume_plot(
+            {record.sampler: results.hypervolume_curve()}, search_dir / HYPERVOLUME_PNG, title=f"hypervolume: {record.name}",
+            numbers={record.sampler: [t["number"] for t in results.complete]}))
         preset_paths = write_presets(results, search_dir / PRESETS_DIR)
         outputs["hypervolume_reference"] = list(results.reference_point())
+        grid = allocations_grid(results, search_dir / ALLOCATIONS_PNG)
+        if grid is not None:
+            outputs["allocations_png"] = str(grid)
     outputs["presets"] = [str(p) for p in preset_paths]
     vmax = results.vmax
     record.results = FrontSummary(
@@ -145,6 +215,9 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
         heatmap_vmax=int(vmax) if float(vmax).is_integer() else vmax,
         outputs=outputs,
         updated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        nodes={str(t["number"]): t["node"] for t in results.trials if t.get("node")},
+        chance_score=float(record.chance_score),
+        above_chance=results.above_chance(),
     )
     if mlflow and record.parent_run_id and mlflow_problem is None:
         try:
@@ -179,10 +252,12 @@ def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequen
         metrics[f"{label}_glue_score"] = float(rec["score"])
         metrics[f"{label}_adapter_params"] = float(rec["adapter_params"])
     tracking.log_metrics(c, parent, metrics)
-    for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, "space.yaml"):
+    for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, ALLOCATIONS_PNG, "space.yaml"):
         if (search_dir / name).is_file():
             c.log_artifact(parent, str(search_dir / name))
     if (search_dir / PRESETS_DIR).is_dir():
         c.log_artifacts(parent, str(search_dir / PRESETS_DIR), PRESETS_DIR)
-    c.set_tag(parent, tracking.NOTE_TAG, note_text(record, counts, front_rows, hv, picks))
+    c.set_tag(parent, tracking.NOTE_TAG, parent_note(record, results, front_rows, hv))
+    if results.above_chance() is not None:
+        c.set_tag(parent, "above_chance", str(results.above_chance()).lower())
     tracking.log_json_artifact(c, parent, record.to_dict(), SEARCH_FILE)

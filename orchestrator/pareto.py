@@ -11,7 +11,7 @@ still produced a record must not win).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -160,3 +160,16 @@ def select_presets(
     near = [i for i in front_idx if arr[i, 0] >= floor]
     smallest = min(near, key=lambda i: (arr[i, 1], -arr[i, 0], i))
     return {"best": best, "smallest": smallest, "knee": knee_point(points, front_idx)}
+
+
+def hypervolume_text(hv: Optional[float], ref: Optional[Sequence[float]], *, best_score: float = 100.0) -> str:
+    """A hypervolume for people: ``4.66e+06 score·params (28.9 % of the box)``. The box runs from the
+    reference point to ``best_score`` (100 on the GLUE scale) at zero parameters; ``-`` without a value."""
+    if hv is None or not math.isfinite(float(hv)):
+        return "-"
+    text = f"{float(hv):.3g} score·params"
+    if ref is not None:
+        box = (best_score - float(ref[0])) * float(ref[1])
+        if box > 0:
+            text += f" ({100.0 * float(hv) / box:.1f} % of the box from the reference point to score {best_score:g} at 0 params)"
+    return text

@@ -143,13 +143,15 @@ def pareto_plot(
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     handles, _labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(loc="lower right", fontsize=8)
+    if handles:  # below the axes: a legend inside them can hide a point
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(4, len(handles)), fontsize=8, frameon=False)
     return save_figure(fig, path)
 
 
-def hypervolume_plot(curves: dict[str, list[float]], path: PathLike, *, title: str) -> Path:
-    """Hypervolume against trial number (1-based), one line per sampler / seed."""
+def hypervolume_plot(curves: dict[str, list[float]], path: PathLike, *, title: str,
+                     numbers: Optional[dict[str, list[int]]] = None, unit: str = "score points × adapter parameters") -> Path:
+    """Hypervolume as trials finish, one line per sampler / seed. ``numbers`` gives each value's trial
+    number (the numbers of the search's trials table, from 0); without it the x axis counts trials."""
     from matplotlib.ticker import MaxNLocator
 
     fig = new_figure(6.4, 4.0)
@@ -158,11 +160,12 @@ def hypervolume_plot(curves: dict[str, list[float]], path: PathLike, *, title: s
     for name, values in curves.items():
         ys = [float(v) for v in values]
         if ys:
-            ax.plot(range(1, len(ys) + 1), ys, label=name, linewidth=1.5)
+            xs = (numbers or {}).get(name) or list(range(1, len(ys) + 1))
+            ax.plot(xs, ys, label=name, linewidth=1.5, marker="o" if numbers else None, markersize=3)
             drawn += 1
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel("hypervolume")
+    ax.set_xlabel("trial number (completed trials)" if numbers else "trials")
+    ax.set_ylabel(f"hypervolume ({unit})")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     if drawn:

@@ -18,20 +18,22 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from increlora.budget import above_chance
+from increlora.config import PROTOCOL, RUNTIME, knobs_with_role
 from increlora.naming import MODULE_TYPES, parse_key
-from increlora.presets import PRESET_VERSION, Preset, save_preset
+from increlora.presets import PRESET_VERSION, Preset, not_learned_warning, save_preset
 from orchestrator.results import LABELS, complete_trials, front_and_picks, front_rows
 
-# Knobs that describe where/how a run executed rather than what was found; they are left out
-# of exported presets so that a preset applies on another machine, task or output folder.
-RUNTIME_KNOBS = frozenset({"task", "data_dir", "output_dir", "device", "threads", "progress", "save_adapter"})
+# Knobs a preset leaves out: how the search measured its trials and where they ran (the protocol and
+# runtime knobs: the target task's own defaults apply when a preset is reused), and the task itself.
+EXCLUDED_KNOBS = knobs_with_role(PROTOCOL, RUNTIME) | {"task"}
 
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _layer_type(name: str) -> tuple[Optional[int], Optional[str]]:
-    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank.L03.1q``."""
+    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank/L03.1q``."""
     return parse_key(name)
 
 
@@ -60,7 +62,7 @@ def _preset_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if "method" not in config:
         raise ValueError("trial config has no 'method' knob")
     method = str(config["method"])
-    knobs = {k: v for k, v in config.items() if k != "method" and k not in RUNTIME_KNOBS}
+    knobs = {k: v for k, v in config.items() if k != "method" and k not in EXCLUDED_KNOBS and v is not None}
     return method, knobs
 
 
@@ -74,8 +76,13 @@ def export_presets(
     package_version: str,
     train_size: Optional[int],
     tolerance: float = 1.0,
+    chance_score: Optional[float] = None,
 ) -> list[Path]:
     """Write ``<out_dir>/<task>-<label>.yaml`` for the best, smallest and knee trials.
+
+    With ``chance_score`` (the majority-class GLUE score of the search's dev rows) each preset records
+    it and whether its own score was above it (:func:`increlora.budget.above_chance`); a preset that
+    was not gets ``above_chance: false`` and a ``warning`` in its provenance, and a warning header.
 
     The front is computed over the COMPLETE trials only; each label gets its own file even when
     two labels pick the same trial (``provenance.selected_as`` lists all labels of that trial).
@@ -108,6 +115,12 @@ def export_presets(
             "front_size": len(front),
             "tolerance": float(tolerance),
         }
+        if chance_score is not None:
+            learned = above_chance(float(trial["score"]), float(chance_score))
+            provenance["chance_score"] = round(float(chance_score), 4)
+            provenance["above_chance"] = learned
+            if not learned:
+                provenance["warning"] = not_learned_warning(float(trial["score"]), float(chance_score))
         preset = Preset(preset_version=PRESET_VERSION, method=method, task=task, config=knobs, provenance=provenance,
                         name=label)
         paths.append(save_preset(preset, out / f"{task}-{label}.yaml"))

@@ -39,6 +39,9 @@ class FrontSummary:
     heatmap_vmax: float
     outputs: dict[str, Any]
     updated: str
+    nodes: dict[str, str] = field(default_factory=dict)  # trial number -> the Ray node it ran on
+    chance_score: Optional[float] = None  # the majority-class GLUE score of the dev rows
+    above_chance: Optional[bool] = None  # the best trial beat it by > 1 point (None: no COMPLETE trial)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class SearchRecord:
 
     # ------------------------------------------------------------------ file
     def to_dict(self) -> dict[str, Any]:
+        """The file's content; URIs and the command line lose their passwords (:func:`tracking.redact`)."""
+        from orchestrator.tracking import redact
+
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -133,15 +139,18 @@ class SearchRecord:
                 continue
             else:
                 out[f.name] = value
+        for key in ("storage", "tracking_uri"):
+            out[key] = redact(out[key])
+        out["argv"] = [redact(a) for a in out["argv"]]
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchRecord":
         names = {f.name for f in dataclasses.fields(cls)}
-        result_names = [f.name for f in dataclasses.fields(FrontSummary)]
+        result_fields = dataclasses.fields(FrontSummary)
         kwargs = {k: v for k, v in data.items() if k in names}
-        if all(k in data for k in result_names):
-            kwargs["results"] = FrontSummary(**{k: data[k] for k in result_names})
+        if all(f.name in data for f in result_fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+            kwargs["results"] = FrontSummary(**{f.name: data[f.name] for f in result_fields if f.name in data})
         try:
             kwargs["choices"] = SearchChoices(**{f.name: data[f.name] for f in dataclasses.fields(SearchChoices)
                                                  if f.name in data or f.default is dataclasses.MISSING})

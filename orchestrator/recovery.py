@@ -132,6 +132,7 @@ def _trial_runs(record: SearchRecord) -> dict[int, Any]:
 
 def _complete_from_result(record: SearchRecord, handle: Any, t: Any, result: dict[str, Any], run: Any) -> None:
     """Record a trial that finished training before the stop, as the searcher would have."""
+    from increlora.naming import compact_allocation
     from orchestrator.trainable import run_name
 
     name = run_name(record.task, record.method, t.number, dict(t.user_attrs.get("config") or {}))
@@ -145,7 +146,7 @@ def _complete_from_result(record: SearchRecord, handle: Any, t: Any, result: dic
         "peak_trainable_params": result.get("peak_trainable_params"),
         "head_params": result.get("head_params"),
         "wall_time_s": result.get("wall_time_s"),
-        "allocation": result.get("allocation") or {},
+        "allocation": compact_allocation(result.get("allocation") or {}),
     }
     if run is not None:
         attrs["mlflow_run_id"] = run.info.run_id

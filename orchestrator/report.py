@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args
+from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from orchestrator.report_data import ReportData, ReportError, collect, mlflow_readable
 
 REPORT_HTML = "report.html"
@@ -58,7 +58,7 @@ def log_to_mlflow(data: ReportData, path: Path) -> Optional[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="python -m orchestrator.report",
+        prog=prog_name("orchestrator.report", "increlora-report"),
         description="Compare the allocations of a search: one self-contained HTML page (Pareto front, heatmaps of "
                     "the front on one colour scale, growth timelines, trials) or a Markdown summary.",
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
+from orchestrator.pareto import hypervolume_text
 from orchestrator.results import SearchResults
 
 
@@ -158,10 +159,6 @@ def count(value: Any) -> str:
         return "-"
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def knob(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -205,15 +202,24 @@ def short_params(n: Any) -> str:
 
 
 
+def chance_text(summary: dict[str, Any]) -> str:
+    """The search's verdict against the majority-class score (search.json ``above_chance``)."""
+    verdict, chance = summary.get("above_chance"), summary.get("chance_score")
+    if verdict is None or chance is None:
+        return "-"
+    best = max((float(r["glue_score"]) for r in summary.get("front") or []), default=float("nan"))
+    if verdict:
+        return f"yes: best score {best:.2f}, majority class {float(chance):.2f}"
+    return (f"NO: best score {best:.2f} is not above the majority class ({float(chance):.2f}) by more than 1 point; "
+            "the front ranks noise and its presets are marked above_chance: false")
+
+
 def overview(data: ReportData) -> list[tuple[str, str]]:
     s = data.summary
-    counts: dict[str, int] = {}
-    for r in data.records:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    uri = s.get("tracking_uri") or ""
-    from orchestrator.tracking import is_remote
+    from orchestrator.console import mlflow_ui_command
 
-    ui = uri if is_remote(uri) else f"mlflow ui --backend-store-uri {uri}"
+    counts = data.results.counts()
+    ui = mlflow_ui_command(s.get("tracking_uri") or "")
     items = [
         ("task / method", f"{s.get('task')} / {s.get('method')}"),
         ("model", str(s.get("model") or "packaged all-MiniLM-L6-v2")),
@@ -223,7 +229,8 @@ def overview(data: ReportData) -> list[tuple[str, str]]:
                     f"objective {s.get('objective', 'final')} score"),
         ("training", f"{s.get('train_size')} rows, {s.get('eval_size')} eval rows, {s.get('total_steps')} steps per trial"),
         ("space", str(s.get("space_text") or "")),
-        ("hypervolume", f"{float(s['hypervolume']):.6g}" if s.get("hypervolume") is not None else "-"),
+        ("hypervolume", hypervolume_text(s.get("hypervolume"), (s.get("outputs") or {}).get("hypervolume_reference"))),
+        ("above chance", chance_text(s)),
         ("heatmap scale", f"rank 0 to {data.vmax:g} (the largest rank of the search) for every heatmap"),
         ("MLflow", f"{ui}  (experiment {s.get('experiment_name')}, parent run {s.get('parent_run_id')})"),
         ("Optuna", f"optuna-dashboard {s.get('storage')}  (study {s.get('study_name')})"),

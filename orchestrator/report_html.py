@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from orchestrator.console import plural
 from orchestrator.report_data import (
     ReportData,
     count,
@@ -20,7 +21,6 @@ from orchestrator.report_data import (
     labels_of,
     num,
     overview,
-    plural,
     short_params,
     trial_rows,
     type_rows,

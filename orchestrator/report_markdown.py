@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from orchestrator.report_data import ReportData, count, num, overview, plural, trial_rows, type_rows
+from orchestrator.console import plural
+from orchestrator.report_data import ReportData, count, num, overview, trial_rows, type_rows
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -125,6 +125,18 @@ class SearchResults:
             return None
         return default_reference(float(self.record.chance_score), max(p[1] for p in self.points()))
 
+    def best_score(self) -> Optional[float]:
+        return max((float(t["score"]) for t in self.complete), default=None)
+
+    def above_chance(self) -> Optional[bool]:
+        """Whether the best COMPLETE trial beat the majority-class score by more than
+        :data:`increlora.budget.CHANCE_MARGIN` points (None without a COMPLETE trial): when it did not,
+        the front ranks noise and its presets are marked so."""
+        from increlora.budget import above_chance
+
+        best = self.best_score()
+        return None if best is None else above_chance(best, float(self.record.chance_score))
+
     def hypervolume(self) -> Optional[float]:
         ref = self.reference_point()
         return None if ref is None else hypervolume(self.points(), ref)
@@ -212,6 +224,7 @@ def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
 
 def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
     """Every Optuna trial as a trial record (see the module docstring)."""
+    from increlora.naming import expand_allocation
     from orchestrator.trial_files import trial_dir
     from orchestrator.trial_run import read_run_id
 
@@ -227,13 +240,14 @@ def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
             "adapter_params": t.values[1] if complete else attrs.get("last_adapter_params"),
             "config": full_config(record, knobs) if knobs else {"method": record.method},
             "params": dict(t.params),
-            "allocation": attrs.get("allocation") or {},
+            "allocation": expand_allocation(attrs.get("allocation") or {}),
             "mlflow_run_id": attrs.get("mlflow_run_id") or read_run_id(trial_dir(record.search_dir, t.number)),
             "run_name": attrs.get("run_name"),
             "preset": attrs.get("preset"),
             "state_reason": attrs.get("state_reason"),
             "fail_reason": attrs.get("fail_reason"),
             "rerun_of": attrs.get("rerun_of"),
+            "node": attrs.get("node"),
         })
     return out
 

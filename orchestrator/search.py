@@ -176,9 +176,30 @@ def load_for_resume(args: argparse.Namespace) -> SearchRecord:
     if not (search_dir / "search.json").is_file():
         raise SearchError(f"--resume: no search {args.name!r} in {search_dir.parent} (no search.json)")
     try:
-        return SearchRecord.load(search_dir)
+        record = SearchRecord.load(search_dir)
     except RecordError as exc:
         raise SearchError(f"--resume: {exc}") from None
+    return with_credentials(record, storage=args.storage, tracking_uri=args.tracking_uri)
+
+
+def with_credentials(record: SearchRecord, *, storage: Optional[str], tracking_uri: Optional[str]) -> SearchRecord:
+    """The record with the storage / tracking URIs given again on the command line: search.json keeps
+    them without passwords, so ``--resume`` takes them back from the flags (or from ``PGPASSWORD`` /
+    ``MLFLOW_TRACKING_PASSWORD``); a URI that points elsewhere than the search's is refused."""
+    import dataclasses
+
+    from orchestrator.tracking import absolute_uri, redact
+
+    changes = {}
+    for flag, key, given in (("--storage", "storage", storage), ("--tracking-uri", "tracking_uri", tracking_uri)):
+        if given:
+            uri = absolute_uri(given, Path.cwd())
+            if redact(uri) != redact(getattr(record, key)):
+                raise SearchError(f"--resume {flag} {redact(uri)}: the search {record.name} uses {redact(getattr(record, key))}")
+            changes[key] = uri
+    if changes:
+        record.choices = dataclasses.replace(record.choices, **changes)
+    return record
 
 
 def new_record(settings: SearchSettings, resources: Any, protocol: Any, facts: Any, space: Any) -> SearchRecord:
@@ -277,16 +298,20 @@ def _start_tracking(record: SearchRecord) -> None:
 
 
 def _parent_params(record: SearchRecord) -> dict[str, Any]:
-    """The parent run's params: the settings a reader compares searches by, and the base knobs."""
+    """The parent run's params: the settings a reader compares searches by, and the base knobs
+    (URIs without their passwords)."""
+    from orchestrator.tracking import redact
+
     keys = ("task", "method", "model", "data_dir", "trials", "sampler", "seed", "scheduler", "objective", "evaluations",
             "max_evaluations", "total_steps", "train_size", "eval_size", "profile", "storage", "study_name",
             "max_concurrent", "cpus_per_trial", "gpus_per_trial", "package_version", "git_commit", "space_source")
     params = {k: getattr(record, k) for k in keys}
+    params["storage"] = redact(record.storage)
     if record.sampler == "nsga2":
         params["population_size"] = record.population_size
     if record.scheduler == "asha":
         params.update(asha_grace=record.asha_grace, asha_reduction_factor=record.asha_reduction_factor)
-    params["command"] = "python -m orchestrator.search " + " ".join(shlex.quote(a) for a in record.argv)
+    params["command"] = "python -m orchestrator.search " + " ".join(shlex.quote(redact(a)) for a in record.argv)
     params["space"] = record.space_text
     params["presets"] = ", ".join(record.presets) or "none"
     params.update({f"base.{k}": v for k, v in record.base.items()})
@@ -344,7 +369,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run_search(args, argv_list)
     except SearchError as exc:
-        err(exc)
+        from orchestrator.tracking import redact
+
+        err(redact(str(exc)))
         return 2
     except KeyboardInterrupt:
         err("interrupted")

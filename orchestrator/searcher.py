@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from increlora.naming import compact_allocation
 from orchestrator.trial_files import read_error
 from orchestrator.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
 
@@ -102,7 +103,7 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         reason = None
         if error or report is None:
             state, told = TrialState.FAIL, None
-            reason = (read_error(self.search_dir, ot_trial.number) if self.search_dir else None) or "the trial raised"
+            reason = (read_error(self.search_dir, ot_trial.number, trial_id) if self.search_dir else None) or "the trial raised"
         elif report.final and not report.finite():
             state, told = TrialState.FAIL, None
             reason = f"non-finite objectives {report.objectives}"
@@ -132,12 +133,12 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
                       f"last_{SCORE}": report.glue_score, f"last_{PARAMS}": report.adapter_params,
                       "best_glue_score": report.best_glue_score, "evaluation": report.evaluation, "step": report.step,
                       "peak_trainable_params": report.peak_trainable_params, "head_params": report.head_params,
-                      "wall_time_s": report.wall_time_s}
+                      "wall_time_s": report.wall_time_s, "node": report.node}
             for key, value in values.items():
                 if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
                     attrs[key] = value
             if report.allocation:
-                attrs["allocation"] = report.allocation
+                attrs["allocation"] = compact_allocation(report.allocation)
         for k, v in attrs.items():
             try:
                 ot_trial.set_user_attr(k, v)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, get_type_hints
 
-from increlora.cli import OneLineParser, non_negative_float, positive_int
+from increlora.cli import OneLineParser, non_negative_float, positive_int, prog_name
 from orchestrator.record import SearchChoices
 
 DEFAULT_TRIALS = 64
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestrator.searcher import SAMPLERS
 
     p = OneLineParser(
-        prog="python -m orchestrator.search",
+        prog=prog_name("orchestrator.search", "increlora-search"),
         description=(
             "Multi-objective search (GLUE score up, adapter parameters down) over IncreLoRA's budget, growth "
             "schedule and EMA knobs - or a LoRA/AdaLoRA baseline - with Ray Tune, Optuna and MLflow."

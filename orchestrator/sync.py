@@ -13,11 +13,11 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from increlora.cli import OneLineParser, parse_args
+from increlora.cli import OneLineParser, parse_args, prog_name
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m orchestrator.sync",
+    p = OneLineParser(prog=prog_name("orchestrator.sync", "increlora-sync"),
                       description="Replay a search's spooled MLflow records and log its parent run once the server is back.")
     p.add_argument("--search", required=True, help="the search: its folder, or its name under --output-dir")
     p.add_argument("--output-dir", default="searches", help="where searches live (default: %(default)s)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import time
 import urllib.error
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 from urllib.parse import urlparse
 
-from increlora.naming import rank_metric_name
+from increlora.naming import parse_key, rank_metric_name, type_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -74,6 +75,16 @@ def absolute_uri(uri: str, cwd: Path) -> str:
         query = uri.split("?", 1)[1] if "?" in uri else ""
         return f"sqlite:///{(Path(cwd) / path).resolve()}" + (f"?{query}" if query else "")
     return uri
+
+
+_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URI in it left out (``postgresql://u:pw@h/db`` ->
+    ``postgresql://u@h/db``): records, params, tags and logs never hold credentials. PostgreSQL then
+    takes the password from ``PGPASSWORD`` or ``~/.pgpass``, MLflow from ``MLFLOW_TRACKING_PASSWORD``."""
+    return _CREDENTIALS_RE.sub(lambda m: f"{m.group('scheme')}{m.group('user')}@", text)
 
 
 def is_remote(uri: str) -> bool:
@@ -218,14 +229,26 @@ def terminate_if_running(c: "MlflowClient", run_id: str, status: str) -> bool:
 
 
 def allocation_metrics(allocation: dict[str, int]) -> dict[str, int]:
-    """``{module: rank}`` -> ``{"rank.L03.1q": rank, ...}`` plus ``rank.total``."""
-    out = {rank_metric_name(name): int(r) for name, r in allocation.items()}
-    out["rank.total"] = int(sum(allocation.values()))
+    """``{module: rank}`` -> the rank per module type (``alloc/1q`` ... ``alloc/6f2``, ``alloc/total``), per
+    layer (``alloc_layer/L03``) and per module (``rank/L03.1q``): three groups of charts in MLflow. The totals
+    sort right after ``adapter_params`` in MLflow's alphabetical lists, so the compare view of a few trials
+    shows how each spread its rank in its first rows."""
+    out: dict[str, int] = {}
+    for name, r in allocation.items():
+        layer, mtype = parse_key(name)
+        out[rank_metric_name(name)] = int(r)
+        if mtype is not None:
+            key = f"alloc/{type_key(mtype)}"
+            out[key] = out.get(key, 0) + int(r)
+        if layer is not None:
+            key = f"alloc_layer/L{layer:02d}"
+            out[key] = out.get(key, 0) + int(r)
+    out["alloc/total"] = int(sum(allocation.values()))
     return out
 
 
 def log_allocation(c: "MlflowClient", run_id: str, allocation: dict[str, int], *, step: int = 0) -> None:
-    """The final rank allocation: one ``rank.*`` metric per module and ``allocation.json``."""
+    """The final rank allocation: the ``alloc/``, ``alloc_layer/`` and ``rank/`` metrics and ``allocation.json``."""
     if not allocation:
         return
     log_metrics(c, run_id, allocation_metrics(allocation), step=step)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator.tracking import TrackingInfo
+from orchestrator.tracking import NOTE_TAG, TrackingInfo
 from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from orchestrator.trial_files import one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
@@ -96,14 +96,15 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
         "device": ctx.device,
         "save_adapter": ctx.save_adapter,
     }
-    run = (ChildRun.start(ctx.tracking, run_name=name, tags={"trial": str(number), "search": ctx.search_name}, folder=out_dir)
-           if ctx.tracking else None)
+    node = _node_id()
+    run = (ChildRun.start(ctx.tracking, run_name=name, tags={"trial": str(number), "search": ctx.search_name, "node": node},
+                          folder=out_dir) if ctx.tracking else None)
     run_id = run.run_id if run else None
     try:
         cfg = build_run_config(overrides)
         if run:
-            params = dict(cfg.flat())
-            params.update({k: v for k, v in config.items() if k not in params and k != TRIAL_NUMBER_KEY})
+            params = {k: v for k, v in cfg.flat().items() if v is not None}  # one value per knob: unset ones left out
+            params.update({k: v for k, v in config.items() if k not in params and k != TRIAL_NUMBER_KEY and v is not None})
             params["trial_number"] = number
             run.log_params(params)
         evaluations = 0
@@ -131,7 +132,7 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
                 evaluation=min(evaluations, ctx.max_evaluations), step=int(event.step), epoch=float(event.epoch),
                 best_glue_score=float(event.best_glue_score), trainable_params=int(event.trainable_params),
                 train_loss=float(event.train_loss), allocation=dict(event.allocation), mlflow_run_id=run_id,
-                run_name=name, trial_number=number,
+                run_name=name, trial_number=number, node=node,
             )
             tune.report(report.to_result())
 
@@ -159,8 +160,20 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
         step=int(result.steps), epoch=float(result.epochs), best_glue_score=float(result.best_glue_score),
         trainable_params=int(result.peak_trainable_params), peak_trainable_params=int(result.peak_trainable_params),
         head_params=int(result.head_params), wall_time_s=float(wall), allocation=dict(result.allocation),
-        mlflow_run_id=run_id, run_name=name, trial_number=number, final=True,
+        mlflow_run_id=run_id, run_name=name, trial_number=number, final=True, node=node,
     ).to_result())
+
+
+def _node_id() -> str:
+    """The Ray node this trial runs on (recorded on its MLflow run, in Optuna and in search.json)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (a plain call in a test)
+        import socket
+
+        return socket.gethostname()
 
 
 def _release_memory() -> None:
@@ -194,7 +207,8 @@ def _quiet_worker() -> None:
 
 def log_result(run: ChildRun, result: dict[str, Any], wall: float) -> None:
     """The trial's final record on its MLflow run (from the trainer's result, as ``result.json`` holds
-    it): metrics, schedule, allocation, result.json."""
+    it): metrics, the schedule in steps as the trainer resolved it (params ``resolved.*``: a searched
+    fraction of the run and the steps it became), allocation, result.json, the run's description."""
     steps = int(result["steps"])
     final = {
         "final_glue_score": _finite_or_none(result["glue_score"]),
@@ -211,7 +225,28 @@ def log_result(run: ChildRun, result: dict[str, Any], wall: float) -> None:
         **{f"final/{k}": v for k, v in (result.get("metrics") or {}).items()},
     }
     run.log_metrics({k: v for k, v in final.items() if v is not None}, step=steps)
-    run.log_params({f"schedule.{k}": v for k, v in (result.get("schedule") or {}).items()})
+    run.log_params({f"resolved.{k}": v for k, v in (result.get("schedule") or {}).items()})
     run.log_allocation(result.get("allocation") or {}, step=steps)
     run.log_json({**result, "wall_time_s": wall}, "result.json")
-    run.set_tags({"glue_score": f"{result['glue_score']:.4f}", "adapter_params": result["adapter_params"]})
+    run.set_tags({"glue_score": f"{result['glue_score']:.4f}", "adapter_params": result["adapter_params"],
+                  NOTE_TAG: trial_note(result)})
+
+
+def trial_note(result: dict[str, Any]) -> str:
+    """A trial run's description (Markdown, shown on its MLflow page): score, size and the allocation
+    as a layers x module types table."""
+    from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
+    from orchestrator.console import plural
+
+    allocation = result.get("allocation") or {}
+    schedule = result.get("schedule") or {}
+    head = (f"GLUE score **{result['glue_score']:.2f}** (best {result['best_glue_score']:.2f} at step {result['best_step']}), "
+            f"**{int(result['adapter_params']):,}** adapter parameters, total rank {sum(allocation.values())} over "
+            f"{len(allocation)} modules, {result['steps']} steps")
+    if schedule.get("growth_rounds") is not None:
+        head += f", {plural(int(schedule['growth_rounds']), 'growth round')} ending at step {schedule.get('growth_end_step')}"
+    from orchestrator.presets import allocation_summary
+
+    by_type = allocation_summary(allocation).get("rank_by_type", {})
+    types = " · ".join(f"{MODULE_TYPE_LABELS.get(t, t)} {r}" for t, r in by_type.items())
+    return head + f".\n\nRank per module type: {types}.\n\nFinal rank per module:\n\n" + allocation_markdown(allocation)

@@ -35,12 +35,20 @@ def write_error(search_dir: Union[str, Path], number: int, reason: str) -> None:
     write_text_atomic(path, reason + "\n")
 
 
-def read_error(search_dir: Union[str, Path], number: int) -> Optional[str]:
+def read_error(search_dir: Union[str, Path], number: int, ray_trial_id: Optional[str] = None) -> Optional[str]:
+    """Why a trial failed: the line its trainable wrote, else (the worker died: a lost node, an
+    out-of-memory kill) the last line of Ray's ``error.txt`` for that Ray trial."""
     try:
         text = (trial_dir(search_dir, number) / ERROR_FILE).read_text().strip()
     except OSError:
-        return None
-    return text or None
+        text = ""
+    if text or not ray_trial_id:
+        return text or None
+    for path in sorted(Path(search_dir).glob(f"ray/*/*_{ray_trial_id}/{ERROR_FILE}")):
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return " ".join(lines[-1].split())[:500]
+    return None
 
 
 def read_result(search_dir: Union[str, Path], number: int) -> Optional[dict[str, Any]]:

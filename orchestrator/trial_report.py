@@ -43,6 +43,7 @@ class TrialReport:
     run_name: str = ""
     trial_number: int = -1
     final: bool = False
+    node: Optional[str] = None  # the Ray node the trial runs on
     train_loss: Optional[float] = None  # evaluations only
     peak_trainable_params: Optional[int] = None  # closing report only
     head_params: Optional[int] = None  # closing report only
@@ -53,7 +54,7 @@ class TrialReport:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("train_loss", "peak_trainable_params", "head_params", "wall_time_s"):
+            if value is None and f.name in ("train_loss", "peak_trainable_params", "head_params", "wall_time_s", "node"):
                 continue
             out[f.name] = json.dumps(value, sort_keys=True) if f.name == "allocation" else value
         return out

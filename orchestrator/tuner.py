@@ -71,7 +71,8 @@ class RecordingASHA:
 def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tuple[str, Any]], *,
               num_samples: Optional[int] = None, session: int = 0) -> tune.Tuner:
     """The Tuner of one session: ``num_samples`` trials (default: all of the record's)."""
-    from orchestrator.callbacks import FailureLimit, ProgressPrinter, TrialRunCloser
+    from orchestrator.callbacks import FailureLimit, TrialRunCloser
+    from orchestrator.progress import SearchProgress
     from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
     from orchestrator.storage import make_storage
     from orchestrator.trainable import trial_dirname
@@ -110,7 +111,8 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
         run_config=tune.RunConfig(
             name=record.name if session == 0 else f"{record.name}-resume{session}",
             storage_path=str(Path(record.ray_path).parent),
-            callbacks=[TrialRunCloser(record.tracking_uri), ProgressPrinter(total, record.search_dir), limit],
+            callbacks=[TrialRunCloser(record.tracking_uri), SearchProgress(total, record.max_evaluations, record.search_dir),
+                       limit],
             stop=limit.stopper(),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),

@@ -218,3 +218,10 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
         row = next(line for line in report.splitlines() if line.startswith(f"| {sampler} |"))
         assert row.rstrip().endswith("| 1/1 |")
     assert plot.stat().st_size > 5000
+
+
+def test_gpu_packing_refuses_to_run_without_a_gpu(tmp_path):
+    res = run("gpu_packing.py", "--output", str(tmp_path / "gp.md"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "no CUDA GPU" in res.stderr
+    assert not (tmp_path / "gp.md").exists()

@@ -16,8 +16,9 @@ def test_rank_metric_names_sort_in_module_order():
     names = [f"bert.encoder.layer.2.{s}" for s in ("output.dense", "attention.self.key", "intermediate.dense",
                                                    "attention.self.query", "attention.output.dense", "attention.self.value")]
     metrics = sorted(rank_metric_name(n) for n in names)
-    assert metrics == ["rank.L02.1q", "rank.L02.2k", "rank.L02.3v", "rank.L02.4o", "rank.L02.5f1", "rank.L02.6f2"]
+    assert metrics == ["rank/L02.1q", "rank/L02.2k", "rank/L02.3v", "rank/L02.4o", "rank/L02.5f1", "rank/L02.6f2"]
     assert [parse_key(m) for m in metrics][0] == (2, "q") and parse_key("L01.f2") == (1, "f2")
+    assert parse_key("rank.L03.4o") == (3, "o")  # the names older searches logged
 
 
 def test_allocation_grid():

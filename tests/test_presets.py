@@ -266,3 +266,32 @@ def test_allocation_summary_short_keys():
     assert s["rank_by_type"] == {"q": 6, "f2": 1, "other": 3}
     assert allocation_summary({}) == {"modules": 0, "total_rank": 0}
     assert yaml.safe_load(yaml.safe_dump(s)) == s
+
+
+def test_presets_below_chance_are_marked_and_warn_their_users(tmp_path):
+    """With the majority-class score at 59.5 (+1 point margin), only trial 3 (60.0) is not 'learned'
+    either: every preset is marked, carries the warning, and says so in its header."""
+    from increlora.presets import learned_nothing
+
+    paths = export_presets(_trials(), tmp_path, task="cola", model=None, search_name="s",
+                           package_version="0", train_size=None, chance_score=59.5)
+    for path in paths:
+        preset = load_preset(path)
+        assert preset.provenance["above_chance"] is False and preset.provenance["chance_score"] == 59.5
+        assert "not above the majority-class score 59.50" in learned_nothing(preset)
+        assert path.read_text().splitlines()[2].startswith("# WARNING: scored ")
+    # a chance line the scores clear: marked as learned, no warning
+    paths = export_presets(_trials(), tmp_path / "ok", task="cola", model=None, search_name="s",
+                           package_version="0", train_size=None, chance_score=40.0)
+    for path in paths:
+        preset = load_preset(path)
+        assert preset.provenance["above_chance"] is True and learned_nothing(preset) is None
+        assert "WARNING" not in path.read_text()
+
+
+def test_above_chance_needs_more_than_the_margin():
+    from increlora.budget import above_chance
+
+    assert above_chance(1.01, 0.0) and not above_chance(1.0, 0.0) and not above_chance(-5.0, 0.0)
+    assert not above_chance(float("nan"), 0.0)
+    assert above_chance(52.0, 50.92) and not above_chance(51.5, 50.92)

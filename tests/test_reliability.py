@@ -239,7 +239,7 @@ def test_a_tracking_outage_loses_no_trial_record(tiny_model_dir, glue_dir, tmp_p
         assert len(runs) == 6 and finished == set(range(6))
         c = mlflow.MlflowClient(tracking_uri=uri)
         for run in runs:
-            assert "final_glue_score" in run.data.metrics and any(k.startswith("rank.") for k in run.data.metrics)
+            assert "final_glue_score" in run.data.metrics and any(k.startswith("rank/") for k in run.data.metrics)
             assert len(c.get_metric_history(run.info.run_id, "glue_score")) == summary["max_evaluations"]
             assert "result.json" in {a.path for a in c.list_artifacts(run.info.run_id)}
         assert not list((search_dir / "trials").glob("t*/mlflow_spool.jsonl"))  # every spool replayed

@@ -63,7 +63,7 @@ def small(tmp_path_factory, tiny_model_dir, glue_dir) -> dict:
             mp.setenv(key, value)
         started = not ray.is_initialized()
         if started:
-            ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
+            ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
         try:
             t0 = time.perf_counter()
             rc_lora = search.main(common + ["--method", "lora", "--trials", "2", "--name", "base-lora"])
@@ -132,9 +132,9 @@ def test_trial_runs_are_readable_and_heatmaps_share_one_scale(small):
     for run in children:  # task, method, trial number, budget
         assert re.fullmatch(rf"t\d{{3}}-r\d+\.\d\d-{TASK}-increlora", run.info.run_name), run.info.run_name
         assert float(run.data.tags[tracking.HEATMAP_VMAX_TAG]) == summary["heatmap_vmax"]
-        rank_names = sorted(k for k in run.data.metrics if k.startswith("rank.L"))
-        assert rank_names and all(re.fullmatch(r"rank\.L\d\d\.[1-6](q|k|v|o|f1|f2)", k) for k in rank_names)
-        layer0 = [k.split(".")[-1][1:] for k in rank_names if k.startswith("rank.L00.")]
+        rank_names = sorted(k for k in run.data.metrics if k.startswith("rank/L"))
+        assert rank_names and all(re.fullmatch(r"rank/L\d\d\.[1-6](q|k|v|o|f1|f2)", k) for k in rank_names)
+        layer0 = [k.split(".")[-1][1:] for k in rank_names if k.startswith("rank/L00.")]
         assert layer0 == ["q", "k", "v", "o", "f1", "f2"]  # MLflow's alphabetical sort keeps module order
     assert len(set(names)) == 4
     parent = _client(summary).get_run(summary["parent_run_id"])
@@ -520,3 +520,46 @@ def test_report_page_renders_offline_in_chromium(small, html_report, chromium):
     page.close()
     external = [u for u in requests if not u.startswith(("file://", "data:", "blob:"))]
     assert not external, external
+
+
+@pytest.mark.browser
+def test_mlflow_compares_three_allocations_on_one_screen(small, mlflow_server, chromium):
+    summary = small["summary"]
+    exp = summary["experiment_id"]
+    children = sorted(_children(summary), key=lambda r: r.data.metrics.get("adapter_params", 0))[:3]
+    ids = ",".join(f'"{r.info.run_id}"' for r in children)
+    # the compare view of three trials: per-type and per-layer rank totals next to score and size
+    page = _open(chromium, f"{mlflow_server}/#/compare-runs?runs=[{ids}]&experiments=[\"{exp}\"]")
+    page.get_by_text("alloc/1q").first.wait_for()
+    _close_assistant(page)
+    for run in children:
+        assert page.get_by_text(run.info.run_name).count() >= 1, run.info.run_name
+    for name in ("alloc/6f2", "alloc/total", "adapter_params"):
+        assert page.get_by_text(name, exact=True).count() >= 1, name
+    page.get_by_text("alloc/1q").first.scroll_into_view_if_needed()
+    assert page.get_by_text("alloc/1q").first.is_visible()  # on screen, not buried in the scroll box
+    page.screenshot(path=str(ARTIFACTS / "mlflow-compare-three.png"))
+    page.close()
+
+    # a trial's page: the description holds its allocation as a layers x types table
+    trial = children[0]
+    page = _open(chromium, f"{mlflow_server}/#/experiments/{exp}/runs/{trial.info.run_id}?workflowType=machine_learning")
+    page.get_by_text("Rank per module type", exact=False).first.wait_for()
+    _close_assistant(page)
+    more = page.get_by_text("Show more", exact=True)
+    if more.count():
+        more.first.click()  # the description's full text: the layers x types table
+    for text in ("FFN in", "FFN out", "L00", "adapter parameters", "Rank per module type"):
+        assert page.get_by_text(text, exact=False).first.is_visible(), text
+    page.screenshot(path=str(ARTIFACTS / "mlflow-trial-page.png"), full_page=True)
+    page.close()
+
+    # the parent's allocations.png: every trial's heatmap side by side on one colour scale
+    page = _open(chromium, f"{mlflow_server}/#/experiments/{exp}/runs/{summary['parent_run_id']}/artifacts"
+                           "?workflowType=machine_learning")
+    page.get_by_text("allocations.png", exact=True).first.click()
+    shown = _wait_image(page, "i.src.startsWith('blob:')")
+    _close_assistant(page)
+    assert shown and shown[0][1] > 600, shown
+    page.screenshot(path=str(ARTIFACTS / "mlflow-parent-allocations.png"))
+    page.close()

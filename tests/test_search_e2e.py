@@ -26,7 +26,7 @@ from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
 from orchestrator.finalize import read_front_csv  # noqa: E402
-from orchestrator.presets import RUNTIME_KNOBS  # noqa: E402
+from orchestrator.presets import EXCLUDED_KNOBS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "sst2"  # accuracy varies between trials even for a tiny model (CoLA's MCC stays 0)
@@ -40,7 +40,7 @@ def ray_runtime():
         mp.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
         mp.setenv("RAY_AUTH_MODE", "disabled")
         mp.setenv("RAY_AIR_NEW_OUTPUT", "0")
-        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
         try:
             yield
         finally:
@@ -127,7 +127,7 @@ def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
         assert run.info.status == "FINISHED", run.info.run_name
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert re.fullmatch(rf"t\d{{3}}-r\d+\.\d\d-{TASK}-increlora", run.info.run_name), run.info.run_name
-        rank_metrics = [k for k in run.data.metrics if k.startswith("rank.L")]
+        rank_metrics = [k for k in run.data.metrics if k.startswith("rank/L")]
         assert len(rank_metrics) == modules
         assert {"glue_score", "final_glue_score", "adapter_params", "peak_trainable_params", "head_params",
                 "wall_time_s"} <= set(run.data.metrics)
@@ -136,7 +136,9 @@ def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
         artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
         assert {"allocation.json", "allocation_heatmap.png", "result.json"} <= artifacts
         assert float(run.data.tags["heatmap_vmax"]) == summary["heatmap_vmax"]
-        assert "target_rank" in run.data.params and "schedule.incre_interval" in run.data.params
+        assert "target_rank" in run.data.params and "resolved.incre_interval" in run.data.params
+        assert "incre_interval" not in run.data.params  # one value per knob: the searched fraction, and the resolved steps
+        assert "| layer |" in run.data.tags["mlflow.note.content"]  # the allocation table in the description
     # the parent's record of the search
     assert {"command", "sampler", "seed", "model", "train_size", "package_version", "space"} <= set(parent.data.params)
     assert "hypervolume" in parent.data.metrics
@@ -165,15 +167,47 @@ def test_presets_reproduce_the_trial_configuration(plain_search):
     for path in presets:
         preset = load_preset(path)
         assert preset.method == "increlora" and preset.task == TASK
+        assert not set(preset.config) & EXCLUDED_KNOBS  # no trial size, no runtime knobs: they come from the task
         cfg = build_run_config({**preset_overrides(preset), "task": preset.task}).flat()
         run = c.get_run(preset.provenance["mlflow_run_id"])
         assert run.data.params["trial_number"] == str(preset.provenance["trial"])
-        for knob, value in cfg.items():
-            if knob in RUNTIME_KNOBS:
-                continue
-            logged = run.data.params[knob]
+        for knob in preset.config:  # every knob the preset carries is the trial's value
+            value = cfg[knob]
             expected = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-            assert logged == expected, (path.name, knob, logged, expected)
+            assert run.data.params[knob] == expected, (path.name, knob, run.data.params[knob], expected)
+
+
+def test_the_end_says_whether_the_front_beat_chance(plain_search, tmp_path, capsys):
+    """search.json, the presets and the closing summary agree on whether the best trial beat the
+    majority class by more than a point; both verdicts are forced on a copy of the search by moving
+    its chance line (finalize re-reads the real Optuna study)."""
+    import dataclasses
+    import shutil
+
+    from orchestrator.console import print_summary
+    from orchestrator.finalize import finalize
+    from orchestrator.record import SearchRecord
+
+    summary = plain_search["summary"]
+    best = max(float(r["glue_score"]) for r in summary["front"])
+    assert 40.0 < summary["chance_score"] < 60.0  # SST-2's majority class on the dev rows
+    assert summary["above_chance"] == (best > summary["chance_score"] + 1.0)
+    for verdict, chance in ((False, best), (True, best - 5.0)):
+        copy = tmp_path / f"copy-{verdict}"
+        shutil.copytree(plain_search["dir"], copy)
+        record = SearchRecord.load(copy)
+        record = dataclasses.replace(record, search_dir=str(copy), chance_score=chance)
+        assert finalize(record, mlflow=False).above_chance is verdict
+        assert json.loads((copy / "search.json").read_text())["above_chance"] is verdict
+        for path in (copy / "presets").glob("*.yaml"):
+            prov = load_preset(path).provenance
+            assert prov["above_chance"] is (float(prov["score"]) > chance + 1.0)
+        capsys.readouterr()
+        print_summary(record)
+        out = capsys.readouterr().out
+        assert ("warning: not above chance" in out) is (not verdict), out
+        if not verdict:
+            assert f"not above the majority-class score {chance:.2f}" in " ".join(out.split())
 
 
 def test_export_cli_writes_the_presets(plain_search, tmp_path):
@@ -225,7 +259,7 @@ def test_asha_search_prunes_and_keeps_pruned_trials_off_the_front(plain_search, 
     assert "RUNNING" not in statuses.values() and parents[0].info.status == "FINISHED"
     assert {n for n, s in statuses.items() if s == "KILLED"} == pruned
     for run in children:  # stopped trials keep their last allocation, too
-        assert any(k.startswith("rank.L") for k in run.data.metrics)
+        assert any(k.startswith("rank/L") for k in run.data.metrics)
     assert "PRUNED" in out
 
 

@@ -98,7 +98,9 @@ def test_cli_preset_applies_and_flags_override(glue_dir, tmp_path):
     from increlora.presets import Preset, save_preset
 
     preset = tmp_path / "p.yaml"
-    save_preset(Preset(preset_version=1, method="lora", task="rte", config={"r": 3, "learning_rate": 0.004}), preset)
+    save_preset(Preset(preset_version=1, method="lora", task="rte", config={"r": 3, "learning_rate": 0.004},
+                       provenance={"above_chance": False, "warning": "scored 0.00, not above the majority-class score"}),
+                preset)
     out = tmp_path / "run"
     proc = _cli(
         "--task", "cola", "--preset", str(preset), "--r", "1", "--data-dir", str(glue_dir), "--train-samples", "32",
@@ -109,6 +111,29 @@ def test_cli_preset_applies_and_flags_override(glue_dir, tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["method"] == "lora" and result["config"]["r"] == 1 and result["config"]["learning_rate"] == 0.004
     assert not (out / "adapter").exists()
+    assert f"warning: preset {preset}: scored 0.00, not above the majority-class score" in proc.stderr  # ran, and said so
+
+
+def test_a_preset_found_on_sst2_applied_to_rte_takes_rtes_trial_size(tmp_path):
+    """The preset brings the method's knobs; the trial size comes from the target task's defaults."""
+    from increlora.presets import Preset, save_preset
+    from increlora.task_defaults import task_defaults
+    from increlora.train import resolve_overrides
+
+    knobs = {"target_rank": 1.5, "init_warmup_frac": 0.1, "incre_interval_frac": 0.02, "beta1": 0.7, "beta2": 0.8,
+             "learning_rate": 0.002}
+    old_style = {**knobs, "train_samples": 256, "eval_samples": 200, "max_steps": 24, "max_length": 64, "epochs": 2.0,
+                 "seed": 7, "eval_steps": 6}  # a preset written before presets left the trial size out
+    for config in (knobs, old_style):
+        path = save_preset(Preset(preset_version=1, method="increlora", task="sst2", config=config), tmp_path / f"p{len(config)}.yaml")
+        merged = resolve_overrides({"task": "rte", "preset": str(path)}, cuda_available=False)
+        cfg = build_run_config(merged).flat()
+        rte = task_defaults("rte", "increlora", "cpu")
+        for knob in ("train_samples", "epochs", "max_length"):
+            assert cfg[knob] == rte[knob], knob  # 4000 rows, 3 epochs, max length 128
+        assert cfg["max_steps"] is None and cfg["eval_samples"] is None and cfg["seed"] == 42
+        for knob, value in knobs.items():
+            assert cfg[knob] == value, knob
 
 
 def test_help_lists_every_knob():

@@ -214,7 +214,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for task in csv_list(args.tasks):
             say(f"{task}: before and after side by side ...")
             pairs[task] = run_pair(task, args, Path(tmp))
-        text = "# Throughput: before vs after (one-thread trials, run side by side)\n\n" + pair_table(pairs)
+        text = "# Throughput: before vs after (one-thread trials, run side by side)"
+        if pairs:
+            text += "\n\n" + pair_table(pairs)
         by_seed: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
         for task in (csv_list(args.noise_tasks) if args.seeds else []):
             for seed in [int(x) for x in csv_list(args.seeds)]:

@@ -189,7 +189,8 @@ class SVDLinear(nn.Module):
             dense_grad = (g2.t() @ x2).float()  # dL/d(dW), d_out x d_in
             with torch.no_grad():
                 dw = self.delta_weight().float()
-            self.last_score = (dw * dense_grad).abs().sum() / math.sqrt(dw.numel())
+                # in place: the dense product is the step's largest temporary; no second or third copy of it
+                self.last_score = dense_grad.mul_(dw).abs_().sum() / math.sqrt(dw.numel())
 
         return hook
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import logging
 import os
 import shlex
 import subprocess
@@ -347,6 +348,8 @@ def _quiet_environment() -> None:
     from orchestrator.trial_run import MLFLOW_RETRY_ENV
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..." on a new store
+        logging.getLogger(name).setLevel(logging.WARNING)
     for key, value in MLFLOW_RETRY_ENV.items():  # a tracking outage costs seconds, not minutes of retries
         os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")

@@ -8,7 +8,6 @@ the search folders).
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import time

@@ -32,6 +32,11 @@ from increlora.budget import lora_params, uniform_rank_cost
 from increlora.config import RUNTIME, knobs_with_role
 
 VERSION = 2
+# Revisions of a method's implementation that change its numbers at float level (same maths, other
+# rounding): part of a run's signature, so a cached run is reused only with the code it was made with.
+# increlora "2": the score's dense product in bf16 on bf16-native hardware, the adapter added by addmm
+# (2026-12-02); runs of revision 1 are in runs-superseded/.
+IMPLEMENTATION = {"increlora": "2"}
 # Full GLUE training-set sizes (spec section 2.3): the paper's run length T = ceil(N / 32) * epochs.
 PAPER_TRAIN_SIZE = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "qqp": 363846, "stsb": 5749, "mnli": 392702,
                     "qnli": 104743, "rte": 2490, "wnli": 635}
@@ -195,8 +200,16 @@ def signature(knobs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(knobs.items()) if k not in RUNTIME_KNOBS}
 
 
+def implementation(knobs: dict[str, Any]) -> Optional[str]:
+    """The implementation revision of the run's method (None: unversioned)."""
+    return IMPLEMENTATION.get(str(knobs.get("method")))
+
+
 def knob_hash(knobs: dict[str, Any]) -> str:
-    text = json.dumps(signature(knobs), sort_keys=True, default=str)
+    sig = signature(knobs)
+    if implementation(knobs) is not None:
+        sig["implementation"] = implementation(knobs)
+    text = json.dumps(sig, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -288,6 +301,7 @@ def execute_one(job: Job) -> dict[str, Any]:
         "seed": cfg.train.seed,
         "learning_rate": cfg.train.learning_rate,
         "knobs": signature(job.knobs),
+        "implementation": implementation(job.knobs),
         **job.info,
         "adapter_params": res.adapter_params,
         "peak_trainable_params": res.peak_trainable_params,

@@ -118,6 +118,7 @@ def test_bf16_score_matches_the_fp32_score():
     layer, x = _layer(4e-3, seed=1)
     layer.train()
     layer.score_enabled = True
+    layer.score_dtype = torch.float32  # the exact reference; "auto" may pick bf16 on this CPU
     g_out = torch.randn(8, 16, 768, generator=torch.Generator().manual_seed(2))
     (layer(x) * g_out).sum().backward()
     fp32 = layer.last_score.item()
@@ -130,3 +131,41 @@ def test_bf16_score_matches_the_fp32_score():
     (out.float() * g_out).sum().backward()
     bf16 = layer.last_score.item()
     assert math.isfinite(bf16) and bf16 == pytest.approx(fp32, rel=2e-2)
+
+
+def test_bf16_score_product_in_an_fp32_run_matches_the_fp32_score():
+    """The score's dense product in bf16 (what "auto" picks on AMX CPUs and CUDA) vs fp32, same layer and gradient."""
+    scores = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        layer, x = _layer(4e-3, seed=3)
+        layer.train()
+        layer.score_enabled = True
+        layer.score_dtype = dtype
+        g_out = torch.randn(8, 16, 768, generator=torch.Generator().manual_seed(4))
+        (layer(x) * g_out).sum().backward()
+        scores[dtype] = layer.last_score.item()
+    assert scores[torch.float32] > 0
+    assert scores[torch.bfloat16] == pytest.approx(scores[torch.float32], rel=1e-3)
+
+
+def test_auto_score_dtype_resolves_per_device():
+    from increlora.layer import score_product_dtype
+
+    assert score_product_dtype(torch.device("cuda")) == torch.bfloat16
+    assert score_product_dtype(torch.device("cpu")) in (None, torch.bfloat16)
+    layer, x = _layer(4e-3)
+    layer.train()
+    layer.score_enabled = True
+    assert layer.score_dtype == "auto"
+    layer(x).sum().backward()
+    assert layer.score_dtype == score_product_dtype(torch.device("cpu"))
+    assert math.isfinite(layer.last_score.item())
+
+
+def test_scale_folded_into_the_factor_gives_the_same_output():
+    layer, x = _layer(4e-3, seed=5)
+    a, b, e = layer._stacked(True)
+    with torch.no_grad():
+        unfolded = F.linear(x, layer.base_layer.weight, layer.base_layer.bias) + F.linear(F.linear(x, a * e), b) * layer.scale
+        folded = layer(x)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-5, atol=1e-6)

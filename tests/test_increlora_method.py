@@ -122,6 +122,7 @@ def test_score_and_ema_match_hand_computation():
         layer.lora_E[0].copy_(torch.tensor([[0.5], [-1.5]]))
     layer.append_chunk(1, lam=RESERVE_LAMBDA, trainable_lambda=False, trainable_ab=True)
     layer.score_enabled = True
+    layer.score_dtype = torch.float32  # the exact formula; the bf16 product is checked in test_eval_and_precision
     layer.train()
     x = torch.randn(3, 5)
     g_out = torch.randn(3, 4)  # fixed gradient of the loss w.r.t. the output

@@ -77,6 +77,8 @@ def export_presets(
     train_size: Optional[int],
     tolerance: float = 1.0,
     chance_score: Optional[float] = None,
+    evaluated_on: str = "dev",
+    eval_rows: Optional[int] = None,
 ) -> list[Path]:
     """Write ``<out_dir>/<task>-<label>.yaml`` for the best, smallest and knee trials.
 
@@ -86,6 +88,8 @@ def export_presets(
 
     The front is computed over the COMPLETE trials only; each label gets its own file even when
     two labels pick the same trial (``provenance.selected_as`` lists all labels of that trial).
+    ``evaluated_on`` (``dev`` or ``holdout``: held-out training rows) and ``eval_rows`` say where the
+    scores that chose the preset come from; a comparison on the dev set needs a ``holdout`` preset.
     Raises ValueError when no trial is COMPLETE. Returns the written paths in label order.
     """
     done = complete_trials(trials)
@@ -104,6 +108,8 @@ def export_presets(
             "model": model,
             "train_size": train_size,
             "score": round(float(trial["score"]), 4),
+            "evaluated_on": evaluated_on,
+            "eval_rows": eval_rows,
             "adapter_params": int(trial["adapter_params"]),
             "allocation": allocation_summary(trial.get("allocation")),
             "search": search_name,

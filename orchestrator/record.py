@@ -124,6 +124,11 @@ class SearchRecord:
     def dir(self) -> Path:
         return Path(self.search_dir)
 
+    @property
+    def evaluated_on(self) -> str:
+        """``holdout`` when the trials were scored on held-out training rows (``--holdout-samples``), else ``dev``."""
+        return "holdout" if self.base.get("holdout_samples") else "dev"
+
     # ------------------------------------------------------------------ file
     def to_dict(self) -> dict[str, Any]:
         """The file's content; URIs and the command line lose their passwords (:func:`tracking.redact`)."""

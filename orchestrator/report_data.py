@@ -227,7 +227,9 @@ def overview(data: ReportData) -> list[tuple[str, str]]:
                    f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items())) or 'none yet'})"),
         ("sampler", f"{s.get('sampler')} (seed {s.get('seed')}), scheduler {s.get('scheduler')}, "
                     f"objective {s.get('objective', 'final')} score"),
-        ("training", f"{s.get('train_size')} rows, {s.get('eval_size')} eval rows, {s.get('total_steps')} steps per trial"),
+        ("training", f"{s.get('train_size')} rows, {s.get('eval_size')} "
+                     f"{'held-out training' if (s.get('base') or {}).get('holdout_samples') else 'dev'} rows scored, "
+                     f"{s.get('total_steps')} steps per trial"),
         ("space", str(s.get("space_text") or "")),
         ("hypervolume", hypervolume_text(s.get("hypervolume"), (s.get("outputs") or {}).get("hypervolume_reference"))),
         ("above chance", chance_text(s)),

@@ -34,6 +34,7 @@ TRIAL_FLAGS = {
     "data_dir": "$GLUE_DIR, else the HF hub",
     "train_samples": "4000 with the cpu profile, all with paper",
     "eval_samples": "500 with the cpu profile, the full dev set with paper",
+    "holdout_samples": "unset: trials are scored on the dev set; presets record which",
     "epochs": "3 with the cpu profile, the script's with paper",
     "max_steps": "unset",
     "batch_size": "32",
@@ -56,8 +57,10 @@ def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) ->
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     hint = str(get_type_hints(TrainConfig)[name])
     typ = positive_int if "int" in hint else float if "float" in hint else str
-    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=f"{f.metadata['help']} (default: {default_text})".replace("%", "%%"))
+    text = f.metadata["help"]
+    if "default" not in text:  # some knobs' help already names their default
+        text += f" (default: {default_text})"
+    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text.replace("%", "%%"))
 
 
 def build_parser() -> argparse.ArgumentParser:

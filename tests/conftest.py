@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
+
+
+@contextmanager
+def _local_ray(*, num_cpus: int, num_gpus: int = 0, env: dict[str, str] | None = None) -> Iterator[None]:
+    """A local Ray runtime of its own (never a stale ``ray start`` cluster), shut down on exit."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"RAY_AUTH_MODE": "disabled", **(env or {})}.items():
+            mp.setenv(key, value)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="warning")
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Callable[..., contextmanager]:
+    """``with local_ray(num_cpus=2): ...``: a local Ray runtime for a module-scoped fixture."""
+    return _local_ray
 
 
 @pytest.fixture(scope="session")

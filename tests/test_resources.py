@@ -16,14 +16,9 @@ from orchestrator.settings import SearchError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def one_gpu_cluster():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False, logging_level="warning")
-        try:
-            yield
-        finally:
-            ray.shutdown()
+def one_gpu_cluster(local_ray):
+    with local_ray(num_cpus=8, num_gpus=1):
+        yield
 
 
 @pytest.mark.parametrize("gpus_per_trial,at_once", [(1.0, 1), (0.5, 2), (0.25, 4), (0.125, 8), (0.3, 3)])

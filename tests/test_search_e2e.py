@@ -33,18 +33,11 @@ TASK = "sst2"  # accuracy varies between trials even for a tiny model (CoLA's MC
 
 
 @pytest.fixture(scope="module")
-def ray_runtime():
+def ray_runtime(local_ray):
     """One local Ray runtime for the whole module (2 CPUs, no GPU)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        mp.setenv("RAY_AIR_NEW_OUTPUT", "0")
-        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
-        try:
-            yield
-        finally:
-            ray.shutdown()
+    env = {"HF_HUB_OFFLINE": "1", "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0"}
+    with local_ray(num_cpus=2, env=env):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -235,10 +228,16 @@ def test_asha_search_prunes_and_keeps_pruned_trials_off_the_front(plain_search, 
     args = _common(tiny_model_dir, glue_dir, workdir) + [
         "--trials", "8", "--name", "asha", "--scheduler", "asha", "--max-concurrent", "1",
         "--learning-rate", "0.02", "--search-extra", "learning_rate", "--preset", str(preset_path),
+        "--holdout-samples", "32",
     ]
     rc, out, err, _ = _run(args, capsys)
     assert rc == 0, err
     summary = json.loads((workdir / "searches" / "asha" / "search.json").read_text())
+    # scored on 32 held-out training rows, and its presets say so (the plain search's say dev)
+    assert summary["base"]["holdout_samples"] == 32 and summary["eval_size"] == 32
+    for path in (workdir / "searches" / "asha" / "presets").glob("*.yaml"):
+        assert load_preset(path).provenance["evaluated_on"] == "holdout" and load_preset(path).provenance["eval_rows"] == 32
+    assert load_preset(preset_path).provenance["evaluated_on"] == "dev"
     study = _study(summary)
     # the preset was evaluated first, with its own knobs
     first = study.trials[0]

@@ -191,6 +191,16 @@ def test_throughput_smoke_compares_both_paths(tiny_model_dir, glue_dir, tmp_path
     assert "**after / before**" in out.read_text()
 
 
+def test_score_precision_smoke_runs_both_products_on_the_same_run(tiny_model_dir, glue_dir):
+    res = run("score_precision.py", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--train-samples", "64",
+              "--eval-samples", "32", "--max-steps", "96", "--seeds", "0", "--threads", "1")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| 0 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "96" and int(cells[2]) >= 2  # 96 steps, several growth rounds compared
+    assert cells[3] in ("yes", "no") and float(cells[4]) == float(cells[4]) and float(cells[5]) == float(cells[5])
+
+
 def test_overhead_smoke_accounts_for_the_whole_wall_time(tiny_model_dir, glue_dir, tmp_path):
     out = tmp_path / "oh"
     res = run("overhead.py", "--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .config import AdaLoraBaselineConfig, ConfigError, IncreLoRAConfig, LoraBaselineConfig
-from .task_defaults import adalora_defaults, increlora_defaults, no_defaults
+from .task_defaults import adalora_defaults, increlora_defaults, lora_defaults
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -119,7 +119,7 @@ register(MethodSpec(
 register(MethodSpec(
     name="lora", config_cls=LoraBaselineConfig, build=_build_lora, budget_knob="r",
     budget_label=lambda k: f"r{int(k['r'])}" if k.get("r") is not None else None, budget_knobs=_lora_budget,
-    space_module="search_spaces.lora", task_defaults=no_defaults,
+    space_module="search_spaces.lora", task_defaults=lora_defaults,
 ))
 register(MethodSpec(
     name="adalora", config_cls=AdaLoraBaselineConfig, build=_build_adalora, budget_knob="target_r",

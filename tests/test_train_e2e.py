@@ -191,3 +191,19 @@ def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(ti
     assert abs(held.evals["holdout"].labels.mean() - 0.5) < 0.05  # stratified (RTE is balanced)
     with pytest.raises(GlueError, match="holdout-samples"):
         prepare_data("rte", tok, data_dir=glue_dir, train_samples=2400, max_length=64, holdout_samples=200)
+
+
+def test_cpu_profile_learning_rate_is_the_methods_measured_one():
+    """LoRA gets 3e-4 on the cpu profile (chosen on held-out rows), the SVD-form methods 3e-3; the paper
+    profile keeps the official scripts' rate for every method; resolve_overrides applies it."""
+    from increlora.task_defaults import LORA_CPU_LEARNING_RATE, task_defaults
+    from increlora.train import resolve_overrides
+
+    assert LORA_CPU_LEARNING_RATE == 3e-4
+    for task in ("cola", "sst2", "mrpc", "rte"):
+        assert task_defaults(task, "lora", "cpu")["learning_rate"] == 3e-4
+        assert task_defaults(task, "increlora", "cpu")["learning_rate"] == 3e-3
+        assert task_defaults(task, "adalora", "cpu")["learning_rate"] == 3e-3
+        assert task_defaults(task, "lora", "paper")["learning_rate"] == task_defaults(task, "increlora", "paper")["learning_rate"]
+    cfg = build_run_config(resolve_overrides({"task": "cola", "method": "lora"}, cuda_available=False)).flat()
+    assert cfg["learning_rate"] == 3e-4

@@ -23,7 +23,8 @@ Protocol (every run through the same trainer, ``increlora.trainer.train``, packa
 
 Reported per task and budget: mean and seed sd of the final dev GLUE score per method, the majority-
 class score, and the paired differences IncreLoRA − LoRA and IncreLoRA − AdaLoRA (and preset − paper)
-with a 95 % bootstrap interval over seeds; then one plain sentence per task.
+with a 95 % bootstrap interval over seeds and the 95 % paired t interval (a winner is named only when both
+exclude zero); then one plain sentence per task.
 
 Runs are cached as small JSON files in ``benchmarks/results/fidelity/runs/`` (committed), so
 
@@ -75,12 +76,32 @@ def paired_ci(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> tuple
     return float(d.mean()), float(lo), float(hi)
 
 
-def verdict_of(name: str, other: str, mean: float, lo: float, hi: float) -> str:
-    if lo > 0:
+def paired_t_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """The 95 % paired t interval of the mean difference a - b (Student t with n - 1 degrees of freedom)."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    return float(d.mean()) - half, float(d.mean()) + half
+
+
+def verdict_of(name: str, other: str, mean: float, intervals: Sequence[tuple[float, float]]) -> str:
+    """One clause: a winner only when every interval excludes zero on the same side (bootstrap and t)."""
+    lo, hi = intervals[0]
+    if all(i_lo > 0 for i_lo, _ in intervals):
         return f"{name} beats {other} by {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-    if hi < 0:
+    if all(i_hi < 0 for _, i_hi in intervals):
         return f"{other} beats {name} by {-mean:+.2f} [{-hi:+.2f}, {-lo:+.2f}]"
     return f"no difference shown between {name} and {other} ({mean:+.2f} [{lo:+.2f}, {hi:+.2f}])"
+
+
+def difference_row(budget: int, label: str, pair: tuple[list[float], list[float]]) -> tuple[list[str], float, list[tuple[float, float]]]:
+    """A table row for the paired difference of ``pair`` and what the verdict needs (mean, intervals)."""
+    mean, lo, hi = paired_ci(*pair)
+    t_lo, t_hi = paired_t_ci(*pair)
+    cell = f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}], t [{t_lo:+.2f}, {t_hi:+.2f}] ({len(pair[0])} pairs)"
+    return [f"r{budget}", label, cell, "", "", ""], mean, [(lo, hi), (t_lo, t_hi)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,7 +180,9 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
               + f". Learning rates from {', '.join(f'{x:g}' for x in args.lrs)}, chosen per task and method on "
               f"{args.holdout} held-out training rows (seed {SELECT_SEED}, average rank 2); the dev set is only used for "
               "the scores below. Cells: final dev GLUE score, mean ± seed sd (n). Differences: mean of the per-seed "
-              f"differences with a 95 % bootstrap interval ({BOOTSTRAP:,} resamples of the seeds).", ""]
+              f"differences with a 95 % bootstrap interval ({BOOTSTRAP:,} resamples of the seeds) and the 95 % paired t "
+              "interval; a verdict names a winner only when both intervals exclude zero (with 5 seeds the bootstrap "
+              "interval alone is too narrow).", ""]
     # learning-rate selection
     lines += ["## Learning rate chosen on held-out training rows", ""]
     rows = []
@@ -197,15 +220,15 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
             for other in ("lora", "adalora"):
                 pair = _pair(by, task, b, "increlora", other)
                 if pair:
-                    mean, lo, hi = paired_ci(*pair)
-                    rows.append([f"r{b}", f"increlora − {other}", f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] ({len(pair[0])} pairs)", "", "", ""])
-                    task_verdicts.append(f"at r{b} " + verdict_of("IncreLoRA", "LoRA" if other == "lora" else "AdaLoRA", mean, lo, hi))
+                    row, mean, intervals = difference_row(b, f"increlora − {other}", pair)
+                    rows.append(row)
+                    task_verdicts.append(f"at r{b} " + verdict_of("IncreLoRA", "LoRA" if other == "lora" else "AdaLoRA", mean, intervals))
             if b == args.knob_budget:
                 pair = _pair(by, task, b, "increlora-preset", "increlora-paper")
                 if pair:
-                    mean, lo, hi = paired_ci(*pair)
-                    rows.append([f"r{b}", "preset − paper", f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] ({len(pair[0])} pairs)", "", "", ""])
-                    task_verdicts.append(f"at r{b} " + verdict_of("the searched preset", "the paper's hand-set knobs", mean, lo, hi))
+                    row, mean, intervals = difference_row(b, "preset − paper", pair)
+                    rows.append(row)
+                    task_verdicts.append(f"at r{b} " + verdict_of("the searched preset", "the paper's hand-set knobs", mean, intervals))
         lines += [md_table(["budget", "method", "final GLUE score", "best (mean)", "params / B", "wall s"], rows), ""]
         if task_verdicts:
             verdicts.append(f"- **{get_task(task).folder}**: " + "; ".join(task_verdicts) + ".")

@@ -87,9 +87,18 @@ def test_paired_bootstrap_interval_and_verdicts():
     assert (mean, lo, hi) == (1.0, 1.0, 1.0)  # the same difference for every seed
     mean, lo, hi = fid.paired_ci([3.0, -1.0, 2.0, 0.0, 1.0], [0.0] * 5)
     assert mean == 1.0 and lo < 0 < hi and lo >= -1.0 and hi <= 3.0
-    assert fid.verdict_of("A", "B", 1.0, 0.5, 1.5).startswith("A beats B")
-    assert fid.verdict_of("A", "B", -1.0, -1.5, -0.5).startswith("B beats A")
-    assert fid.verdict_of("A", "B", 0.2, -0.5, 0.9).startswith("no difference shown")
+    assert fid.verdict_of("A", "B", 1.0, [(0.5, 1.5)]).startswith("A beats B")
+    assert fid.verdict_of("A", "B", -1.0, [(-1.5, -0.5)]).startswith("B beats A")
+    assert fid.verdict_of("A", "B", 0.2, [(-0.5, 0.9)]).startswith("no difference shown")
+    # the t interval is wider with few seeds: a winner only when both intervals exclude zero
+    a, b = [1.0, 1.2, 0.1, 0.9, 1.1], [0.0] * 5
+    t_lo, t_hi = fid.paired_t_ci(a, b)
+    _, lo, hi = fid.paired_ci(a, b)
+    assert t_lo < lo and t_hi > hi and t_lo > 0
+    assert fid.verdict_of("A", "B", 0.86, [(lo, hi), (t_lo, t_hi)]).startswith("A beats B")
+    assert fid.verdict_of("A", "B", 0.5, [(0.1, 0.9), (-0.2, 1.2)]).startswith("no difference shown")
+    row, mean, intervals = fid.difference_row(2, "increlora − lora", (a, b))
+    assert row[0] == "r2" and "t [" in row[2] and "(5 pairs)" in row[2] and len(intervals) == 2
 
 
 def test_search_efficiency_reference_params_bound_every_adapter_of_the_space():

@@ -123,7 +123,7 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
         + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ".",
         f"Sampler {record.sampler} (seed {record.seed}), scheduler {record.scheduler}, "
         f"objectives: GLUE score ({record.objective} evaluation, max) and adapter parameters (min); "
-        f"{record.train_size} training rows, {record.total_steps} steps per trial.",
+        f"{record.train_size} training rows, {record.total_steps} steps per trial, scored on {record.scored_on}.",
         f"Space: {record.space_text}",
         f"Pareto front: {plural(len(front_rows), 'trial')}"
         + (f"; hypervolume {hypervolume_text(hv, record.results.outputs.get('hypervolume_reference') if record.results else None)}."

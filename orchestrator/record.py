@@ -129,6 +129,11 @@ class SearchRecord:
         """``holdout`` when the trials were scored on held-out training rows (``--holdout-samples``), else ``dev``."""
         return "holdout" if self.base.get("holdout_samples") else "dev"
 
+    @property
+    def scored_on(self) -> str:
+        """Where the trials' scores come from, in words: ``500 dev rows`` / ``400 held-out training rows``."""
+        return f"{self.eval_size} " + ("held-out training rows" if self.evaluated_on == "holdout" else "dev rows")
+
     # ------------------------------------------------------------------ file
     def to_dict(self) -> dict[str, Any]:
         """The file's content; URIs and the command line lose their passwords (:func:`tracking.redact`)."""

@@ -122,7 +122,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         record.save()
         say(f"Search {record.name}: {record.method} on {record.task}, {record.trials} trials, {record.max_concurrent} at a "
             f"time ({record.cpus_per_trial} CPU, {record.gpus_per_trial:g} GPU each), {record.train_size} training rows, "
-            f"{record.total_steps} steps and {record.max_evaluations} evaluations per trial\n"
+            f"{record.total_steps} steps and {record.max_evaluations} evaluations per trial, scored on {record.scored_on}\n"
             f"  folder {record.search_dir}\n  space  {record.space_text}")
         timer.mark("setup")
         return fit_and_finish(tuner, record, timer)

@@ -238,6 +238,7 @@ def test_asha_search_prunes_and_keeps_pruned_trials_off_the_front(plain_search, 
     for path in (workdir / "searches" / "asha" / "presets").glob("*.yaml"):
         assert load_preset(path).provenance["evaluated_on"] == "holdout" and load_preset(path).provenance["eval_rows"] == 32
     assert load_preset(preset_path).provenance["evaluated_on"] == "dev"
+    assert "scored on 32 held-out training rows" in out + err
     study = _study(summary)
     # the preset was evaluated first, with its own knobs
     first = study.trials[0]

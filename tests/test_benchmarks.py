@@ -185,6 +185,26 @@ def test_regime_smoke_reports_every_method_against_chance(tiny_model_dir, glue_d
     assert "MRPC, 64s4 (4 steps)" in report
 
 
+def test_regime_judges_each_method_at_its_held_out_chosen_rate(glue_dir):
+    """LoRA learns at 3e-4 (chosen on held-out rows) but not at 3e-3: the size works; a method whose only
+    learning rate is not its chosen one does not count."""
+    reg = load("regime")
+
+    def rec(method, lr, seed, score, eval_on="dev"):
+        return {"task": "mrpc", "method": method, "budget": 2, "seed": seed, "learning_rate": lr, "glue_score": score,
+                "size": "allx3", "steps": 345, "eval_on": eval_on, "wall_time_s": 1.0}
+
+    records = [rec("lora", 3e-4, 0, 80.0, "holdout"), rec("lora", 3e-3, 0, 75.0, "holdout")]
+    for seed, jitter in enumerate((0.0, 0.5, -0.5)):
+        records += [rec("lora", 3e-4, seed, 81.0 + jitter), rec("lora", 3e-3, seed, 74.80),
+                    rec("adalora", 3e-3, seed, 82.0 + jitter), rec("increlora", 3e-3, seed, 81.5 + jitter)]
+    text = reg.report(records, ["mrpc"], str(glue_dir))
+    assert "| MRPC | allx3 | 345 | 0.0003 (chosen) | lora | 3 |" in text
+    assert "**every method learns** (lora at 0.0003, adalora at 0.003, increlora at 0.003)" in text
+    only_bad = [r for r in records if not (r["method"] == "lora" and r["learning_rate"] == 3e-4 and r["eval_on"] == "dev")]
+    assert "not (yet) shown for lora" in reg.report(only_bad, ["mrpc"], str(glue_dir))
+
+
 def test_throughput_smoke_compares_both_paths(tiny_model_dir, glue_dir, tmp_path):
     out = tmp_path / "tp.md"
     res = run("throughput.py", "--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--tasks", "cola,mrpc",

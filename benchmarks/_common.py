@@ -31,10 +31,10 @@ def default_data_dir() -> Optional[str]:
 
 def resolve_model_arg(model: Optional[str]) -> Optional[str]:
     """``None`` = the packaged MiniLM; ``tiny`` = a tiny random BERT built once under
-    benchmarks/results/tiny-bert (for smoke runs only); anything else is passed through."""
+    benchmarks/.cache/tiny-bert (for smoke runs only, not a result); anything else is passed through."""
     if model != TINY:
         return model
-    return str(tiny_model_dir(RESULTS / "tiny-bert"))
+    return str(tiny_model_dir(ROOT / "benchmarks" / ".cache" / "tiny-bert"))
 
 
 def resolve_inputs(args: Any, *, model: bool = True) -> None:

@@ -37,6 +37,8 @@ VERSION = 2
 # increlora "2": the score's dense product in bf16 on bf16-native hardware, the adapter added by addmm
 # (2026-12-02); runs of revision 1 are in runs-superseded/.
 IMPLEMENTATION = {"increlora": "2"}
+# The learning-rate grid every method's rate is chosen from, on held-out training rows (fidelity.py).
+LR_GRID = (3e-4, 1e-3, 3e-3)
 # Full GLUE training-set sizes (spec section 2.3): the paper's run length T = ceil(N / 32) * epochs.
 PAPER_TRAIN_SIZE = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "qqp": 363846, "stsb": 5749, "mnli": 392702,
                     "qnli": 104743, "rte": 2490, "wnli": 635}
@@ -215,6 +217,24 @@ def knob_hash(knobs: dict[str, Any]) -> str:
 
 def run_path(results: Path, label: str, budget: int, knobs: dict[str, Any]) -> Path:
     return Path(results) / "runs" / f"{knobs['task']}-{label}-r{budget}-s{knobs['seed']}-{knob_hash(knobs)}.json"
+
+
+def chosen_rates(records: Sequence[dict[str, Any]], grid: Sequence[float] = LR_GRID) -> dict[tuple[str, str], float]:
+    """(task, method) -> the rate of ``grid`` with the best held-out score (ties: the lower rate).
+
+    Only held-out (``eval_on == "holdout"``) runs of the current implementation count, and only a
+    (task, method) with a held-out run at every rate of ``grid`` has a choice (a half-run selection
+    chooses nothing): the fidelity benchmark's learning-rate choice, which the regime table reuses."""
+    wanted = {float(x) for x in grid}
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    seen: dict[tuple[str, str], set[float]] = {}
+    for r in records:
+        if r.get("eval_on") == "holdout" and not r.get("superseded") and float(r["learning_rate"]) in wanted:
+            key, cand = (r["task"], r["method"]), (float(r["glue_score"]), -float(r["learning_rate"]))
+            seen.setdefault(key, set()).add(float(r["learning_rate"]))
+            if key not in best or cand > best[key]:
+                best[key] = cand
+    return {k: -v[1] for k, v in best.items() if seen[k] == wanted}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,14 +45,13 @@ from typing import Any, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, ROOT, chance_level, csv_list, md_table, module_shapes, resolve_inputs, write_report  # noqa: E402
-from _runs import Job, Size, lora_params, preset_knobs, run_jobs, run_knobs, run_path  # noqa: E402
+from _runs import LR_GRID, Job, Size, chosen_rates, lora_params, preset_knobs, run_jobs, run_knobs, run_path  # noqa: E402
 
 CORE = ("lora", "adalora", "increlora")
 KNOB_VARIANTS = ("increlora-paper", "increlora-preset")
 DEFAULT_TASKS = ("cola", "sst2", "mrpc", "rte")
 # Trial size per task: where every method learns (benchmarks/results/regime.md).
 REGIME = {"cola": "4000x3", "sst2": "1000x3", "mrpc": "allx3", "rte": "allx3"}
-LR_GRID = (3e-4, 1e-3, 3e-3)
 HOLDOUT = 400
 SELECT_SEED = 0
 DEFAULT_PRESET = ROOT / "benchmarks" / "presets" / "increlora-holdout-best.yaml"
@@ -137,18 +136,6 @@ class Plan:
                     for lr in self.args.lrs:
                         jobs.append(self.job(m, task, 2, SELECT_SEED, size, learning_rate=lr, holdout_samples=self.args.holdout))
         return jobs
-
-    def chosen_lrs(self, records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
-        """(task, method) -> the learning rate with the best held-out score (ties: the lower rate)."""
-        best: dict[tuple[str, str], tuple[float, float]] = {}
-        for r in records:
-            if r.get("eval_on") != "holdout":
-                continue
-            key = (r["task"], r["method"])
-            cand = (float(r["glue_score"]), -float(r["learning_rate"]))
-            if key not in best or cand > best[key]:
-                best[key] = cand
-        return {k: -v[1] for k, v in best.items()}
 
     def grid(self, lrs: dict[tuple[str, str], float]) -> list[Job]:
         jobs = []
@@ -329,7 +316,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     plan = Plan(args, module_shapes(args.model_path), preset)
     run = dict(workers=args.workers, threads=1 if args.workers > 1 else None, nice=args.nice, dry_run=args.report_only)
     selection = run_jobs(plan.selection(), **run)
-    lrs = plan.chosen_lrs(selection)
+    lrs = chosen_rates(selection, args.lrs)
     grid = run_jobs(plan.grid(lrs), **run)
     text = report(plan, selection, grid, lrs)
     if preset is not None:

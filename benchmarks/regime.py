@@ -29,7 +29,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, chance_level, csv_list, md_table, module_shapes, read_json, resolve_inputs, write_report  # noqa: E402
-from _runs import Job, Size, run_jobs, run_knobs, run_path  # noqa: E402
+from _runs import Job, Size, chosen_rates, run_jobs, run_knobs, run_path  # noqa: E402
 
 METHODS = ("lora", "adalora", "increlora")
 BUDGET = 2
@@ -47,17 +47,6 @@ def learns(values: list[float], chance: float) -> tuple[float, float, bool]:
     mean = statistics.mean(values)
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
     return mean, sd, len(values) > 1 and mean - chance > 3 * sd
-
-
-def chosen_rates(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    """(task, method) -> the learning rate with the best held-out score (fidelity.py's choice; ties: lower)."""
-    best: dict[tuple[str, str], tuple[float, float]] = {}
-    for r in records:
-        if r.get("eval_on") == "holdout" and not r.get("superseded"):
-            key, cand = (r["task"], r["method"]), (float(r["glue_score"]), -float(r["learning_rate"]))
-            if key not in best or cand > best[key]:
-                best[key] = cand
-    return {k: -v[1] for k, v in best.items()}
 
 
 def report(records: list[dict[str, Any]], tasks: list[str], data_dir: Optional[str]) -> str:

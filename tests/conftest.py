@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import pytest
 
@@ -26,7 +26,7 @@ def _local_ray(*, num_cpus: int, num_gpus: int = 0, env: dict[str, str] | None =
 
 
 @pytest.fixture(scope="session")
-def local_ray() -> Callable[..., contextmanager]:
+def local_ray() -> Callable[..., ContextManager[None]]:
     """``with local_ray(num_cpus=2): ...``: a local Ray runtime for a module-scoped fixture."""
     return _local_ray
 

@@ -195,6 +195,9 @@ def test_regime_judges_each_method_at_its_held_out_chosen_rate(glue_dir):
                 "size": "allx3", "steps": 345, "eval_on": eval_on, "wall_time_s": 1.0}
 
     records = [rec("lora", 3e-4, 0, 80.0, "holdout"), rec("lora", 3e-3, 0, 75.0, "holdout")]
+    assert reg.chosen_rates(records) == {}  # 1e-3 not run yet: a half-run selection chooses nothing
+    records.append(rec("lora", 1e-3, 0, 78.0, "holdout"))
+    assert reg.chosen_rates(records) == {("mrpc", "lora"): 3e-4}
     for seed, jitter in enumerate((0.0, 0.5, -0.5)):
         records += [rec("lora", 3e-4, seed, 81.0 + jitter), rec("lora", 3e-3, seed, 74.80),
                     rec("adalora", 3e-3, seed, 82.0 + jitter), rec("increlora", 3e-3, seed, 81.5 + jitter)]

@@ -157,6 +157,20 @@ class Plan:
 # ----------------------------------------------------------------------------------------------
 
 
+def holdout_chance(task: str, runs: list[dict[str, Any]], data_dir: Optional[str]) -> Optional[float]:
+    """The majority-class score of the held-out rows the selection runs of ``task`` were scored on (the
+    same rows for every run of the task: seed and training subset are shared); None without runs."""
+    from increlora.budget import majority_score
+    from increlora.glue import holdout_labels
+
+    if not runs:
+        return None
+    k = runs[0]["knobs"]
+    labels = holdout_labels(task, data_dir, train_samples=k.get("train_samples"),
+                            holdout_samples=int(k["holdout_samples"]), seed=int(k["seed"]))
+    return majority_score(task, labels)
+
+
 def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any]], lrs: dict[tuple[str, str], float]) -> str:
     from increlora.glue import get_task
 
@@ -174,12 +188,14 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
     lines += ["## Learning rate chosen on held-out training rows", ""]
     rows = []
     for task in args.tasks:
+        chance = holdout_chance(task, [r for r in selection if r["task"] == task], args.data_dir)
         for m in [m for m in args.methods if m in CORE]:
             got = {float(r["learning_rate"]): float(r["glue_score"]) for r in selection if r["task"] == task and r["method"] == m}
             cells = [f"{got[lr]:.2f}" if lr in got else "–" for lr in args.lrs]
             chosen = lrs.get((task, m))
-            rows.append([get_task(task).folder, m, *cells, f"{chosen:g}" if chosen else "–"])
-    lines += [md_table(["task", "method", *[f"lr {x:g}" for x in args.lrs], "chosen"], rows), ""]
+            rows.append([get_task(task).folder, m, *cells, f"{chosen:g}" if chosen else "–",
+                         "–" if chance is None else f"{chance:.2f}"])
+    lines += [md_table(["task", "method", *[f"lr {x:g}" for x in args.lrs], "chosen", "held-out majority"], rows), ""]
     # main tables
     by: dict[tuple, dict[int, dict]] = {}
     for r in grid:

@@ -503,6 +503,46 @@ def _check_max_length(tokenizer: Any, max_length: int, pair: bool) -> None:
         raise GlueError(f"max_length {max_length} exceeds the model's limit of {model_max} tokens; lower --max-length")
 
 
+def split_training_rows(
+    spec: TaskSpec,
+    labels: np.ndarray,
+    train_samples: Optional[int],
+    holdout_samples: Optional[int],
+    seed: int,
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Indices of the training subset and (with ``holdout_samples``) of the held-out rows drawn, seeded
+    and stratified, from the training-file rows the subset left out; ``None`` for no hold-out."""
+    stratify = not spec.is_regression
+    labels = np.asarray(labels)
+    train_idx = subsample_indices(labels, train_samples, seed, stratify)
+    if holdout_samples is None:
+        return train_idx, None
+    rest = np.setdiff1d(np.arange(len(labels)), train_idx)
+    if len(rest) < holdout_samples:
+        raise GlueError(
+            f"--holdout-samples {holdout_samples}: only {len(rest)} of the {len(labels)} training rows of "
+            f"{spec.folder} are left outside the training subset; lower --holdout-samples or --train-samples"
+        )
+    return train_idx, rest[subsample_indices(labels[rest], holdout_samples, seed + 1, stratify)]
+
+
+def holdout_labels(
+    task: str,
+    data_dir: Union[str, os.PathLike, None],
+    *,
+    train_samples: Optional[int],
+    holdout_samples: int,
+    seed: int,
+) -> np.ndarray:
+    """The labels of the held-out rows a run with these settings is scored on (no tokenising), e.g. for
+    the majority-class score of that evaluation set."""
+    spec = get_task(task)
+    labels = load_task(spec.name, resolve_data_dir(data_dir))["train"].labels
+    _, holdout_idx = split_training_rows(spec, labels, train_samples, holdout_samples, seed)
+    assert holdout_idx is not None
+    return np.asarray(labels)[holdout_idx]
+
+
 def prepare_data(
     task: str,
     tokenizer: Any,
@@ -531,18 +571,11 @@ def prepare_data(
     stratify = not spec.is_regression
 
     full_train = raw["train"]
-    train_idx = subsample_indices(full_train.labels, train_samples, seed, stratify)
+    train_idx, holdout_idx = split_training_rows(spec, full_train.labels, train_samples, holdout_samples, seed)
     train_raw = full_train.select(train_idx)
     evals: dict[str, Split] = {}
-    if holdout_samples is not None:
-        rest = np.setdiff1d(np.arange(len(full_train)), train_idx)
-        if len(rest) < holdout_samples:
-            raise GlueError(
-                f"--holdout-samples {holdout_samples}: only {len(rest)} of the {len(full_train)} training rows of "
-                f"{spec.folder} are left outside the training subset; lower --holdout-samples or --train-samples"
-            )
-        pick = subsample_indices(full_train.labels[rest], holdout_samples, seed + 1, stratify)
-        evals["holdout"] = tokenize_split(full_train.select(rest[pick]), tokenizer, max_length)
+    if holdout_idx is not None:
+        evals["holdout"] = tokenize_split(full_train.select(holdout_idx), tokenizer, max_length)
     else:
         for split in spec.eval_splits:
             part = raw[split]

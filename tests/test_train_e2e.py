@@ -176,7 +176,7 @@ def test_a_diverging_run_stops_within_a_few_steps(tiny_model_dir, glue_dir, tmp_
 
 def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(tiny_model_dir, glue_dir):
     from increlora.backbone import load_tokenizer
-    from increlora.glue import GlueError, prepare_data
+    from increlora.glue import GlueError, holdout_labels, prepare_data
 
     tok = load_tokenizer(tiny_model_dir)
     with_dev = prepare_data("rte", tok, data_dir=glue_dir, train_samples=300, max_length=512, seed=3)
@@ -189,6 +189,10 @@ def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(ti
     assert len(train_rows & set(hold_rows)) <= 2  # RTE's train.tsv holds two rows twice
     assert not dev_rows & set(hold_rows) and len(set(hold_rows)) == 200
     assert abs(held.evals["holdout"].labels.mean() - 0.5) < 0.05  # stratified (RTE is balanced)
+    # the same held-out rows' labels without tokenising (the fidelity report's held-out majority)
+    labels = holdout_labels("rte", glue_dir, train_samples=300, holdout_samples=200, seed=3)
+    assert list(labels) == list(held.evals["holdout"].labels)
+    assert list(holdout_labels("rte", glue_dir, train_samples=300, holdout_samples=200, seed=4)) != list(labels)
     with pytest.raises(GlueError, match="holdout-samples"):
         prepare_data("rte", tok, data_dir=glue_dir, train_samples=2400, max_length=64, holdout_samples=200)
 

@@ -85,8 +85,12 @@ def paired_t_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return float(d.mean()) - half, float(d.mean()) + half
 
 
-def verdict_of(name: str, other: str, mean: float, intervals: Sequence[tuple[float, float]]) -> str:
-    """One clause: a winner only when every interval excludes zero on the same side (bootstrap and t)."""
+def verdict_of(name: str, other: str, mean: float, intervals: Sequence[tuple[float, float]],
+               paired: Optional[tuple[int, int]] = None) -> str:
+    """One clause: a winner only when every interval excludes zero on the same side (bootstrap and t).
+    ``paired`` = (seeds paired so far, seeds asked for): a comparison still missing seeds gets no verdict."""
+    if paired is not None and paired[0] < paired[1]:
+        return f"{name} vs {other}: {paired[0]} of {paired[1]} seeds paired, no verdict yet"
     lo, hi = intervals[0]
     if all(i_lo > 0 for i_lo, _ in intervals):
         return f"{name} beats {other} by {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
@@ -225,13 +229,15 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
                 if pair:
                     row, mean, intervals = difference_row(b, f"increlora − {other}", pair)
                     rows.append(row)
-                    task_verdicts.append(f"at r{b} " + verdict_of("IncreLoRA", "LoRA" if other == "lora" else "AdaLoRA", mean, intervals))
+                    task_verdicts.append(f"at r{b} " + verdict_of("IncreLoRA", "LoRA" if other == "lora" else "AdaLoRA", mean, intervals,
+                                                                   paired=(len(pair[0]), len(args.seeds))))
             if b == args.knob_budget:
                 pair = _pair(by, task, b, "increlora-preset", "increlora-paper")
                 if pair:
                     row, mean, intervals = difference_row(b, "preset − paper", pair)
                     rows.append(row)
-                    task_verdicts.append(f"at r{b} " + verdict_of("the searched preset", "the paper's hand-set knobs", mean, intervals))
+                    task_verdicts.append(f"at r{b} " + verdict_of("the searched preset", "the paper's hand-set knobs", mean, intervals,
+                                                                   paired=(len(pair[0]), len(args.seeds))))
         lines += [md_table(["budget", "method", "final GLUE score", "best (mean)", "params / B", "wall s"], rows), ""]
         if task_verdicts:
             verdicts.append(f"- **{get_task(task).folder}**: " + "; ".join(task_verdicts) + ".")

@@ -90,6 +90,9 @@ def test_paired_bootstrap_interval_and_verdicts():
     assert fid.verdict_of("A", "B", 1.0, [(0.5, 1.5)]).startswith("A beats B")
     assert fid.verdict_of("A", "B", -1.0, [(-1.5, -0.5)]).startswith("B beats A")
     assert fid.verdict_of("A", "B", 0.2, [(-0.5, 0.9)]).startswith("no difference shown")
+    # a comparison still missing seeds gets no verdict, whatever its intervals say
+    assert fid.verdict_of("A", "B", 1.0, [(0.5, 1.5)], paired=(3, 5)) == "A vs B: 3 of 5 seeds paired, no verdict yet"
+    assert fid.verdict_of("A", "B", 1.0, [(0.5, 1.5)], paired=(5, 5)).startswith("A beats B")
     # the t interval is wider with few seeds: a winner only when both intervals exclude zero
     a, b = [1.0, 1.2, 0.1, 0.9, 1.1], [0.0] * 5
     t_lo, t_hi = fid.paired_t_ci(a, b)

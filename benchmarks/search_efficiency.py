@@ -27,7 +27,8 @@ per sampler, ``docs/search_efficiency.png`` (``orchestrator.plots.hypervolume_pl
 
 Each search lives in ``benchmarks/results/search_efficiency/<task>-<sampler>-s<seed>/`` (search.json,
 optuna.db, trials/, presets/; MLflow in ``benchmarks/results/search_efficiency/mlflow.db``; the
-search's own output in ``<name>.log``). Resumable: a search whose search.json says ``finished`` is
+search's own output in ``<name>.log``); only each search's ``search.json`` is committed (the table
+and ``--report-only`` read nothing else, so finished searches carry over to a fresh clone). Resumable: a search whose search.json says ``finished`` is
 skipped; one with a search.json but not finished is continued with ``--resume``. The table goes to
 stdout and to ``benchmarks/results/search_efficiency.md``. The TPE seed-0 search's
 ``presets/<task>-best.yaml`` is the natural ``--preset-file`` of ``benchmarks/fidelity.py``.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from typing import Any, Optional, Sequence
 
 import optuna
@@ -38,12 +39,33 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "nsga2", "random")
 
 
+class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II sampler, picklable again.
+
+    Optuna 5.1 gave the genetic samplers' base a ``threading.Lock`` (``_thread_lock``), which cannot be
+    pickled; Ray Tune pickles the search algorithm, sampler included, when it builds a ``Tuner``, so a
+    plain ``NSGAIISampler`` stops every ``--sampler nsga2`` search before its first trial ("cannot pickle
+    '_thread.lock' object"). The pickled state leaves the lock out and unpickling makes a fresh one.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if "_thread_lock" in state:
+            state["_thread_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_thread_lock" in state:
+            self._thread_lock = threading.Lock()
+
+
 def make_sampler(name: str, seed: Optional[int], *, population_size: int = 16) -> optuna.samplers.BaseSampler:
     """A seeded multi-objective sampler: ``tpe`` (MOTPE), ``nsga2`` or ``random``."""
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
+        return PicklableNSGAIISampler(seed=seed, population_size=population_size)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from increlora.config import build_run_config
+from orchestrator.searcher import SAMPLERS, make_sampler
 from search_spaces import (
     PRESET_CONFIG_ATTR,
     SpaceContext,
@@ -146,6 +147,26 @@ def test_each_method_space_samples_valid_configs(method, sampler):
             assert 0 < config["delta_t_frac"] <= 0.02
         if "learning_rate" in config:
             assert 2e-3 / 4 <= config["learning_rate"] <= 2e-3 * 4
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_survives_ray_pickling(name):
+    """Ray Tune pickles the searcher, sampler included, when it builds a Tuner (Optuna 5.1's NSGA-II holds a
+    thread lock that plain pickling refuses); the copy must keep sampling as the original would."""
+    import ray.cloudpickle
+
+    def asked(sampler, n=10):
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        out = []
+        for i in range(n):  # past the first generation of a 4-trial NSGA-II population
+            trial = study.ask()
+            x = trial.suggest_float("x", 0.0, 1.0)
+            study.tell(trial, [x, float(i % 4)])
+            out.append(x)
+        return out
+
+    copy = ray.cloudpickle.loads(ray.cloudpickle.dumps(make_sampler(name, 0, population_size=4)))
+    assert asked(copy) == asked(make_sampler(name, 0, population_size=4))
 
 
 def test_space_fn_pickles_and_keeps_working():

@@ -49,8 +49,13 @@ from _runs import LR_GRID, Job, Size, chosen_rates, lora_params, preset_knobs, r
 
 CORE = ("lora", "adalora", "increlora")
 KNOB_VARIANTS = ("increlora-paper", "increlora-preset")
-DEFAULT_TASKS = ("cola", "sst2", "mrpc", "rte")
-# Trial size per task: where every method learns (benchmarks/results/regime.md).
+# RTE is left out of the default grid, by measurement (benchmarks/results/regime.md): at 234 steps no method
+# learns it at any rate of the grid; at 780 steps (all rows x 10 epochs) LoRA's seed 0 reaches 57.76 against
+# the majority class's 52.71, but one such run takes about an hour on one core, so its 35-run grid (about
+# 18 h on 2 cores) does not fit a CPU machine. ``--tasks rte --sizes rte=allx10`` runs it (a GPU: minutes).
+DEFAULT_TASKS = ("cola", "sst2", "mrpc")
+# Trial size per task: where every method learns (benchmarks/results/regime.md). RTE: the size its
+# learning-rate choice ran at (none learned there).
 REGIME = {"cola": "4000x3", "sst2": "1000x3", "mrpc": "allx3", "rte": "allx3"}
 HOLDOUT = 400
 SELECT_SEED = 0

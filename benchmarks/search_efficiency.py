@@ -126,11 +126,14 @@ def run_search(args: argparse.Namespace, sampler: str, seed: int, out_dir: Path)
                              "(or the same flags to reuse it)")
     if summary and summary.get("status") == "finished":
         return "cached", summary
+    if summary and not (sdir / "optuna.db").exists():  # only search.json travels (a fresh clone): nothing to resume
+        say(f"  {name}: its record says {summary.get('status')!r} but its Optuna study is not here; starting it over")
+        summary = None
     if summary:
         cmd = [sys.executable, "-m", "orchestrator.search", "--resume", "--name", name, "--output-dir", str(out_dir)]
         what = "resumed"
     else:
-        if sdir.exists():  # created but never got as far as search.json: nothing worth keeping
+        if sdir.exists():  # no record, or a record without its study: nothing worth keeping
             shutil.rmtree(sdir)
         cmd = search_command(args, name, sampler, seed, out_dir)
         what = "ran"

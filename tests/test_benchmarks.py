@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,6 +264,19 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
         row = next(line for line in report.splitlines() if line.startswith(f"| {sampler} |"))
         assert row.rstrip().endswith("| 1/1 |")
     assert plot.stat().st_size > 5000
+
+    # Only search.json is committed: an unfinished record without its Optuna study is started over, not resumed.
+    sdir = out / "sst2-tpe-s0"
+    record = json.loads((sdir / "search.json").read_text())
+    for path in sdir.iterdir():
+        if path.name != "search.json":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (sdir / "search.json").write_text(json.dumps({**record, "status": "running"}))
+    res = run("search_efficiency.py", "--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir),
+              "--samplers", "tpe", "--output-dir", str(out), "--plot", str(plot))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "starting it over" in res.stdout + res.stderr
+    assert json.loads((sdir / "search.json").read_text())["status"] == "finished"
 
 
 def test_gpu_packing_refuses_to_run_without_a_gpu(tmp_path):

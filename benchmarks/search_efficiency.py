@@ -33,9 +33,10 @@ skipped; one with a search.json but not finished is continued with ``--resume``.
 stdout and to ``benchmarks/results/search_efficiency.md``. The TPE seed-0 search's
 ``presets/<task>-best.yaml`` is the natural ``--preset-file`` of ``benchmarks/fidelity.py``.
 
-Full run (9 searches x 32 trials = 288 trials of 96 steps; about 4-5 h on 2 idle cores):
+Full run (9 searches x 32 trials = 288 trials of 96 steps, one evaluation each, as in the README; measured
+2026-12-06: 14-17 min a search on 2 idle cores, about 2.5 h in all):
 
-    python benchmarks/search_efficiency.py
+    python benchmarks/search_efficiency.py --evaluations 1
 
 Smoke test (1 seed per sampler, 3 trials, 2 steps, 64 training / 32 dev rows, one trial at a time,
 under benchmarks/results/search_efficiency-smoke/):

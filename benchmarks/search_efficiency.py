@@ -27,8 +27,9 @@ per sampler, ``docs/search_efficiency.png`` (``orchestrator.plots.hypervolume_pl
 
 Each search lives in ``benchmarks/results/search_efficiency/<task>-<sampler>-s<seed>/`` (search.json,
 optuna.db, trials/, presets/; MLflow in ``benchmarks/results/search_efficiency/mlflow.db``; the
-search's own output in ``<name>.log``); only each search's ``search.json`` is committed (the table
-and ``--report-only`` read nothing else, so finished searches carry over to a fresh clone). Resumable: a search whose search.json says ``finished`` is
+search's own output in ``<name>.log``); only each search's ``search.json`` and ``points.json`` (every trial's
+score and adapter size, read from the study once) are committed: the table and ``--report-only`` read nothing
+else, so finished searches carry over to a fresh clone. Resumable: a search whose search.json says ``finished`` is
 skipped; one with a search.json but not finished is continued with ``--resume``. The table goes to
 stdout and to ``benchmarks/results/search_efficiency.md``. The TPE seed-0 search's
 ``presets/<task>-best.yaml`` is the natural ``--preset-file`` of ``benchmarks/fidelity.py``.
@@ -70,6 +71,7 @@ from _common import (  # noqa: E402
     read_json,
     resolve_inputs,
     say,
+    write_json,
     write_report,
 )
 
@@ -182,21 +184,31 @@ def space_max_params(summary: dict[str, Any], shapes: dict[str, tuple[int, int]]
                           f"({max(costs):,} each) = {value:,}")
 
 
-def trial_points(summary: dict[str, Any], trials: int) -> list[Optional[tuple[float, float]]]:
-    """Per trial number 0..trials-1: (score, params) of a COMPLETE trial, else None."""
-    import optuna
+POINTS_FILE = "points.json"  # beside search.json: what the table needs from the Optuna study, committed
 
-    from orchestrator.record import SearchRecord
-    from orchestrator.results import load_results
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    results = load_results(SearchRecord.from_dict(summary))
+def trial_points(summary: dict[str, Any], trials: int, sdir: Path) -> list[Optional[tuple[float, float]]]:
+    """Per trial number 0..trials-1: (score, params) of a COMPLETE trial, else None.
+
+    Read from the Optuna study the first time and kept in ``sdir/points.json`` (the study, a binary
+    file with machine-specific paths in search.json, is not committed; this small file is)."""
+    cached = read_json(sdir / POINTS_FILE)
+    if cached is None:
+        import optuna
+
+        from orchestrator.record import SearchRecord
+        from orchestrator.results import load_results
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        results = load_results(SearchRecord.from_dict(summary))
+        cached = {"trials_seen": max((t["number"] for t in results.trials), default=-1) + 1,
+                  "complete": [[t["number"], float(t["score"]), float(t["adapter_params"])] for t in results.complete]}
+        write_json(sdir / POINTS_FILE, cached)
     out: list[Optional[tuple[float, float]]] = [None] * trials
-    for t in results.complete:
-        if t["number"] < trials:
-            out[t["number"]] = (float(t["score"]), float(t["adapter_params"]))
-    n_seen = max((t["number"] for t in results.trials), default=-1) + 1
-    return out[: min(trials, n_seen)]
+    for number, score, params in cached["complete"]:
+        if number < trials:
+            out[number] = (score, params)
+    return out[: min(trials, cached["trials_seen"])]
 
 
 def hv_curve(points: list[Optional[tuple[float, float]]], ref: tuple[float, float]) -> list[float]:
@@ -302,7 +314,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     curves: dict[tuple[str, int], list[float]] = {}
     bests: dict[tuple[str, int], tuple[float, int]] = {}
     for key, summary in summaries.items():
-        points = trial_points(summary, args.trials)
+        points = trial_points(summary, args.trials, out_dir / search_name(args.task, *key))
         curves[key] = [100.0 * v / box for v in hv_curve(points, ref)]
         done = [p for p in points if p is not None]
         bests[key] = (max((p[0] for p in done), default=float("nan")), len(done))

@@ -265,7 +265,17 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
         assert row.rstrip().endswith("| 1/1 |")
     assert plot.stat().st_size > 5000
 
-    # Only search.json is committed: an unfinished record without its Optuna study is started over, not resumed.
+    # A fresh clone holds only search.json and points.json: the table is reprinted from them, studies gone.
+    for sampler in ("tpe", "nsga2", "random"):
+        assert (out / f"sst2-{sampler}-s0" / "points.json").is_file()
+        (out / f"sst2-{sampler}-s0" / "optuna.db").unlink()
+    first = [line for line in report.splitlines() if line.startswith("| ")]
+    res = run("search_efficiency.py", "--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir),
+              "--output-dir", str(out), "--plot", str(plot), "--report-only")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert [line for line in (tmp_path / "se.md").read_text().splitlines() if line.startswith("| ")] == first
+
+    # An unfinished record without its Optuna study (what a clone would hold) is started over, not resumed.
     sdir = out / "sst2-tpe-s0"
     record = json.loads((sdir / "search.json").read_text())
     for path in sdir.iterdir():

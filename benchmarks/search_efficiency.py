@@ -24,6 +24,8 @@ The table reports the hypervolume normalised by the box between the reference po
 0 params), in percent: HV / ((100 - chance) * ref_params) * 100, after 8/16/24/32 trials, median
 [min-max] over seeds per sampler, plus the raw box area for converting back. Plot: the median curve
 per sampler, ``docs/search_efficiency.png`` (``orchestrator.plots.hypervolume_plot``).
+The goal it is judged against (issue #9), paired by seed: TPE's HV after 16 trials >= random's after
+32; the report has one row per seed and counts the seeds that meet it (``goal_check``).
 
 Each search lives in ``benchmarks/results/search_efficiency/<task>-<sampler>-s<seed>/`` (search.json,
 optuna.db, trials/, presets/; MLflow in ``benchmarks/results/search_efficiency/mlflow.db``; the
@@ -227,6 +229,30 @@ def hv_curve(points: list[Optional[tuple[float, float]]], ref: tuple[float, floa
 # ----------------------------------------------------------------------------------------------
 
 
+def goal_check(curves: dict[tuple[str, int], list[float]], seeds: list[int], trials: int,
+               fast: str = "tpe", slow: str = "random") -> tuple[list[list[str]], str]:
+    """The issue's goal, paired by seed: ``fast``'s HV % after trials/2 >= ``slow``'s after all trials.
+
+    Returns one table row per seed where both searches finished (seed, fast@half, slow@all, difference,
+    met) and a one-sentence verdict ("" when no seed has both)."""
+    half = max(1, trials // 2)
+    rows, diffs = [], []
+    for seed in seeds:
+        a, b = curves.get((fast, seed)), curves.get((slow, seed))
+        if not a or not b or len(a) < half or len(b) < trials:
+            continue
+        diff = a[half - 1] - b[trials - 1]
+        diffs.append(diff)
+        rows.append([f"s{seed}", f"{a[half - 1]:.2f}", f"{b[trials - 1]:.2f}", f"{diff:+.2f}", "yes" if diff >= 0 else "no"])
+    if not diffs:
+        return rows, ""
+    met = sum(d >= 0 for d in diffs)
+    verdict = (f"Goal ({fast} HV after {half} trials >= {slow} HV after {trials}): met on {met} of {len(diffs)} "
+               f"seed(s); paired difference median {statistics.median(diffs):+.2f} "
+               f"[{min(diffs):+.2f}, {max(diffs):+.2f}] HV %.")
+    return rows, verdict
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="sst2", help="GLUE task (default: %(default)s)")
@@ -359,12 +385,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         md_table(["search", *[f"HV % after {c}" for c in checkpoints]], per_seed),
         "",
     ]
+    goal_rows, verdict = goal_check(curves, seeds, args.trials)
+    if verdict:
+        half = max(1, args.trials // 2)
+        lines += ["Goal, paired by seed:", "",
+                  md_table(["seed", f"tpe HV % after {half}", f"random HV % after {args.trials}", "difference", "met"], goal_rows),
+                  "", verdict, ""]
     if plot_curves:
         from orchestrator.plots import hypervolume_plot
 
         hypervolume_plot(plot_curves, plot_path, title=f"{spec.folder}: hypervolume, median over seeds",
                          unit="% of the reference box")
-        lines.append(f"Plot: {plot_path}")
+        shown = plot_path.resolve()
+        lines.append(f"Plot: {shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown}")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     write_report(out_dir.with_suffix(".md"), "\n".join(lines))

@@ -117,6 +117,18 @@ def test_search_efficiency_reference_params_bound_every_adapter_of_the_space():
     assert curve[-1] == pytest.approx((70 - 50) * (100 - 40))
 
 
+def test_search_efficiency_goal_is_checked_per_seed_and_only_on_complete_pairs():
+    se = load("search_efficiency")
+    up = [float(i) for i in range(1, 5)]  # HV % after 1..4 trials
+    curves = {("tpe", 0): [2.0, 3.0, 3.0, 3.0], ("random", 0): up,   # tpe@2 = 3 < random@4 = 4
+              ("tpe", 1): [4.0, 5.0, 5.0, 5.0], ("random", 1): up,   # tpe@2 = 5 >= 4
+              ("tpe", 2): [9.0] * 4}                                  # random s2 missing: no pair
+    rows, verdict = se.goal_check(curves, [0, 1, 2], trials=4)
+    assert rows == [["s0", "3.00", "4.00", "-1.00", "no"], ["s1", "5.00", "4.00", "+1.00", "yes"]]
+    assert "met on 1 of 2 seed(s)" in verdict and "median +0.00 [-1.00, +1.00]" in verdict
+    assert se.goal_check({("tpe", 0): up}, [0], trials=4) == ([], "")
+
+
 # ----------------------------------------------------------------------------------------------
 # The scripts, end to end
 # ----------------------------------------------------------------------------------------------
@@ -264,6 +276,7 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
         row = next(line for line in report.splitlines() if line.startswith(f"| {sampler} |"))
         assert row.rstrip().endswith("| 1/1 |")
     assert plot.stat().st_size > 5000
+    assert "Goal, paired by seed:" in report and "met on " in report
 
     # A fresh clone holds only search.json and points.json: the table is reprinted from them, studies gone.
     for sampler in ("tpe", "nsga2", "random"):

@@ -37,7 +37,7 @@ stdout and to ``benchmarks/results/search_efficiency.md``. The TPE seed-0 search
 ``presets/<task>-best.yaml`` is the natural ``--preset-file`` of ``benchmarks/fidelity.py``.
 
 Full run (9 searches x 32 trials = 288 trials of 96 steps, one evaluation each, as in the README; measured
-2026-12-06: 14-17 min a search on 2 idle cores, about 2.5 h in all):
+2026-12-06: 14-17 min a search on 2 idle cores, about 2.2 h in all; seeds 1-2, 6 searches: 85 min):
 
     python benchmarks/search_efficiency.py --evaluations 1
 

@@ -230,12 +230,13 @@ def hv_curve(points: list[Optional[tuple[float, float]]], ref: tuple[float, floa
 
 
 def goal_check(curves: dict[tuple[str, int], list[float]], seeds: list[int], trials: int,
-               fast: str = "tpe", slow: str = "random") -> tuple[list[list[str]], str]:
+               fast: str = "tpe", slow: str = "random") -> tuple[list[str], list[list[str]], str]:
     """The issue's goal, paired by seed: ``fast``'s HV % after trials/2 >= ``slow``'s after all trials.
 
-    Returns one table row per seed where both searches finished (seed, fast@half, slow@all, difference,
-    met) and a one-sentence verdict ("" when no seed has both)."""
+    Returns the table header, one row per seed where both searches finished (seed, fast@half, slow@all,
+    difference, met) and a one-sentence verdict ("" when no seed has both)."""
     half = max(1, trials // 2)
+    header = ["seed", f"{fast} HV % after {half}", f"{slow} HV % after {trials}", "difference", "met"]
     rows, diffs = [], []
     for seed in seeds:
         a, b = curves.get((fast, seed)), curves.get((slow, seed))
@@ -245,12 +246,36 @@ def goal_check(curves: dict[tuple[str, int], list[float]], seeds: list[int], tri
         diffs.append(diff)
         rows.append([f"s{seed}", f"{a[half - 1]:.2f}", f"{b[trials - 1]:.2f}", f"{diff:+.2f}", "yes" if diff >= 0 else "no"])
     if not diffs:
-        return rows, ""
+        return header, rows, ""
     met = sum(d >= 0 for d in diffs)
     verdict = (f"Goal ({fast} HV after {half} trials >= {slow} HV after {trials}): met on {met} of {len(diffs)} "
                f"seed(s); paired difference median {statistics.median(diffs):+.2f} "
                f"[{min(diffs):+.2f}, {max(diffs):+.2f}] HV %.")
-    return rows, verdict
+    return header, rows, verdict
+
+
+def paired_vs(curves: dict[tuple[str, int], list[float]], samplers: list[str], seeds: list[int], at: int,
+              base: str = "random") -> list[list[str]]:
+    """Per sampler other than ``base``: its HV % after ``at`` trials minus ``base``'s, one cell per seed
+    ("–" where either search is missing or shorter)."""
+    rows = []
+    for sampler in samplers:
+        if sampler == base:
+            continue
+        cells = []
+        for seed in seeds:
+            a, b = curves.get((sampler, seed), []), curves.get((base, seed), [])
+            cells.append(f"{a[at - 1] - b[at - 1]:+.2f}" if len(a) >= at and len(b) >= at else "–")
+        rows.append([f"{sampler} − {base}", *cells])
+    return rows
+
+
+def shared_start(points: list[list[Optional[tuple[float, float]]]]) -> int:
+    """How many leading trials the given searches (one seed, several samplers) have in common."""
+    n = 0
+    while all(len(p) > n for p in points) and all(p[n] == points[0][n] for p in points):
+        n += 1
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,8 +364,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     box = (100.0 - ref[0]) * ref[1]
     curves: dict[tuple[str, int], list[float]] = {}
     bests: dict[tuple[str, int], tuple[float, int]] = {}
+    all_points: dict[tuple[str, int], list[Optional[tuple[float, float]]]] = {}
     for key, summary in summaries.items():
-        points = trial_points(summary, args.trials, out_dir / search_name(args.task, *key))
+        points = all_points[key] = trial_points(summary, args.trials, out_dir / search_name(args.task, *key))
         curves[key] = [100.0 * v / box for v in hv_curve(points, ref)]
         done = [p for p in points if p is not None]
         bests[key] = (max((p[0] for p in done), default=float("nan")), len(done))
@@ -362,8 +388,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         if keys:
             n = min(len(curves[k]) for k in keys)
             plot_curves[f"{sampler} (median of {len(keys)})"] = [statistics.median(curves[k][i] for k in keys) for i in range(n)]
-    per_seed = [[f"{s} s{seed}", *[f"{curves[(s, seed)][c - 1]:.2f}" if len(curves[(s, seed)]) >= c else "–" for c in checkpoints]]
-                for seed in seeds for s in samplers if (s, seed) in curves]
+    def search_row(key: tuple[str, int]) -> list[str]:
+        done = [p for p in all_points[key] if p is not None]
+        scores = [p[0] for p in done]
+        return [f"{key[0]} s{key[1]}", *[f"{curves[key][c - 1]:.2f}" if len(curves[key]) >= c else "–" for c in checkpoints],
+                f"{min(scores):.2f}–{max(scores):.2f}" if scores else "–",
+                f"{min(p[1] for p in done):,.0f}" if done else "–"]
+
+    per_seed = [search_row((s, seed)) for seed in seeds for s in samplers if (s, seed) in curves]
+    starts = [(seed, shared_start([all_points[(s, seed)] for s in samplers if (s, seed) in all_points]))
+              for seed in seeds if sum((s, seed) in all_points for s in samplers) > 1]
     any_summary = next(iter(summaries.values()), {})
     lines = [
         f"# Search efficiency: hypervolume against trials ({spec.folder}, IncreLoRA space)",
@@ -382,15 +416,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         "",
         "Per search:",
         "",
-        md_table(["search", *[f"HV % after {c}" for c in checkpoints]], per_seed),
+        md_table(["search", *[f"HV % after {c}" for c in checkpoints], "score range", "smallest adapter"], per_seed),
         "",
     ]
-    goal_rows, verdict = goal_check(curves, seeds, args.trials)
+    if starts:
+        lines += ["Trials the samplers' searches of a seed share at the start (same seeded start-up): "
+                  + ", ".join(f"s{seed}: {n}" for seed, n in starts) + ".", ""]
+    vs = paired_vs(curves, samplers, seeds, args.trials)
+    if vs and "random" in samplers:
+        lines += [f"Paired by seed, HV % after {args.trials} trials minus random's:", "",
+                  md_table(["", *[f"s{seed}" for seed in seeds]], vs), ""]
+    goal_header, goal_rows, verdict = goal_check(curves, seeds, args.trials)
     if verdict:
-        half = max(1, args.trials // 2)
-        lines += ["Goal, paired by seed:", "",
-                  md_table(["seed", f"tpe HV % after {half}", f"random HV % after {args.trials}", "difference", "met"], goal_rows),
-                  "", verdict, ""]
+        lines += ["Goal, paired by seed:", "", md_table(goal_header, goal_rows), "", verdict, ""]
     if plot_curves:
         from orchestrator.plots import hypervolume_plot
 

@@ -123,10 +123,20 @@ def test_search_efficiency_goal_is_checked_per_seed_and_only_on_complete_pairs()
     curves = {("tpe", 0): [2.0, 3.0, 3.0, 3.0], ("random", 0): up,   # tpe@2 = 3 < random@4 = 4
               ("tpe", 1): [4.0, 5.0, 5.0, 5.0], ("random", 1): up,   # tpe@2 = 5 >= 4
               ("tpe", 2): [9.0] * 4}                                  # random s2 missing: no pair
-    rows, verdict = se.goal_check(curves, [0, 1, 2], trials=4)
+    header, rows, verdict = se.goal_check(curves, [0, 1, 2], trials=4)
+    assert header[1:3] == ["tpe HV % after 2", "random HV % after 4"]
     assert rows == [["s0", "3.00", "4.00", "-1.00", "no"], ["s1", "5.00", "4.00", "+1.00", "yes"]]
     assert "met on 1 of 2 seed(s)" in verdict and "median +0.00 [-1.00, +1.00]" in verdict
-    assert se.goal_check({("tpe", 0): up}, [0], trials=4) == ([], "")
+    assert se.goal_check({("tpe", 0): up}, [0], trials=4)[1:] == ([], "")
+    assert se.paired_vs(curves, ["tpe", "random"], [0, 1, 2], at=4) == [["tpe − random", "-1.00", "+1.00", "–"]]
+
+
+def test_search_efficiency_shared_start_counts_the_common_leading_trials():
+    se = load("search_efficiency")
+    a = [(70.0, 100.0), None, (71.0, 90.0), (72.0, 80.0)]
+    assert se.shared_start([a, a[:3] + [(60.0, 50.0)]]) == 3
+    assert se.shared_start([a, [(69.0, 100.0)] + a[1:]]) == 0
+    assert se.shared_start([a, a[:2]]) == 2  # a shorter search: only what both have
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,6 +287,7 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
         assert row.rstrip().endswith("| 1/1 |")
     assert plot.stat().st_size > 5000
     assert "Goal, paired by seed:" in report and "met on " in report
+    assert "minus random's" in report and "| tpe − random |" in report and "share at the start" in report
 
     # A fresh clone holds only search.json and points.json: the table is reprinted from them, studies gone.
     for sampler in ("tpe", "nsga2", "random"):

@@ -32,6 +32,10 @@ class AdapterMethod(ABC):
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer parameter groups at the start of training (each with ``start_step``)."""
 
+    def make_optimizer(self, groups: list[dict], *, lr: float) -> torch.optim.Optimizer:
+        """The optimizer over ``groups`` (AdamW, betas 0.9/0.999, eps 1e-8, as the official scripts)."""
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
     def extra_loss(self) -> Optional[torch.Tensor]:
         """A regulariser added to the task loss (None when the method adds none here)."""
         return None

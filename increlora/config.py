@@ -145,8 +145,18 @@ class IncreLoRAConfig:
     # Quirks of the official code, reproduced only when asked for (spec section 4).
     official_topk: bool = _f(False, "quirk 4.2: k = min(top_h, remaining ranks), ties select extra modules (may overshoot)")
     rescale_on_growth: bool = _f(False, "quirk 4.1: let alpha/rank shrink existing updates at growth (default: compensate)")
-    full_lr_first_step: bool = _f(False, "quirk 4.5: a new group's first update runs at the full LR (default: starts at 0)")
+    full_lr_first_step: bool = _f(
+        False,
+        "a new group's first update at the full LR (spec 4.5 as first read; it has no effect in the official code, "
+        "where a group has no gradient in the step it is added: not part of --reproduce-official)",
+    )
     keep_reserves_after_cleanup: bool = _f(False, "official: keep training the switched-off reserves after growth")
+    reproduce_official: bool = _f(
+        False,
+        "the official code step for step: its AdamW (transformers 4.4), reserves created after step 0's backward, a new "
+        "group's LR 0 at the step after it is added, fresh reserves in the last round too, and the quirks of "
+        "--official-topk, --rescale-on-growth and --keep-reserves-after-cleanup (those flags are implied)",
+    )
 
     def validate(self) -> None:
         need(self.target_rank > 0, "target_rank: must be > 0")
@@ -162,6 +172,47 @@ class IncreLoRAConfig:
             need(_fraction(getattr(self, name)), f"{name}: must be in [0, 1)")
         need(self.target_total_rank is None or self.target_total_rank >= 1, "target_total_rank: must be >= 1")
         need(self.budget_params is None or self.budget_params >= 1, "budget_params: must be >= 1")
+        need(
+            not (self.reproduce_official and self.full_lr_first_step),
+            "full_lr_first_step: the official code has no such step (a new group has no gradient in the step it is "
+            "added), so it cannot be combined with reproduce_official; drop one of the two",
+        )
+
+    def behaviour(self) -> "OfficialBehaviour":
+        """What the method does where the official code and this project differ (spec section 4)."""
+        off = self.reproduce_official
+        return OfficialBehaviour(
+            official_topk=self.official_topk or off,
+            rescale_on_growth=self.rescale_on_growth or off,
+            keep_reserves_after_cleanup=self.keep_reserves_after_cleanup or off,
+            full_lr_first_step=self.full_lr_first_step and not off,
+            legacy_adamw=off,
+            reserves_after_first_backward=off,
+            new_group_lr_from_next_step=off,
+            reserves_in_last_round=off,
+        )
+
+
+@dataclass(frozen=True)
+class OfficialBehaviour:
+    """IncreLoRA's behaviour where the official code and this project's defaults differ (all False = ours).
+
+    ``legacy_adamw``: the transformers-4.4 AdamW (epsilon before bias correction, decay after the update);
+    ``reserves_after_first_backward``: the step-0 reserves come into being after step 0's backward pass
+    (not in its forward, orthogonal term or clipping; no gradient, so no update, at step 0);
+    ``new_group_lr_from_next_step``: a group added at step s has LR 0 at s + 1 and 1/w of the peak at
+    s + 2, then decays over T - s - 1 - w steps; ``reserves_in_last_round``: the last growth round
+    appends fresh reserves too. The other four are the quirk flags of :class:`IncreLoRAConfig`.
+    """
+
+    official_topk: bool = False
+    rescale_on_growth: bool = False
+    keep_reserves_after_cleanup: bool = False
+    full_lr_first_step: bool = False
+    legacy_adamw: bool = False
+    reserves_after_first_backward: bool = False
+    new_group_lr_from_next_step: bool = False
+    reserves_in_last_round: bool = False
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Each group carries ``base_lr`` and ``start_step``. At global step ``t`` a group's factor is
 ``(t - s) / w`` during its warm-up and then falls linearly to 0 at the end of training ``T``.
 Groups added during training (IncreLoRA's reserves and growth rounds) thus restart their warm-up.
-With ``constant_new_groups`` (the official ``multi_lr=False``), groups with ``start_step > 0``
-keep the full learning rate.
+With ``constant_new_groups`` (the official ``multi_lr=False``), the groups IncreLoRA adds (marked
+``added``: the step-0 reserves and every growth round) keep the full learning rate for the whole run,
+while the main groups warm up and decay as usual.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class GroupLinearSchedule:
 
     def factor(self, group: dict, step: int) -> float:
         start = int(group.get("start_step", 0))
-        if self.constant_new_groups and start > 0:
+        if self.constant_new_groups and (group.get("added") or start > 0):
             return 1.0
         return linear_factor(step, start=start, warmup=self.warmup_steps, total=self.total_steps)
 

@@ -6,7 +6,9 @@ optimizer parameter group) -> LR schedule -> ``optimizer.step()``.
 
 Growth never rebuilds the model or the optimizer: activated lambdas and new reserves go into a
 new parameter group; existing parameters keep their Adam state. Quirks of the official code are
-fixed by default and reproduced behind :class:`~increlora.config.IncreLoRAConfig` flags.
+fixed by default and reproduced behind :class:`~increlora.config.IncreLoRAConfig` flags;
+``reproduce_official`` gives the official code's numerics and schedule in full
+(:class:`~increlora.config.OfficialBehaviour`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .adapter_method import (
 from .allocator import Allocator, GrowthPlan, ImportanceEMA, auto_top_h, ema_memory_steps
 from .config import ConfigError, IncreLoRAConfig, TrainConfig, resolve_n_add
 from .layer import RESERVE_LAMBDA, SVDLinear
+from .legacy_adamw import LegacyAdamW
 from .optim_utils import add_param_group, remove_params, replace_param
 
 
@@ -59,6 +62,7 @@ class IncreLoRAMethod(AdapterMethod):
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: IncreLoRAConfig, *, total_steps: int, seed: int) -> None:
         self.model = model
         self.cfg = cfg
+        self.behaviour = cfg.behaviour()
         self.constant_lr_new_groups = not cfg.multi_lr
         self.head_modules = list(train_cfg.head_modules)
         self.total_steps = total_steps
@@ -96,7 +100,7 @@ class IncreLoRAMethod(AdapterMethod):
             remaining_ranks = max(0, budget - spent) / (sum(costs) / len(costs))
             self.top_h = auto_top_h(remaining_ranks, n_add=self.n_add, init_warmup=self.init_warmup, interval=self.interval,
                                     end_step=int(cfg.growth_end_frac * total_steps), n_modules=len(self.modules))
-        plan = GrowthPlan(self.init_warmup, self.interval, self.top_h, self.n_add, budget, cfg.official_topk)
+        plan = GrowthPlan(self.init_warmup, self.interval, self.top_h, self.n_add, budget, self.behaviour.official_topk)
         self.allocator = Allocator(plan, costs, [m.rank for m in self.modules])
         if self.allocator.remaining() < 0:
             raise ConfigError(
@@ -109,10 +113,13 @@ class IncreLoRAMethod(AdapterMethod):
         self.events: list[dict] = []
         self.growth_end_step: Optional[int] = None
         self._initial_reserve_params: list[nn.Parameter] = []
+        # official: the step-0 reserves come into being after step 0's backward pass (before_optimizer_step)
+        self._reserves_pending = self.growing and self.behaviour.reserves_after_first_backward
         if self.growing:
             for m in self.modules:
                 m.score_enabled = True
-                self._initial_reserve_params += self._add_reserve(m, self.n_add)
+                if not self._reserves_pending:
+                    self._initial_reserve_params += self._add_reserve(m, self.n_add)
         else:
             self._finish(step=0, optimizer=None)
         self.peak_trainable = self.trainable_param_count()
@@ -147,7 +154,8 @@ class IncreLoRAMethod(AdapterMethod):
                     "weight_decay": weight_decay,
                     "start_step": 0,
                     "name": "reserves@0",
-                    "full_lr_once": self.cfg.full_lr_first_step,
+                    "full_lr_once": self.behaviour.full_lr_first_step,
+                    "added": True,  # a group of IncreLoRA's own: constant LR under multi_lr=False
                 }
             )
         return [g for g in groups if g["params"]]
@@ -160,9 +168,38 @@ class IncreLoRAMethod(AdapterMethod):
             [m.last_score.to(dev, torch.float32) if m.last_score is not None else torch.zeros((), device=dev) for m in self.modules]
         )
 
+    def make_optimizer(self, groups: list[dict], *, lr: float) -> torch.optim.Optimizer:
+        if self.behaviour.legacy_adamw:
+            return LegacyAdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        return super().make_optimizer(groups, lr=lr)
+
+    def _new_group_start(self, step: int) -> int:
+        """The step a group added at ``step`` starts its schedule from (official: the next step, at LR 0)."""
+        return step + 1 if self.behaviour.new_group_lr_from_next_step else step
+
+    def _add_pending_reserves(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        """Official: every module's first reserves, created after the first backward pass, as a new group."""
+        self._reserves_pending = False
+        params: list[nn.Parameter] = []
+        for m in self.modules:
+            params += self._add_reserve(m, self.n_add)
+        if params:
+            add_param_group(
+                optimizer,
+                params,
+                lr=0.0,
+                weight_decay=self.weight_decay,
+                start_step=self._new_group_start(step),
+                name=f"reserves@{step}",
+                base_lr=optimizer.param_groups[0].get("base_lr", self.base_lr),
+            )
+        self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
+
     def before_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         if not self.growing:
             return
+        if self._reserves_pending:
+            self._add_pending_reserves(step, optimizer)
         self.ema.update(self.instant_scores())
         for m in self.modules:
             m.last_score = None
@@ -172,10 +209,11 @@ class IncreLoRAMethod(AdapterMethod):
         if not picks:
             return
         self.allocator.apply(step, picks)
-        finished = self.allocator.finished() or (self.cfg.official_topk and self.allocator.remaining() <= 0)
+        finished = self.allocator.finished() or (self.behaviour.official_topk and self.allocator.remaining() <= 0)
+        refill = not finished or self.behaviour.reserves_in_last_round
         new_params: list[nn.Parameter] = []
         for k, grant in picks:
-            new_params += self._grow(self.modules[k], grant, optimizer, refill=not finished)
+            new_params += self._grow(self.modules[k], grant, optimizer, refill=refill)
             self.events.append({"step": step, "module": self.names[k], "added": grant, "rank": self.modules[k].rank})
         if new_params:
             add_param_group(
@@ -183,9 +221,9 @@ class IncreLoRAMethod(AdapterMethod):
                 new_params,
                 lr=0.0,
                 weight_decay=self.weight_decay,
-                start_step=step,
+                start_step=self._new_group_start(step),
                 name=f"growth@{step}",
-                full_lr_once=self.cfg.full_lr_first_step,
+                full_lr_once=self.behaviour.full_lr_first_step,
                 base_lr=optimizer.param_groups[0].get("base_lr", self.base_lr),
             )
         self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
@@ -215,7 +253,7 @@ class IncreLoRAMethod(AdapterMethod):
                 new += [a, b]
             m.n_active += 1
             need -= size
-        m.set_ranknum(m.rank, compensate=not self.cfg.rescale_on_growth)
+        m.set_ranknum(m.rank, compensate=not self.behaviour.rescale_on_growth)
         if refill and m.reserve_size < self.n_add:
             new += self._add_reserve(m, self.n_add - m.reserve_size)
         return new
@@ -227,12 +265,12 @@ class IncreLoRAMethod(AdapterMethod):
         for m in self.modules:
             m.score_enabled = False
             m.last_score = None
-        if self.cfg.official_topk and not self.allocator.exact():
+        if self.behaviour.official_topk and not self.allocator.exact():
             return  # quirk 4.2: overshoot -> no clean-up, reserves keep lambda = 1e-5
         self.cleaned_up = True
         for m in self.modules:
             m.include_reserve = False
-            if self.cfg.keep_reserves_after_cleanup:
+            if self.behaviour.keep_reserves_after_cleanup:
                 with torch.no_grad():
                     for i in range(m.n_active, len(m.lora_E)):
                         m.lora_E[i].zero_()
@@ -292,6 +330,7 @@ class IncreLoRAMethod(AdapterMethod):
             "growth_finished": not self.growing,
             "cleaned_up": self.cleaned_up,
             "n_modules": len(self.modules),
+            "reproduce_official": self.cfg.reproduce_official,
         }
 
     # ------------------------------------------------------------------ export

@@ -30,6 +30,7 @@ def add_param_group(
             "base_lr": base_lr,
             "initial_lr": base_lr,
             "full_lr_once": full_lr_once,
+            "added": True,  # added during training: constant LR when new groups are not scheduled
         }
     )
 

@@ -238,7 +238,7 @@ def train(
     for g in groups:
         g.setdefault("base_lr", t.learning_rate)
         g["lr"] = 0.0
-    optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = method.make_optimizer(groups, lr=t.learning_rate)
     warmup = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_ratio * total))
     schedule = GroupLinearSchedule(warmup_steps=warmup, total_steps=total, constant_new_groups=method.constant_lr_new_groups)
     eval_every = t.eval_steps or max(1, total // 4)

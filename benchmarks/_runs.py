@@ -37,8 +37,11 @@ VERSION = 2
 # increlora "2": the score's dense product in bf16 on bf16-native hardware, the adapter added by addmm
 # (2026-12-02); runs of revision 1 are in runs-superseded/.
 IMPLEMENTATION = {"increlora": "2"}
-# The learning-rate grid every method's rate is chosen from, on held-out training rows (fidelity.py).
-LR_GRID = (3e-4, 1e-3, 3e-3)
+# The learning-rate grid every method's rate is chosen from, on held-out training rows (fidelity.py):
+# 1e-4 ... 1e-2 since 2026-12-06 (issue #22: the SVD-form methods chose the old grid's top, 3e-3, on every task).
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2)
+# The grid of the first learning-rate choice (2026-12-02), which the regime table's sizes were judged with.
+LR_GRID_V1 = (3e-4, 1e-3, 3e-3)
 # Full GLUE training-set sizes (spec section 2.3): the paper's run length T = ceil(N / 32) * epochs.
 PAPER_TRAIN_SIZE = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "qqp": 363846, "stsb": 5749, "mnli": 392702,
                     "qnli": 104743, "rte": 2490, "wnli": 635}
@@ -146,6 +149,8 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
     ``lora``: r = budget. ``adalora``: target_r = B / sum(d_in+d_out+1), init_r = max(ceil(1.5 r),
     ceil(target_r)). ``increlora`` (the cpu profile's knobs), ``increlora-paper`` (the paper's knobs)
     and ``increlora-preset`` (a searched preset's knobs): budget_params = B, never exceeded.
+    ``increlora-official``: the cpu profile's knobs with ``reproduce_official`` (the official code's
+    numerics, schedule and top-k, which may overshoot B by less than one round's grant).
     """
     from increlora.task_defaults import task_defaults
 
@@ -167,6 +172,8 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
             extra, pinfo = paper_knobs(task, budget)
             knobs.update(extra)
             info.update(pinfo)
+        elif label == "increlora-official":
+            knobs["reproduce_official"] = True
         elif label == "increlora-preset":
             if preset is None:
                 raise ValueError("increlora-preset needs a preset")

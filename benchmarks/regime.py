@@ -29,7 +29,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, chance_level, csv_list, md_table, module_shapes, read_json, resolve_inputs, write_report  # noqa: E402
-from _runs import Job, Size, chosen_rates, run_jobs, run_knobs, run_path  # noqa: E402
+from _runs import LR_GRID_V1, Job, Size, chosen_rates, run_jobs, run_knobs, run_path  # noqa: E402
 
 METHODS = ("lora", "adalora", "increlora")
 BUDGET = 2
@@ -59,7 +59,7 @@ def report(records: list[dict[str, Any]], tasks: list[str], data_dir: Optional[s
              "*chosen*) once that choice exists, else any rate it ran at. A method marked *(rev 1)* has no runs of its "
              "current implementation at that size and rate yet; its row is from the previous one (same maths, other "
              "float rounding; runs-superseded/).", ""]
-    chosen = chosen_rates(records)
+    chosen = chosen_rates(records, LR_GRID_V1)  # the grid these sizes were judged with
     rows = []
     verdicts = []
     for task in tasks:

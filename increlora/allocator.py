@@ -87,7 +87,9 @@ class Allocator:
         return self.remaining() < min(self.costs)
 
     def exact(self) -> bool:
-        return self.remaining() == 0
+        """The budget is used up without overshoot: exactly for rank budgets (the official clean-up
+        condition); for parameter budgets, when no further rank fits and none was granted beyond it."""
+        return 0 <= self.remaining() < min(self.costs)
 
     def is_growth_step(self, step: int) -> bool:
         """Official rule: ``step > init_warmup and step % interval == 0`` (0-based steps)."""

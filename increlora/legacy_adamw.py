@@ -48,25 +48,30 @@ class LegacyAdamW(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            by_step: dict[int, list[tuple[torch.Tensor, ...]]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
-                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denom = exp_avg_sq.sqrt().add_(eps)
+                by_step.setdefault(state["step"], []).append((p, p.grad, state["exp_avg"], state["exp_avg_sq"]))
+            # the same update for every parameter of a group at the same step count, as one foreach call each
+            for t, items in by_step.items():
+                ps, grads, exp_avgs, exp_avg_sqs = (list(x) for x in zip(*items))
+                torch._foreach_mul_(exp_avgs, beta1)
+                torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
+                torch._foreach_mul_(exp_avg_sqs, beta2)
+                torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+                denom = torch._foreach_sqrt(exp_avg_sqs)
+                torch._foreach_add_(denom, eps)
                 step_size = lr
                 if group["correct_bias"]:
-                    t = state["step"]
                     step_size = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-                p.addcdiv_(exp_avg, denom, value=-step_size)
+                torch._foreach_addcdiv_(ps, exp_avgs, denom, value=-step_size)
                 if wd > 0.0:
-                    p.add_(p, alpha=-lr * wd)
+                    torch._foreach_add_(ps, ps, alpha=-lr * wd)
         return loss

@@ -166,10 +166,10 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
     grid = [r for r in records if r["eval_on"] == "dev"]
     # lr choice: every core method at both grid rates, seed 0, on held-out training rows only
     rates = load("fidelity").LR_GRID[:2]  # --smoke keeps the grid's first two rates
-    assert {(r["method"], r["learning_rate"]) for r in selection} == {(m, lr) for m in ("lora", "adalora", "increlora")
-                                                                       for lr in rates}
+    core = ("lora", "adalora", "increlora", "increlora-official")
+    assert {(r["method"], r["learning_rate"]) for r in selection} == {(m, lr) for m in core for lr in rates}
     assert all(r["seed"] == 0 and r["eval_size"] == 32 and r["knobs"]["holdout_samples"] == 32 for r in selection)
-    methods = {"lora", "adalora", "increlora"}
+    methods = set(core)
     assert {(r["method"], r["budget"], r["seed"]) for r in grid} == (
         {(m, b, s) for m in methods for b in (2, 8) for s in (0, 1)}
         | {(m, 2, s) for m in ("increlora-paper", "increlora-preset") for s in (0, 1)})
@@ -177,16 +177,18 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
         assert r["steps"] == 4 and r["eval_size"] == 32
         if r["method"] == "lora":
             assert r["adapter_params"] == r["target_params"]
-        if r["method"].startswith("increlora"):
+        if r["method"].startswith("increlora") and r["method"] != "increlora-official":
             assert r["adapter_params"] <= r["target_params"]
+        assert r["knobs"].get("reproduce_official", False) is (r["method"] == "increlora-official")
     preset_run = next(r for r in grid if r["method"] == "increlora-preset")
     assert preset_run["knobs"]["beta1"] == 0.7 and preset_run["learning_rate"] != 0.5  # knobs, not the preset's lr
     report = (tmp_path / "fid.md").read_text()
     assert "| r2 | increlora − lora |" in report and "| r2 | preset − paper |" in report
+    assert "| r2 | increlora-official − increlora |" in report and "| r8 | increlora-official − lora |" in report
     assert "## Verdicts" in report and "**SST-2**" in report
     again = run("fidelity.py", *args)
     assert again.returncode == 0
-    assert "6 runs: 6 cached, 0 to run" in again.stdout and "16 runs: 16 cached, 0 to run" in again.stdout
+    assert "8 runs: 8 cached, 0 to run" in again.stdout and "20 runs: 20 cached, 0 to run" in again.stdout
 
 
 @pytest.mark.parametrize("which", ["missing", "dev"])
@@ -221,9 +223,9 @@ def test_regime_judges_each_method_at_its_held_out_chosen_rate(glue_dir):
                 "size": "allx3", "steps": 345, "eval_on": eval_on, "wall_time_s": 1.0}
 
     records = [rec("lora", 3e-4, 0, 80.0, "holdout"), rec("lora", 3e-3, 0, 75.0, "holdout")]
-    assert reg.chosen_rates(records) == {}  # 1e-3 not run yet: a half-run selection chooses nothing
+    assert reg.chosen_rates(records, reg.LR_GRID_V1) == {}  # 1e-3 not run yet: a half-run selection chooses nothing
     records.append(rec("lora", 1e-3, 0, 78.0, "holdout"))
-    assert reg.chosen_rates(records) == {("mrpc", "lora"): 3e-4}
+    assert reg.chosen_rates(records, reg.LR_GRID_V1) == {("mrpc", "lora"): 3e-4}
     for seed, jitter in enumerate((0.0, 0.5, -0.5)):
         records += [rec("lora", 3e-4, seed, 81.0 + jitter), rec("lora", 3e-3, seed, 74.80),
                     rec("adalora", 3e-3, seed, 82.0 + jitter), rec("increlora", 3e-3, seed, 81.5 + jitter)]

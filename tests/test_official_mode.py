@@ -71,6 +71,42 @@ def test_legacy_adamw_is_the_transformers_4_4_update_in_closed_form():
     assert opt.state[p]["step"] == 3
 
 
+def test_legacy_adamw_keeps_each_parameters_own_step_count():
+    """Parameters of one group at different step counts (one skipped a step) each follow the closed form."""
+    lr, b1, b2, eps = 0.05, 0.9, 0.999, 1e-8
+    p, q = (nn.Parameter(torch.tensor([v], dtype=torch.float64)) for v in (1.0, -2.0))
+    opt = LegacyAdamW([p, q], lr=lr)
+    expected = {"p": [1.0, 0.0, 0.0, 0], "q": [-2.0, 0.0, 0.0, 0]}
+    plan = [{"p": 0.5, "q": None}, {"p": -0.2, "q": 0.7}, {"p": 0.1, "q": 0.3}]
+    for grads in plan:
+        for name, param in (("p", p), ("q", q)):
+            g = grads[name]
+            param.grad = None if g is None else torch.tensor([g], dtype=torch.float64)
+        opt.step()
+        for name, g in grads.items():
+            if g is None:
+                continue
+            e = expected[name]
+            e[3] += 1
+            e[1] = b1 * e[1] + (1 - b1) * g
+            e[2] = b2 * e[2] + (1 - b2) * g * g
+            e[0] -= lr * math.sqrt(1 - b2 ** e[3]) / (1 - b1 ** e[3]) * e[1] / (math.sqrt(e[2]) + eps)
+    assert p.item() == pytest.approx(expected["p"][0], rel=1e-12) and q.item() == pytest.approx(expected["q"][0], rel=1e-12)
+    assert (opt.state[p]["step"], opt.state[q]["step"]) == (3, 2)
+
+
+def test_official_clean_up_condition_in_parameter_budgets():
+    """Official top-k under a parameter budget: clean-up when nothing more fits and nothing overshot."""
+    from increlora.allocator import Allocator, GrowthPlan
+
+    exact = Allocator(GrowthPlan(0, 1, top_h=2, n_add=1, budget=10, official_topk=True), [3, 4], [1, 1])
+    exact.apply(1, exact.select([1.0, 2.0]))  # both: 3 + 4 + 3 + 4 = 14 > 10
+    assert exact.remaining() < 0 and not exact.exact()
+    fits = Allocator(GrowthPlan(0, 1, top_h=1, n_add=1, budget=12, official_topk=True), [3, 4], [1, 1])
+    fits.apply(1, fits.select([1.0, 2.0]))  # 3 + 8 = 11: 1 left, less than any rank costs
+    assert fits.remaining() == 1 and fits.finished() and fits.exact()
+
+
 def test_legacy_adamw_differs_from_torch_adamw_where_gradients_are_tiny():
     """On a gradient of 1e-7 (a lambda's, early on) epsilon's place changes the first step by ~10 %."""
     a = nn.Parameter(torch.tensor([0.0], dtype=torch.float64))

@@ -308,3 +308,12 @@ def test_reproduce_official_trains_end_to_end_and_is_recorded(tiny_model_dir, gl
     assert result.steps == 8 and math.isfinite(result.glue_score)
     assert result.schedule["reproduce_official"] is True and result.config["reproduce_official"] is True
     assert sum(result.allocation.values()) == 24 and result.schedule["cleaned_up"]  # 12 modules at rank 2
+
+
+def test_a_preset_carries_the_official_switch_into_a_run(tmp_path):
+    from increlora.presets import Preset, load_preset, preset_overrides, save_preset
+
+    path = save_preset(Preset(preset_version=1, method="increlora", task="cola", name="official",
+                              config={"reproduce_official": True, "top_h": 4}, provenance={}), tmp_path / "p.yaml")
+    cfg = build_run_config({"method": "increlora", **preset_overrides(load_preset(path))})
+    assert cfg.method.reproduce_official and cfg.method.behaviour().legacy_adamw

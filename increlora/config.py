@@ -93,6 +93,13 @@ class TrainConfig:
     )
     head_modules: list = _f(["classifier", "pooler"], "modules trained in full next to the adapters (the head)", role=PROTOCOL)
     device: str = _f("auto", "auto | cpu | cuda | cuda:N", role=RUNTIME)
+    precision: str = _f(
+        "auto",
+        "auto | bf16 | fp32: bf16 keeps the frozen base weights in bf16 and trains under bf16 autocast (adapters, head, "
+        "optimizer state and score EMAs stay fp32); auto = bf16 on CUDA, and on CPUs that multiply bf16 natively once "
+        "measured equivalent (increlora.precision.AUTO_BF16_ON_CPU), else fp32; the resolved one is in result.json",
+        role=PROTOCOL,
+    )
     threads: Optional[int] = _f(None, "torch CPU threads (default: torch's choice)", role=RUNTIME)
     progress: bool = _f(True, "show a progress bar", role=RUNTIME)
     output_dir: Optional[str] = _f(None, "write result.json and the adapter here", role=RUNTIME)
@@ -113,6 +120,7 @@ class TrainConfig:
         need(self.eval_steps is None or self.eval_steps > 0, "eval_steps: must be > 0")
         need(0 <= self.lora_dropout < 1, "lora_dropout: must be in [0, 1)")
         need(self.lora_alpha > 0, "lora_alpha: must be > 0")
+        need(self.precision in ("auto", "bf16", "fp32"), f"precision: choose auto, bf16 or fp32 (got {self.precision!r})")
 
 
 @dataclass

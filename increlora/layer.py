@@ -52,6 +52,9 @@ class SVDLinear(nn.Module):
         self.out_features = base.out_features
         self.alpha = float(alpha)
         self.init_std = init_std
+        # the adapter's own dtype, fixed at creation: the base weight may later be stored in bf16
+        # (increlora.precision), while the trained tensors, reserves included, stay in this dtype
+        self.param_dtype = base.weight.dtype
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.ParameterList()
         self.lora_B = nn.ParameterList()
@@ -101,7 +104,7 @@ class SVDLinear(nn.Module):
         w = self.base_layer.weight
         t = torch.empty(*shape, dtype=torch.float32, device="cpu")
         t.normal_(0.0, self.init_std, generator=generator)
-        return t.to(device=w.device, dtype=w.dtype)
+        return t.to(device=w.device, dtype=self.param_dtype)
 
     def append_chunk(
         self,
@@ -116,7 +119,7 @@ class SVDLinear(nn.Module):
         w = self.base_layer.weight
         a = nn.Parameter(self._randn(n, self.in_features, generator=generator), requires_grad=trainable_ab)
         b = nn.Parameter(self._randn(self.out_features, n, generator=generator), requires_grad=trainable_ab)
-        e = nn.Parameter(torch.full((n, 1), lam, dtype=w.dtype, device=w.device), requires_grad=trainable_lambda)
+        e = nn.Parameter(torch.full((n, 1), lam, dtype=self.param_dtype, device=w.device), requires_grad=trainable_lambda)
         self.lora_A.append(a)
         self.lora_B.append(b)
         self.lora_E.append(e)

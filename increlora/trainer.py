@@ -27,6 +27,7 @@ from .batching import batch_indices, batches, collate
 from .glue import PreparedData, Split, normalize_task, prepare_data
 from .lr_schedule import GroupLinearSchedule
 from .metrics import compute_metrics, glue_score
+from .precision import autocast, resolve_precision, store_frozen_weights_in_bf16
 
 
 NONFINITE_LOSS_STEPS = 3  # a run stops when the loss is NaN or infinite this many steps in a row
@@ -85,6 +86,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     adapter_dir: Optional[str] = None
     device: str = "cpu"
+    precision: str = "fp32"  # the resolved training precision (bf16 or fp32)
     version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,12 +131,13 @@ def build_method(cfg: RunConfig, model: torch.nn.Module, total_steps: int) -> Ad
 
 
 def predict_logits(model: torch.nn.Module, split: Split, *, batch_size: int, pad_id: int, device: torch.device,
-                   sort_by_length: bool) -> np.ndarray:
+                   sort_by_length: bool, precision: str = "auto") -> np.ndarray:
     """The model's outputs (n_rows x n_labels, float32) for every row of ``split``, in row order."""
     out: Optional[np.ndarray] = None
+    resolved = resolve_precision(precision, device)
     for idx in batch_indices(split.lengths(), batch_size, shuffle=False, group_by_length=sort_by_length):
         batch = {k: v.to(device) for k, v in collate(split, idx, pad_id=pad_id).items() if k != "labels"}
-        with _autocast(device):
+        with autocast(device, resolved):
             logits = model(**batch).logits.float().cpu().numpy()
         if out is None:
             out = np.empty((len(split), logits.shape[-1]), dtype=np.float32)
@@ -143,23 +146,28 @@ def predict_logits(model: torch.nn.Module, split: Split, *, batch_size: int, pad
 
 
 def evaluate(
-    method: AdapterMethod, data: PreparedData, *, batch_size: int, pad_id: int, device: torch.device, fast: bool = True
+    method: AdapterMethod, data: PreparedData, *, batch_size: int, pad_id: int, device: torch.device, fast: bool = True,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Metrics on every eval split; MNLI-style multi-split keys are prefixed with the split.
 
     ``fast``: rows sorted by length into batches (metrics still in row order), the adapter merged
     into the weights for the pass and ``torch.inference_mode``; otherwise rows in file order, the
     adapter as a separate branch and ``torch.no_grad``. Both give the same metrics within float
-    tolerance, and the weights training continues from are unchanged either way.
+    tolerance, and the weights training continues from are unchanged either way. Under bf16 the adapter
+    is never merged (a bf16 weight would round it at the scale of W0): it keeps its low-rank path.
     """
     model = method.model
+    resolved = resolve_precision(precision, device)
+    merge = fast and resolved == "fp32"
     was_training = model.training
     model.eval()
     out: dict[str, float] = {}
     try:
-        with (method.merged_for_eval() if fast else nullcontext()), (torch.inference_mode() if fast else torch.no_grad()):
+        with (method.merged_for_eval() if merge else nullcontext()), (torch.inference_mode() if fast else torch.no_grad()):
             for split_name, split in data.evals.items():
-                logits = predict_logits(model, split, batch_size=batch_size, pad_id=pad_id, device=device, sort_by_length=fast)
+                logits = predict_logits(model, split, batch_size=batch_size, pad_id=pad_id, device=device, sort_by_length=fast,
+                                        precision=resolved)
                 pred = logits[:, 0] if data.is_regression else logits.argmax(-1)
                 metrics = compute_metrics(data.task, pred, np.asarray(split.labels))
                 prefix = f"{split_name}/" if len(data.evals) > 1 else ""
@@ -178,13 +186,15 @@ def train_step(
     *,
     max_grad_norm: float,
     device: torch.device,
+    precision: str = "auto",
 ) -> torch.Tensor:
-    """One optimizer step in the official order (spec 1.8); returns the loss."""
-    with _autocast(device):
+    """One optimizer step in the official order (spec 1.8); returns the loss. The model runs under the
+    precision's autocast; the method's regulariser is computed in fp32 outside it."""
+    with autocast(device, resolve_precision(precision, device)):
         loss = method.model(**batch).loss
-        extra = method.extra_loss()
-        if extra is not None:
-            loss = loss + extra
+    extra = method.extra_loss()
+    if extra is not None:
+        loss = loss + extra
     loss.backward()
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
@@ -194,12 +204,6 @@ def train_step(
     method.after_optimizer_step(step)
     optimizer.zero_grad(set_to_none=True)
     return loss
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def train(
@@ -215,6 +219,7 @@ def train(
     if t.threads:
         torch.set_num_threads(t.threads)
     device = pick_device(t.device)
+    precision = resolve_precision(t.precision, device)
     model_path = resolve_model(t.model)
     if tokenizer is None:
         tokenizer = load_tokenizer(model_path)
@@ -234,6 +239,8 @@ def train(
     total = total_steps_for(cfg, data.train_size)
     method = build_method(cfg, model, total)
     method.model.to(device)
+    if precision == "bf16":
+        store_frozen_weights_in_bf16(method.model)
     groups = method.param_groups(t.weight_decay)
     for g in groups:
         g.setdefault("base_lr", t.learning_rate)
@@ -264,7 +271,8 @@ def train(
             train_tokens += int(batch["attention_mask"].sum())
             train_padded_tokens += batch["attention_mask"].numel()
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = train_step(method, optimizer, schedule, batch, step, max_grad_norm=t.max_grad_norm, device=device)
+            loss = train_step(method, optimizer, schedule, batch, step, max_grad_norm=t.max_grad_norm, device=device,
+                              precision=precision)
             peak_trainable = max(peak_trainable, getattr(method, "peak_trainable", 0))
             loss_value = float(loss.detach())
             nonfinite = 0 if math.isfinite(loss_value) else nonfinite + 1
@@ -281,7 +289,7 @@ def train(
             if step % eval_every == 0 or step == total:
                 t_eval = time.perf_counter()
                 last_metrics = evaluate(method, data, batch_size=eval_batch, pad_id=pad_id, device=device,
-                                        fast=t.fast_eval)
+                                        fast=t.fast_eval, precision=precision)
                 eval_rows += data.eval_size
                 eval_time += time.perf_counter() - t_eval
                 last_score = glue_score(task, last_metrics)
@@ -338,6 +346,7 @@ def train(
         eval_rows=eval_rows,
         history=history,
         device=str(device),
+        precision=precision,
     )
     if t.output_dir:
         out = Path(t.output_dir).expanduser().resolve()

@@ -185,8 +185,11 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
 def run_knobs(label: str, task: str, budget: int, seed: int, size: Size, shapes: dict[str, tuple[int, int]], *,
               learning_rate: Optional[float] = None, holdout_samples: Optional[int] = None,
               eval_samples: Optional[int] = None, model: Optional[str] = None, data_dir: Optional[str] = None,
-              preset: Any = None, evaluations: int = 4) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Flat knobs for ``build_run_config`` and an info dict for the record."""
+              preset: Any = None, evaluations: int = 4, precision: str = "fp32") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flat knobs for ``build_run_config`` and an info dict for the record. ``precision`` is always explicit
+    (``bf16`` or ``fp32``, never ``auto``): a run's numbers never depend on what ``auto`` resolves to."""
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision: bf16 or fp32 for a benchmark run, got {precision!r}")
     from increlora.glue import get_task, load_task
     from search_spaces import schedule
 
@@ -200,13 +203,16 @@ def run_knobs(label: str, task: str, budget: int, seed: int, size: Size, shapes:
     knobs.update(task=task, model=model, data_dir=data_dir, train_samples=size.train_samples,
                  eval_samples=eval_samples, holdout_samples=holdout_samples, seed=int(seed),
                  eval_steps=schedule.eval_steps_for(total, evaluations), device="cpu", progress=False,
-                 output_dir=None, save_adapter=False)
-    info.update(size=size.text(), eval_on="holdout" if holdout_samples else "dev", total_steps=total)
+                 output_dir=None, save_adapter=False, precision=precision)
+    info.update(size=size.text(), eval_on="holdout" if holdout_samples else "dev", total_steps=total, precision=precision)
     return knobs, info
 
 
 def signature(knobs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in sorted(knobs.items()) if k not in RUNTIME_KNOBS}
+    """The knobs that change a run's result. ``precision`` fp32 is left out: every run before bf16 existed
+    was fp32 and keeps its file; a bf16 run's signature (and file name) carries it."""
+    return {k: v for k, v in sorted(knobs.items())
+            if k not in RUNTIME_KNOBS and not (k == "precision" and v == "fp32")}
 
 
 def implementation(knobs: dict[str, Any]) -> Optional[str]:
@@ -223,7 +229,14 @@ def knob_hash(knobs: dict[str, Any]) -> str:
 
 
 def run_path(results: Path, label: str, budget: int, knobs: dict[str, Any]) -> Path:
-    return Path(results) / "runs" / f"{knobs['task']}-{label}-r{budget}-s{knobs['seed']}-{knob_hash(knobs)}.json"
+    """``runs/<task>-<label>-r<budget>-s<seed>[-bf16]-<hash>.json``: a bf16 run's file names its precision."""
+    tag = "" if knobs.get("precision", "fp32") == "fp32" else f"-{knobs['precision']}"
+    return Path(results) / "runs" / f"{knobs['task']}-{label}-r{budget}-s{knobs['seed']}{tag}-{knob_hash(knobs)}.json"
+
+
+def record_precision(record: dict[str, Any]) -> str:
+    """A record's training precision (records from before bf16 existed were fp32)."""
+    return str(record.get("precision") or "fp32")
 
 
 def chosen_rates(records: Sequence[dict[str, Any]], grid: Sequence[float] = LR_GRID) -> dict[tuple[str, str], float]:
@@ -333,6 +346,9 @@ def execute_one(job: Job) -> dict[str, Any]:
         "adapter_params": res.adapter_params,
         "peak_trainable_params": res.peak_trainable_params,
         "total_rank": int(sum(res.allocation.values())) if res.allocation else None,
+        "precision": res.precision,
+        "allocation": res.allocation,
+        "growth_events": [[int(e["step"]), e["module"], int(e["added"])] for e in (res.growth_events or [])],
         "metrics": res.metrics,
         "best_metrics": res.best_metrics,
         "glue_score": res.glue_score,

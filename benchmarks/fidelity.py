@@ -135,7 +135,7 @@ class Plan:
     def job(self, label: str, task: str, budget: int, seed: int, size: Size, **kw: Any) -> Job:
         knobs, info = run_knobs(label, task, budget, seed, size, self.shapes, model=self.args.model_path,
                                 data_dir=self.args.data_dir, preset=self.preset, evaluations=self.args.evaluations,
-                                eval_samples=self.args.eval_samples, **kw)
+                                eval_samples=self.args.eval_samples, precision=self.args.precision, **kw)
         return Job(label, budget, knobs, info, run_path(self.results, label, budget, knobs))
 
     def size(self, task: str) -> Size:
@@ -193,7 +193,7 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
 
     args = plan.args
     lines = ["# Fidelity: IncreLoRA vs LoRA and AdaLoRA at equal final adapter parameters, paired by seed", ""]
-    lines += ["Packaged MiniLM-L6 on CPU. Trial size per task (benchmarks/regime.py): "
+    lines += [f"Packaged MiniLM-L6 on CPU, every run in {args.precision}. Trial size per task (benchmarks/regime.py): "
               + ", ".join(f"{get_task(t).folder} {plan.size(t).label()}" for t in args.tasks)
               + f". Learning rates from {', '.join(f'{x:g}' for x in args.lrs)}, chosen per task and method on "
               f"{args.holdout} held-out training rows (seed {SELECT_SEED}, average rank 2); the dev set is only used for "
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dev-preset", action="store_true", help="accept a preset chosen on the dev set (not for the README)")
     p.add_argument("--model", default=None, help="model folder; 'tiny' for smoke runs (default: the packaged MiniLM)")
     p.add_argument("--data-dir", default=None, help="GLUE TSV folder (default: $GLUE_DIR or ../shared/data/glue)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="training precision of every run (one table never mixes the two; default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="parallel one-thread worker processes (default: %(default)s)")
     p.add_argument("--nice", type=int, default=19, help="niceness of the runs (default: %(default)s)")
     p.add_argument("--results-dir", default=None, help="run cache (default: benchmarks/results/fidelity[-smoke])")
@@ -342,6 +344,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.sizes = {args.tasks[0]: "96s4"}
         args.eval_samples = 32
     args.results_dir = args.results_dir or str(RESULTS / ("fidelity-smoke" if args.smoke else "fidelity"))
+    report_name = Path(args.results_dir).name + ("" if args.precision == "fp32" else f"-{args.precision}")
     resolve_inputs(args)
     try:
         preset = load_preset_file(args)
@@ -359,7 +362,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         text += (f"\n\nincrelora-preset: {args.preset_file} (search {prov.get('search')}, trial {prov.get('trial')}, found on "
                  f"{preset.task}, evaluated on {prov.get('evaluated_on')}); knobs: "
                  + ", ".join(f"{k}={v}" for k, v in sorted(preset_knobs(preset).items())) + "; budget replaced by B.")
-    write_report(Path(args.results_dir).with_suffix(".md"), text)
+    write_report(Path(args.results_dir).parent / f"{report_name}.md", text)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Throughput: today's training and evaluation path vs the new one, side by side, on real trials.
+"""Throughput: the original training and evaluation path, today's fp32 path and the bf16 path, side by side.
 
 For each task the trial is the one a CPU search runs by default (``orchestrator.search``'s CPU
 defaults on top of the ``cpu`` profile, packaged MiniLM, one thread, the search's evaluations). The
@@ -9,7 +9,12 @@ two paths run *at the same time*, one process each with one thread (as a search 
   (``--no-fast-eval``: rows in file order, adapter as a separate branch, ``no_grad``) and the old
   evaluation batch of 128 rows;
 - ``after``: the defaults - length-grouped training batches, length-sorted evaluation with the
-  adapter merged and ``inference_mode``, evaluation batches of 64 rows on CPU.
+  adapter merged and ``inference_mode``, evaluation batches of 64 rows on CPU - in fp32;
+- ``bf16``: the same with ``--precision bf16`` (frozen base weights in bf16, bf16 autocast).
+
+Paths are compared two at a time (``--pairs``, default ``before:after,after:bf16``), each pair side by
+side in the same run, so every ratio is against a baseline measured beside it; ``bf16 / before`` is the
+product of the two measured ratios (printed as such).
 
 Printed per task and path: training tokens/s (real tokens, padding excluded), evaluation rows/s,
 the padding share of the training batches, evaluation's share of the trial's useful time (training
@@ -43,9 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, ROOT, csv_list, md_table, read_json, resolve_inputs, say, write_report  # noqa: E402
 
-BEFORE = {"group_by_length": False, "fast_eval": False, "eval_batch_size": 128}
-AFTER: dict[str, Any] = {}
-PATHS = {"before": BEFORE, "after": AFTER}
+BEFORE = {"group_by_length": False, "fast_eval": False, "eval_batch_size": 128, "precision": "fp32"}
+AFTER: dict[str, Any] = {"precision": "fp32"}
+BF16: dict[str, Any] = {"precision": "bf16"}
+PATHS = {"before": BEFORE, "after": AFTER, "bf16": BF16}
+DEFAULT_PAIRS = "before:after,after:bf16"
 SMOKE = {"train_samples": 256, "eval_samples": 48, "epochs": 1.0, "max_steps": None, "eval_steps": 4}
 
 
@@ -86,13 +93,15 @@ def run_one(knobs: dict[str, Any], out: Path) -> None:
     }))
 
 
-def run_pair(task: str, args: argparse.Namespace, out_dir: Path, seed: Optional[int] = None) -> dict[str, dict[str, Any]]:
-    """Both paths of one task at the same time, one process each."""
+def run_pair(task: str, args: argparse.Namespace, out_dir: Path, seed: Optional[int] = None,
+             pair: tuple[str, str] = ("before", "after")) -> dict[str, dict[str, Any]]:
+    """The two paths of ``pair`` on one task at the same time, one process each."""
     base = trial_knobs(task, args)
     if seed is not None:
         base["seed"] = seed
     procs = {}
-    for name, flags in PATHS.items():
+    for name in pair:
+        flags = PATHS[name]
         out = out_dir / f"{task}-{name}-s{base['seed']}.json"
         knobs = {**base, **flags}
         procs[name] = (out, subprocess.Popen([sys.executable, __file__, "--run-one", json.dumps(knobs), "--out", str(out)],
@@ -117,24 +126,37 @@ def figures(r: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def pair_table(pairs: dict[str, dict[str, dict[str, Any]]]) -> str:
+def pair_table(pairs: dict[str, dict[str, dict[str, Any]]], pair: tuple[str, str] = ("before", "after")) -> str:
+    """Rows of both paths of ``pair`` per task and the ratio second / first (measured side by side)."""
+    first, second = pair
     rows = []
     for task, res in pairs.items():
         fig = {name: figures(r) for name, r in res.items()}
-        for name in PATHS:
+        for name in pair:
             f = fig[name]
             rows.append([task, name, f"{f['train_tok_s']:,.0f}", f"{f['eval_rows_s']:,.0f}", f"{100 * f['pad']:.1f} %",
                          f"{100 * f['eval_share']:.1f} %", f"{f['wall']:.1f}", f"{f['score']:.2f}"])
-        b, a = fig["before"], fig["after"]
-        rows.append([task, "**after / before**", f"**{a['train_tok_s'] / b['train_tok_s']:.2f}x**",
+        b, a = fig[first], fig[second]
+        rows.append([task, f"**{second} / {first}**", f"**{a['train_tok_s'] / b['train_tok_s']:.2f}x**",
                      f"**{a['eval_rows_s'] / b['eval_rows_s']:.2f}x**", "", "",
                      f"**{b['wall'] / a['wall']:.2f}x trials/h**", f"{a['score'] - b['score']:+.2f}"])
-    steps = {task: res["after"]["steps"] for task, res in pairs.items()}
+    steps = {task: res[second]["steps"] for task, res in pairs.items()}
     header = ["task", "path", "train tokens/s", "eval rows/s", "padding", "eval share of useful time",
               "trial wall s", "final score"]
     note = ("Steps per trial: " + ", ".join(f"{t} {s}" for t, s in steps.items())
-            + ". 'trials/h' = wall(before) / wall(after); the score row gives after − before (same seed, rows, knobs).")
+            + f". 'trials/h' = wall({first}) / wall({second}); the score row gives {second} − {first} (same seed, rows, knobs).")
     return md_table(header, rows) + "\n\n" + note
+
+
+def chained_ratios(by_pair: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> list[str]:
+    """``bf16 / before`` per task as the product of the measured ``after / before`` and ``bf16 / after``."""
+    a, b = by_pair.get("before:after", {}), by_pair.get("after:bf16", {})
+    lines = []
+    for task in [t for t in a if t in b]:
+        r1 = a[task]["before"]["wall_s"] / a[task]["after"]["wall_s"]
+        r2 = b[task]["after"]["wall_s"] / b[task]["bf16"]["wall_s"]
+        lines.append(f"- {task}: bf16 / before = {r1:.2f}x (after / before) x {r2:.2f}x (bf16 / after) = **{r1 * r2:.2f}x trials/h**")
+    return lines
 
 
 def noise_table(by_seed: dict[str, dict[int, dict[str, dict[str, Any]]]]) -> str:
@@ -188,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Writes benchmarks/results/throughput.md (and .json).")
     p.add_argument("--tasks", default="cola,sst2,mrpc", help="comma-separated tasks (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="seed of both paths (default: %(default)s)")
+    p.add_argument("--pairs", default=DEFAULT_PAIRS,
+                   help=f"path pairs run side by side, FIRST:SECOND, from {', '.join(PATHS)} (default: %(default)s)")
     p.add_argument("--seeds", default=None, help="also repeat the pairs with these seeds and compare the scores (e.g. 0,1,2)")
     p.add_argument("--noise-tasks", default="cola,sst2", help="tasks of the --seeds comparison (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="threads per run, as a search trial has (default: %(default)s)")
@@ -207,16 +231,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.run_one:
         run_one(json.loads(args.run_one), Path(args.out))
         return 0
+    pair_list = [tuple(p.split(":", 1)) for p in csv_list(args.pairs)]
+    bad = [p for p in pair_list if len(p) != 2 or p[0] not in PATHS or p[1] not in PATHS or p[0] == p[1]]
+    if bad:
+        print(f"error: --pairs {args.pairs}: each pair is FIRST:SECOND of two different paths from {', '.join(PATHS)}",
+              file=sys.stderr)
+        return 2
     resolve_inputs(args)
     output = Path(args.output) if args.output else RESULTS / ("throughput-smoke.md" if args.smoke else "throughput.md")
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
-        pairs = {}
-        for task in csv_list(args.tasks):
-            say(f"{task}: before and after side by side ...")
-            pairs[task] = run_pair(task, args, Path(tmp))
-        text = "# Throughput: before vs after (one-thread trials, run side by side)"
-        if pairs:
-            text += "\n\n" + pair_table(pairs)
+        by_pair: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+        for pair in pair_list:
+            for task in csv_list(args.tasks):
+                say(f"{task}: {pair[0]} and {pair[1]} side by side ...")
+                by_pair.setdefault(":".join(pair), {})[task] = run_pair(task, args, Path(tmp), pair=pair)
+        pairs = by_pair.get(":".join(pair_list[0]), {})
+        text = "# Throughput: " + ", ".join(f"{a} vs {b}" for a, b in pair_list) + " (one-thread trials, each pair run side by side)"
+        for pair in pair_list:
+            text += f"\n\n## {pair[1]} vs {pair[0]}\n\n" + pair_table(by_pair[":".join(pair)], pair)
+        chained = chained_ratios(by_pair)
+        if chained:
+            text += "\n\n## bf16 vs the original path (product of the two measured ratios)\n\n" + "\n".join(chained)
         by_seed: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
         for task in (csv_list(args.noise_tasks) if args.seeds else []):
             for seed in [int(x) for x in csv_list(args.seeds)]:
@@ -230,7 +265,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         run_search(2, args.search_trials, args, Path(tmp), "p2")]
             text += "\n\n## Trials at a time (real CoLA searches, run one after the other)\n\n" + parallelism_table(searches)
     write_report(output, text)
-    output.with_suffix(".json").write_text(json.dumps({"pairs": pairs, "seeds": by_seed, "searches": searches}, indent=2) + "\n")
+    output.with_suffix(".json").write_text(json.dumps({"pairs": pairs, "by_pair": by_pair, "seeds": by_seed, "searches": searches},
+                                                      indent=2) + "\n")
     return 0
 
 

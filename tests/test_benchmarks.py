@@ -191,6 +191,34 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
     assert "8 runs: 8 cached, 0 to run" in again.stdout and "20 runs: 20 cached, 0 to run" in again.stdout
 
 
+def test_precision_smoke_pairs_bf16_with_fp32_and_rechecks_old_fp32_runs(tiny_model_dir, glue_dir, tmp_path):
+    out, report = tmp_path / "prec", tmp_path / "prec.md"
+    args = ["--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--tasks", "sst2", "--results-dir", str(out),
+            "--output", str(report), "--workers", "2"]
+    first = run("precision.py", *args)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    grid = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    grid = [r for r in grid if r["eval_on"] == "dev"]
+    assert {(r["method"], r["precision"], r["seed"]) for r in grid} == {
+        (m, p, s) for m in ("lora", "increlora") for p in ("fp32", "bf16") for s in (0, 1)}
+    bf16_files = sorted(p.name for p in (out / "runs").glob("*-bf16-*.json"))
+    assert len(bf16_files) == 4  # a bf16 run's file names its precision; an fp32 run's keeps the old name
+    for seed in (0, 1):  # same rows per seed in both precisions
+        pair = [r for r in grid if r["method"] == "increlora" and r["seed"] == seed]
+        assert pair[0]["train_size"] == pair[1]["train_size"] and pair[0]["growth_events"] and pair[1]["growth_events"]
+    text = report.read_text()
+    assert "| SST-2 | lora |" in text and "## IncreLoRA's growth decisions" in text and "## Verdict" in text
+    # an fp32 IncreLoRA record from before decisions were recorded is trained again and must reproduce its score
+    old = next(p for p in (out / "runs").glob("sst2-increlora-r2-s0-*.json") if "-bf16-" not in p.name)
+    rec = json.loads(old.read_text())
+    for key in ("growth_events", "allocation", "precision"):
+        rec.pop(key)
+    old.write_text(json.dumps(rec))
+    again = run("precision.py", *args)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "sst2 increlora seed 0: cached" in report.read_text() and ": identical" in report.read_text()
+
+
 @pytest.mark.parametrize("which", ["missing", "dev"])
 def test_fidelity_rejects_an_unusable_preset_with_one_line(which, tmp_path):
     path = tmp_path / "nope.yaml" if which == "missing" else holdout_preset(tmp_path, evaluated_on="dev")
@@ -248,7 +276,13 @@ def test_throughput_smoke_compares_both_paths(tiny_model_dir, glue_dir, tmp_path
         assert "group_by_length" not in after["knobs"]  # the defaults
         assert after["train_tokens"] == before["train_tokens"] > 0  # the same rows
         assert after["train_padded_tokens"] < before["train_padded_tokens"]
-    assert "**after / before**" in out.read_text()
+    text = out.read_text()
+    assert "**after / before**" in text and "**bf16 / after**" in text
+    for task in ("cola", "mrpc"):  # the bf16 path beside today's fp32 path, the same rows
+        fp32, bf16 = data["by_pair"]["after:bf16"][task]["after"], data["by_pair"]["after:bf16"][task]["bf16"]
+        assert fp32["knobs"]["precision"] == "fp32" and bf16["knobs"]["precision"] == "bf16"
+        assert fp32["train_tokens"] == bf16["train_tokens"] > 0
+        assert f"- {task}: bf16 / before = " in text
 
 
 def test_score_precision_smoke_runs_both_products_on_the_same_run(tiny_model_dir, glue_dir):

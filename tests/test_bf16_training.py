@@ -12,7 +12,9 @@ import math
 import pytest
 import torch
 
-from increlora.config import ConfigError, build_run_config
+from increlora.config import ConfigError
+
+from increlora.run_config import build_run_config
 from increlora.precision import autocast, resolve_precision, store_frozen_weights_in_bf16
 from increlora.trainer import build_method, evaluate, train
 

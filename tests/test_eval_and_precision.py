@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from increlora.config import build_run_config
-from increlora.layer import SVDLinear
+from increlora.run_config import build_run_config
+from increlora.methods.increlora.layer import SVDLinear
 from increlora.trainer import build_method, evaluate, predict_logits
 
 
@@ -149,7 +149,7 @@ def test_bf16_score_product_in_an_fp32_run_matches_the_fp32_score():
 
 
 def test_auto_score_dtype_resolves_per_device():
-    from increlora.layer import score_product_dtype
+    from increlora.methods.increlora.layer import score_product_dtype
 
     assert score_product_dtype(torch.device("cuda")) == torch.bfloat16
     assert score_product_dtype(torch.device("cpu")) in (None, torch.bfloat16)

@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
 mlflow = pytest.importorskip("mlflow")
 
-from increlora.config import build_run_config  # noqa: E402
+from increlora.run_config import build_run_config  # noqa: E402
 from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402

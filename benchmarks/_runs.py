@@ -159,7 +159,7 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
     knobs = task_defaults(task, method, "cpu", float(budget))
     target = lora_params(shapes, budget)
     info: dict[str, Any] = {"target_params": target}
-    if label == "lora":
+    if label in ("lora", "dora"):  # DoRA: LoRA's rank, plus a magnitude per output (B + sum(d_out) params)
         knobs["r"] = int(budget)
     elif label == "adalora":
         target_r = target / uniform_rank_cost(shapes)

@@ -38,10 +38,11 @@ METHODS = [
     ("increlora", {"target_rank": 1.0}),  # budget = initial rank: low-rank path, reserves dropped
     ("lora", {"r": 4}),
     ("adalora", {"init_r": 4, "target_r": 2.0}),
+    ("dora", {"r": 2}),
 ]
 
 
-@pytest.mark.parametrize("method,knobs", METHODS, ids=["increlora-growing", "increlora-grown", "lora", "adalora"])
+@pytest.mark.parametrize("method,knobs", METHODS, ids=["increlora-growing", "increlora-grown", "lora", "adalora", "dora"])
 def test_fast_evaluation_matches_the_plain_path(method, knobs, cola, tiny_model_dir):
     from increlora.backbone import load_model
 

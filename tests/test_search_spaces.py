@@ -233,7 +233,7 @@ GOOD = "method: increlora\nparams:\n  target_rank: {type: float, low: 1, high: 8
 
 BAD_SPACES = [
     ("params:\n  target_rank: {type: float, low: 1, high: 8}\n", "missing 'method'"),
-    ("method: dora\nparams:\n  r: {type: int, low: 1, high: 8}\n", "unknown method"),
+    ("method: vera\nparams:\n  r: {type: int, low: 1, high: 8}\n", "unknown method"),
     ("method: increlora\nparams: {}\n", "non-empty mapping"),
     ("method: increlora\nparams:\n  target_rnk: {type: float, low: 1, high: 8}\n", "did you mean 'target_rank'"),
     ("method: increlora\nparams:\n  r: {type: int, low: 1, high: 8}\n", "unknown knob"),

@@ -36,6 +36,7 @@ FAST = {
         ("increlora", {"init_warmup": 0, "incre_interval": 1, "top_h": 12, "target_rank": 2.0}),
         ("lora", {"r": 2}),
         ("adalora", {"init_r": 3, "target_r": 2.0}),
+        ("dora", {"r": 2}),
     ],
 )
 def test_each_method_runs_on_real_cola(method, knobs, glue_dir, tmp_path):

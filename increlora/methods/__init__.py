@@ -9,6 +9,7 @@ from __future__ import annotations
 from increlora.methods import increlora  # noqa: F401, I001  (each import registers its method)
 from increlora.methods import lora  # noqa: F401
 from increlora.methods import adalora  # noqa: F401
+from increlora.methods import dora  # noqa: F401
 from increlora.registry import REGISTRY
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)

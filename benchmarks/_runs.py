@@ -136,7 +136,8 @@ def paper_knobs(task: str, budget: int) -> tuple[dict[str, Any], dict[str, Any]]
 
 def preset_knobs(preset: Any) -> dict[str, Any]:
     """The IncreLoRA knobs of a preset (its budget and learning rate excluded)."""
-    from increlora.config import IncreLoRAConfig, field_names
+    from increlora.methods.increlora.config import IncreLoRAConfig
+    from increlora.config import field_names
 
     allowed = set(field_names(IncreLoRAConfig)) - PRESET_EXCLUDE
     return {k: v for k, v in preset.config.items() if k in allowed}
@@ -158,7 +159,7 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
     knobs = task_defaults(task, method, "cpu", float(budget))
     target = lora_params(shapes, budget)
     info: dict[str, Any] = {"target_params": target}
-    if label == "lora":
+    if label in ("lora", "dora"):  # DoRA: LoRA's rank, plus a magnitude per output (B + sum(d_out) params)
         knobs["r"] = int(budget)
     elif label == "adalora":
         target_r = target / uniform_rank_cost(shapes)
@@ -191,7 +192,7 @@ def run_knobs(label: str, task: str, budget: int, seed: int, size: Size, shapes:
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision: bf16 or fp32 for a benchmark run, got {precision!r}")
     from increlora.glue import get_task, load_task
-    from search_spaces import schedule
+    from increlora import schedule
 
     knobs, info = method_knobs(label, task, budget, shapes, preset)
     knobs.update(size.knobs())
@@ -319,7 +320,7 @@ def _data(knobs: dict[str, Any]) -> tuple[Any, Any]:
 
 def execute_one(job: Job) -> dict[str, Any]:
     """Train ``job`` and write its record (or its error) to ``job.path``; returns the record."""
-    from increlora.config import build_run_config
+    from increlora.run_config import build_run_config
     from increlora.trainer import train
 
     t0 = time.perf_counter()

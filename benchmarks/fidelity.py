@@ -50,12 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ROOT, chance_level, csv_list, md_table, module_shapes, resolve_inputs, write_report  # noqa: E402
 from _runs import LR_GRID, Job, Size, chosen_rates, lora_params, preset_knobs, run_jobs, run_knobs, run_path  # noqa: E402
 
-CORE = ("lora", "adalora", "increlora", "increlora-official")
+CORE = ("lora", "adalora", "increlora", "increlora-official", "dora")
 # The paired differences reported per budget: (method, baseline); a verdict names a winner only when both
 # intervals exclude zero.
-COMPARISONS = (("increlora", "lora"), ("increlora", "adalora"), ("increlora-official", "increlora"),
+COMPARISONS = (("increlora", "lora"), ("increlora", "adalora"), ("increlora", "dora"), ("increlora-official", "increlora"),
                ("increlora-official", "lora"), ("increlora-official", "adalora"))
-NAMES = {"lora": "LoRA", "adalora": "AdaLoRA", "increlora": "IncreLoRA", "increlora-official": "official IncreLoRA"}
+NAMES = {"lora": "LoRA", "adalora": "AdaLoRA", "dora": "DoRA", "increlora": "IncreLoRA", "increlora-official": "official IncreLoRA"}
 KNOB_VARIANTS = ("increlora-paper", "increlora-preset")
 # RTE is left out of the default grid, by measurement (benchmarks/results/regime.md): at 234 steps no method
 # learns it at any rate of the grid; at 780 steps (all rows x 10 epochs) LoRA's seed 0 reaches 57.76 against

@@ -26,8 +26,8 @@ def run_once(knobs: dict[str, Any], data: Any, tok: Any, product: str) -> Any:
     """One training run with the score product forced to ``product`` (``bf16`` or ``fp32``)."""
     import torch
 
-    import increlora.layer as layer
-    from increlora.config import build_run_config
+    import increlora.methods.increlora.layer as layer
+    from increlora.run_config import build_run_config
     from increlora.trainer import train
 
     forced = torch.bfloat16 if product == "bf16" else None
@@ -58,8 +58,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from increlora.backbone import load_tokenizer
     from increlora.glue import prepare_data
-    from increlora.config import build_run_config
-    from increlora.layer import score_product_dtype
+    from increlora.run_config import build_run_config
+    from increlora.methods.increlora.layer import score_product_dtype
     from increlora.task_defaults import task_defaults
 
     torch.set_num_threads(args.threads)

@@ -18,7 +18,7 @@ import torch
 
 from increlora.adapter_method import AdapterMethod, head_parameters
 from increlora.backbone import default_model_path, load_model
-from increlora.config import build_run_config
+from increlora.run_config import build_run_config
 from increlora.lr_schedule import GroupLinearSchedule
 from increlora.trainer import build_method, train_step
 

@@ -60,7 +60,7 @@ def trial_knobs(task: str, args: argparse.Namespace) -> dict[str, Any]:
     """The knobs of a default CPU search trial on ``task`` (IncreLoRA with the search's defaults)."""
     from increlora.task_defaults import task_defaults
     from orchestrator.settings import CPU_SEARCH_DEFAULTS, DEFAULT_EVALUATIONS
-    from search_spaces import schedule
+    from increlora import schedule
 
     knobs = task_defaults(task, "increlora", "cpu")
     knobs.update(CPU_SEARCH_DEFAULTS)
@@ -79,7 +79,7 @@ def trial_knobs(task: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_one(knobs: dict[str, Any], out: Path) -> None:
     """Worker: train once with ``knobs`` and write the figures the table needs to ``out``."""
-    from increlora.config import build_run_config
+    from increlora.run_config import build_run_config
     from increlora.trainer import train
 
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from .backbone import PACKAGED_HUB_ID
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter_method import AdapterMethod
-    from .config import RunConfig
+    from .run_config import RunConfig
 
 
 def portable_model_name(name_or_path: Optional[str]) -> str:

@@ -153,3 +153,29 @@ def expand_allocation(compact: dict[str, Any]) -> dict[str, int]:
         else:
             out[str(key)] = int(value)
     return out
+
+
+def _layer_and_type(name: str) -> tuple[Optional[int], Optional[str]]:
+    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank/L03.1q``."""
+    return parse_key(name)
+
+
+def allocation_summary(allocation: Optional[dict[str, int]]) -> dict[str, Any]:
+    """Totals of a rank allocation: modules, total/min/max/mean rank and total rank per module type."""
+    ranks = {str(k): int(v) for k, v in (allocation or {}).items()}
+    if not ranks:
+        return {"modules": 0, "total_rank": 0}
+    values = list(ranks.values())
+    by_type: dict[str, int] = {}
+    for name, rank in ranks.items():
+        mtype = _layer_and_type(name)[1] or "other"
+        by_type[mtype] = by_type.get(mtype, 0) + rank
+    ordered = {t: by_type[t] for t in (*MODULE_TYPES, "other") if t in by_type}
+    return {
+        "modules": len(values),
+        "total_rank": sum(values),
+        "min_rank": min(values),
+        "max_rank": max(values),
+        "mean_rank": round(sum(values) / len(values), 3),
+        "rank_by_type": ordered,
+    }

@@ -26,7 +26,8 @@ from typing import Any, Optional, Union
 import yaml
 
 from increlora.atomic import write_text_atomic
-from increlora.config import PROTOCOL, RUNTIME, ConfigError, build_run_config, knobs_with_role
+from increlora.config import PROTOCOL, RUNTIME, ConfigError, knobs_with_role
+from increlora.run_config import build_run_config
 from increlora.methods import METHODS
 
 PRESET_VERSION = 1

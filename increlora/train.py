@@ -11,8 +11,10 @@ import sys
 from typing import Any, Optional, Sequence, get_type_hints
 
 from .cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
-from .config import ConfigError, TrainConfig, build_run_config
-from .methods import METHODS, REGISTRY
+from .config import ConfigError, TrainConfig
+from .run_config import build_run_config
+from .methods import METHODS
+from .registry import REGISTRY
 from .task_defaults import PROFILES, resolve_profile, task_defaults
 
 EPILOG = """\

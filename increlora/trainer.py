@@ -22,7 +22,9 @@ from . import __version__
 from .adapter_method import AdapterMethod
 from .atomic import write_json_atomic
 from .backbone import display_name, load_model, load_tokenizer, resolve_model
-from .config import RunConfig
+from . import schedule
+from .registry import method_spec
+from .run_config import RunConfig
 from .batching import batch_indices, batches, collate
 from .glue import PreparedData, Split, normalize_task, prepare_data
 from .lr_schedule import GroupLinearSchedule
@@ -116,17 +118,13 @@ def default_eval_batch_size(device: torch.device) -> int:
 
 
 def total_steps_for(cfg: RunConfig, train_size: int) -> int:
+    """The run's optimizer steps (:func:`increlora.schedule.total_steps`)."""
     t = cfg.train
-    per_epoch = max(1, math.ceil(train_size / t.batch_size))
-    if t.max_steps is not None:
-        return t.max_steps
-    return max(1, int(math.ceil(t.epochs * per_epoch)))
+    return schedule.total_steps(train_size, t.batch_size, t.epochs, t.max_steps)
 
 
 def build_method(cfg: RunConfig, model: torch.nn.Module, total_steps: int) -> AdapterMethod:
     """Attach ``cfg``'s method to ``model`` (looked up in the method registry)."""
-    from .methods import method_spec
-
     return method_spec(cfg.train.method).build(model, cfg.train, cfg.method, total_steps=total_steps, seed=cfg.train.seed)
 
 

@@ -7,8 +7,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from increlora.budget import CHANCE_MARGIN
+
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.record import SearchRecord
+
+
+def not_learned_text(best: float, chance: float) -> str:
+    """What a search whose best trial did not beat the majority class says (console, MLflow note)."""
+    return (f"the best trial scored {best:.2f}, not above the majority-class score {chance:.2f} by more than "
+            f"{CHANCE_MARGIN:g} point: no configuration learned the task, so this front ranks noise and its presets "
+            "are marked `above_chance: false`. Give the trials more training (--train-samples, --epochs; "
+            "see the README's CPU defaults) before reading the front.")
 
 
 def plural(n: int, word: str) -> str:
@@ -51,8 +61,6 @@ def print_summary(record: "SearchRecord") -> None:
                       str(row["total_rank"]), row["labels"], row["run_name"])
     console.print(table)
     if results and results.above_chance is False and results.front:
-        from orchestrator.finalize import not_learned_text
-
         best = max(float(r["glue_score"]) for r in results.front)
         console.print(f"[bold red]warning: not above chance[/]: {not_learned_text(best, float(results.chance_score or 0.0))}")
     outputs = results.outputs if results else {}

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from increlora.budget import CHANCE_MARGIN, above_chance
+from increlora.naming import allocation_summary
+from increlora.budget import above_chance
 from orchestrator.pareto import hypervolume_text
-from orchestrator.console import plural
+from orchestrator.console import not_learned_text, plural
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
 from orchestrator.trial_files import one_line
@@ -100,7 +101,6 @@ def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:
 def front_type_table(results: SearchResults) -> str:
     """The front's trials as a Markdown table of the rank per module type (the parent run's description)."""
     from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
-    from orchestrator.presets import allocation_summary
 
     rows = [results.trial(int(r["trial"])) for r in results.front_rows()]
     if not rows:
@@ -138,14 +138,6 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
     return "\n".join(lines)
 
 
-def not_learned_text(best: float, chance: float) -> str:
-    """What a search whose best trial did not beat the majority class says (console, MLflow note)."""
-    return (f"the best trial scored {best:.2f}, not above the majority-class score {chance:.2f} by more than "
-            f"{CHANCE_MARGIN:g} point: no configuration learned the task, so this front ranks noise and its presets "
-            "are marked `above_chance: false`. Give the trials more training (--train-samples, --epochs; "
-            "see the README's CPU defaults) before reading the front.")
-
-
 def parent_note(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float]) -> str:
     """The parent run's description: the search in a few lines, then the front's allocations by module
     type (the heatmaps of every trial are the run's ``allocations.png``)."""
@@ -164,7 +156,7 @@ def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, floa
     if not record.tracking_uri or not record.experiment_id:
         return {}
     try:
-        methods = [m for m in tracking.BASELINE_METHODS if m != record.method]
+        methods = [m for m in tracking.baseline_methods() if m != record.method]
         return tracking.reference_points(record.tracking_uri, record.experiment_id,
                                          exclude_parent=record.parent_run_id or None, methods=methods)
     except Exception:  # the plot is still useful without its reference points

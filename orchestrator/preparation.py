@@ -31,7 +31,8 @@ class RunFacts:
 
 def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
     """Knobs every trial shares: profile defaults < the search's CPU defaults < flags < --set."""
-    from increlora.config import ConfigError, build_run_config
+    from increlora.config import ConfigError
+    from increlora.run_config import build_run_config
     from increlora.task_defaults import resolve_profile, task_defaults
 
     profile = resolve_profile(settings.profile, gpus_per_trial > 0)
@@ -70,7 +71,7 @@ def prepare_data(task: str, base: dict[str, Any]) -> Any:
 def run_facts(protocol: Protocol, data: Any, evaluations: int) -> RunFacts:
     """Steps and evaluations per trial (``base["eval_steps"]`` is set here unless fixed by --set)."""
     from increlora.budget import majority_score
-    from search_spaces import schedule
+    from increlora import schedule
 
     base = protocol.base
     total = schedule.total_steps(data.train_size, base["batch_size"], base["epochs"], base.get("max_steps"))
@@ -85,7 +86,7 @@ def run_facts(protocol: Protocol, data: Any, evaluations: int) -> RunFacts:
 def build_space(settings: SearchSettings, base: dict[str, Any]) -> Any:
     """The searched space: ``--space FILE``, or the method's built-in space shaped by the flags."""
     from increlora.budget import adapted_shapes, params_budget_range
-    from increlora.methods import method_spec
+    from increlora.registry import method_spec
     from search_spaces import SpaceError, default_space
 
     try:

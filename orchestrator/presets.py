@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 from increlora.budget import above_chance
 from increlora.config import PROTOCOL, RUNTIME, knobs_with_role
-from increlora.naming import MODULE_TYPES, parse_key
+from increlora.naming import allocation_summary
 from increlora.presets import PRESET_VERSION, Preset, not_learned_warning, save_preset
 from orchestrator.results import LABELS, complete_trials, front_and_picks, front_rows
 
@@ -30,32 +30,6 @@ EXCLUDED_KNOBS = knobs_with_role(PROTOCOL, RUNTIME) | {"task"}
 
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _layer_type(name: str) -> tuple[Optional[int], Optional[str]]:
-    """(layer, module type) of a full module name or a short key like ``L03.q`` / ``rank/L03.1q``."""
-    return parse_key(name)
-
-
-def allocation_summary(allocation: Optional[dict[str, int]]) -> dict[str, Any]:
-    """Totals of a rank allocation: modules, total/min/max/mean rank and total rank per module type."""
-    ranks = {str(k): int(v) for k, v in (allocation or {}).items()}
-    if not ranks:
-        return {"modules": 0, "total_rank": 0}
-    values = list(ranks.values())
-    by_type: dict[str, int] = {}
-    for name, rank in ranks.items():
-        mtype = _layer_type(name)[1] or "other"
-        by_type[mtype] = by_type.get(mtype, 0) + rank
-    ordered = {t: by_type[t] for t in (*MODULE_TYPES, "other") if t in by_type}
-    return {
-        "modules": len(values),
-        "total_rank": sum(values),
-        "min_rank": min(values),
-        "max_rank": max(values),
-        "mean_rank": round(sum(values) / len(values), 3),
-        "rank_by_type": ordered,
-    }
 
 
 def _preset_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from increlora.naming import allocation_summary
 from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
 from orchestrator.pareto import hypervolume_text
 from orchestrator.results import SearchResults
@@ -178,7 +179,6 @@ def front_numbers(data: ReportData) -> set[int]:
 
 
 def rank_by_type(allocation: dict[str, int]) -> dict[str, int]:
-    from orchestrator.presets import allocation_summary
 
     return dict(allocation_summary(allocation).get("rank_by_type", {}))
 

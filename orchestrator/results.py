@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from increlora.naming import allocation_summary
 from orchestrator.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
 from orchestrator.record import RecordError, SearchRecord
 
@@ -154,7 +155,6 @@ def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: 
     """The front's trials as flat rows sorted by adapter params. Trials with identical (score,
     params) - NSGA-II re-suggests configurations - collapse into one row (the lowest trial number)
     whose ``also_trials`` lists the others."""
-    from orchestrator.presets import allocation_summary
 
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[float, float], dict[str, Any]] = {}
@@ -213,7 +213,8 @@ def load_study(record: SearchRecord) -> Any:
 
 def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
     """A trial's complete flat configuration: the search's base knobs plus the trial's."""
-    from increlora.config import ConfigError, build_run_config
+    from increlora.config import ConfigError
+    from increlora.run_config import build_run_config
 
     merged = {**record.base, **knobs, "method": record.method}
     try:

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 from urllib.parse import urlparse
 
+from increlora.methods import METHODS  # noqa: F401  (imported for its registrations)
 from increlora.naming import parse_key, rank_metric_name, type_key
+from increlora.registry import REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -296,8 +298,9 @@ def close_dangling_runs(uri: str, experiment_id: str, parent_run_id: str, status
     return n
 
 
-BASELINE_METHODS = ("lora", "adalora")
-REFERENCE_LABELS = {"lora": "LoRA", "adalora": "AdaLoRA", "increlora": "IncreLoRA"}
+def baseline_methods() -> tuple[str, ...]:
+    """The registered reference methods (LoRA, AdaLoRA, DoRA, ...), drawn next to a searched method's front."""
+    return tuple(name for name, spec in REGISTRY.items() if spec.baseline)
 
 
 def reference_points(
@@ -305,7 +308,7 @@ def reference_points(
     experiment_id: str,
     *,
     exclude_parent: Optional[str] = None,
-    methods: Sequence[str] = BASELINE_METHODS,
+    methods: Optional[Sequence[str]] = None,
 ) -> dict[str, list[tuple[float, float]]]:
     """Baseline points for the Pareto plot: ``{"LoRA": [(score, adapter_params), ...], ...}``.
 
@@ -315,7 +318,7 @@ def reference_points(
     """
     c = client(uri)
     out: dict[str, list[tuple[float, float]]] = {}
-    for method in methods:
+    for method in baseline_methods() if methods is None else methods:
         parents = c.search_runs([experiment_id], filter_string=f"tags.method = '{method}'", max_results=500)
         for parent in parents:
             if parent.info.run_id == exclude_parent or PARENT_TAG in parent.data.tags:
@@ -327,5 +330,5 @@ def reference_points(
                     continue
                 score, params = float(m[key]), float(m["adapter_params"])
                 if math.isfinite(score) and math.isfinite(params):
-                    out.setdefault(REFERENCE_LABELS.get(method, method), []).append((score, params))
+                    out.setdefault(REGISTRY[method].label if method in REGISTRY else method, []).append((score, params))
     return out

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from increlora.naming import allocation_summary
 from orchestrator.tracking import NOTE_TAG, TrackingInfo
 from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from orchestrator.trial_files import one_line, trial_dir, trial_label, write_error
@@ -46,7 +47,7 @@ class TrialContext:
 def run_name(task: str, method: str, number: int, knobs: dict[str, Any]) -> str:
     """``t003-r2.50-cola-increlora``: trial number and budget first, so the MLflow runs table
     (which cuts long names) still shows them."""
-    from increlora.methods import budget_label
+    from increlora.registry import budget_label
 
     return f"{trial_label(number)}-{budget_label(method, knobs)}-{task}-{method}"
 
@@ -76,7 +77,7 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
     """Train one configuration and report to Ray Tune (see the module docstring)."""
     from ray import tune
 
-    from increlora.config import build_run_config
+    from increlora.run_config import build_run_config
     from increlora.trainer import train
 
     if context is None:
@@ -245,7 +246,6 @@ def trial_note(result: dict[str, Any]) -> str:
             f"{len(allocation)} modules, {result['steps']} steps")
     if schedule.get("growth_rounds") is not None:
         head += f", {plural(int(schedule['growth_rounds']), 'growth round')} ending at step {schedule.get('growth_end_step')}"
-    from orchestrator.presets import allocation_summary
 
     by_type = allocation_summary(allocation).get("rank_by_type", {})
     types = " · ".join(f"{MODULE_TYPE_LABELS.get(t, t)} {r}" for t, r in by_type.items())

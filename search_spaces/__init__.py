@@ -1,9 +1,9 @@
 """Search spaces of the budget search: one module per method, schedule helpers, YAML spaces.
 
-- :mod:`search_spaces.increlora`, :mod:`search_spaces.lora`, :mod:`search_spaces.adalora`: the
-  built-in spaces (``default_space(task, extra=...)``) and their define-by-run samplers.
+- each method's built-in space (``default_space(task, extra=...)`` and its sampler) lives in the
+  method's folder, ``increlora/methods/<name>/space.py``, and is found through the registry;
+- :mod:`search_spaces.common`: knob types, the define-by-run function, presets as enqueued points;
 - :mod:`search_spaces.from_yaml`: ``--space FILE`` spaces, validated.
-- :mod:`search_spaces.schedule`: run length in steps, fractions <-> steps.
 
 Optuna (through Ray Tune's OptunaSearch) calls :func:`make_space_fn`'s result with a trial; it is
 a ``functools.partial`` of a module-level function over plain data, so it pickles.
@@ -12,10 +12,10 @@ a ``functools.partial`` of a module-level function over plain data, so it pickle
 from __future__ import annotations
 
 import functools
-import importlib
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
 
+from increlora.registry import method_spec
 from search_spaces.common import (
     PRESET_CONFIG_ATTR,
     PRESET_NAME_ATTR,
@@ -49,11 +49,9 @@ SpaceFn = Callable[[Any], dict]
 
 
 def method_module(method: str) -> ModuleType:
-    """The space module of ``method`` (``search_spaces.increlora`` ...)."""
-    from increlora.methods import method_spec
-
+    """The space module of ``method`` (``increlora.methods.increlora.space`` ...), from the registry."""
     check_method(method)
-    return importlib.import_module(method_spec(method).space_module)
+    return method_spec(method).space
 
 
 def optional_knobs(method: str) -> tuple[str, ...]:

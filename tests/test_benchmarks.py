@@ -166,7 +166,7 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
     grid = [r for r in records if r["eval_on"] == "dev"]
     # lr choice: every core method at both grid rates, seed 0, on held-out training rows only
     rates = load("fidelity").LR_GRID[:2]  # --smoke keeps the grid's first two rates
-    core = ("lora", "adalora", "increlora", "increlora-official")
+    core = ("lora", "adalora", "increlora", "increlora-official", "dora")
     assert {(r["method"], r["learning_rate"]) for r in selection} == {(m, lr) for m in core for lr in rates}
     assert all(r["seed"] == 0 and r["eval_size"] == 32 and r["knobs"]["holdout_samples"] == 32 for r in selection)
     methods = set(core)
@@ -177,6 +177,8 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
         assert r["steps"] == 4 and r["eval_size"] == 32
         if r["method"] == "lora":
             assert r["adapter_params"] == r["target_params"]
+        if r["method"] == "dora":  # LoRA's size plus one magnitude per output of every adapted module
+            assert r["adapter_params"] > r["target_params"]
         if r["method"].startswith("increlora") and r["method"] != "increlora-official":
             assert r["adapter_params"] <= r["target_params"]
         assert r["knobs"].get("reproduce_official", False) is (r["method"] == "increlora-official")
@@ -188,7 +190,7 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
     assert "## Verdicts" in report and "**SST-2**" in report
     again = run("fidelity.py", *args)
     assert again.returncode == 0
-    assert "8 runs: 8 cached, 0 to run" in again.stdout and "20 runs: 20 cached, 0 to run" in again.stdout
+    assert "10 runs: 10 cached, 0 to run" in again.stdout and "24 runs: 24 cached, 0 to run" in again.stdout
 
 
 def test_precision_smoke_pairs_bf16_with_fp32_and_rechecks_old_fp32_runs(tiny_model_dir, glue_dir, tmp_path):

@@ -12,7 +12,9 @@ import math
 import pytest
 import torch
 
-from increlora.config import ConfigError, build_run_config
+from increlora.config import ConfigError
+
+from increlora.run_config import build_run_config
 from increlora.precision import autocast, resolve_precision, store_frozen_weights_in_bf16
 from increlora.trainer import build_method, evaluate, train
 
@@ -127,3 +129,16 @@ def test_a_bf16_run_records_its_precision(tiny_model_dir, glue_dir, tmp_path):
     assert sum(res.allocation.values()) == 24 and res.schedule["cleaned_up"]
     fp32 = train(build_run_config({**cfg.flat(), "precision": "fp32", "output_dir": None}))
     assert fp32.precision == "fp32"
+
+
+def test_dora_counts_its_magnitude_vectors(tiny_model_dir):
+    """DoRA's adapter = LoRA's A and B plus one trained magnitude per output of every adapted module."""
+    from increlora.backbone import load_model
+
+    cfg = build_run_config({**KNOBS, "method": "dora", "model": tiny_model_dir, "r": 3})
+    torch.manual_seed(0)
+    m = build_method(cfg, load_model(tiny_model_dir, num_labels=2, is_regression=False), total_steps=10)
+    trained = sum(p.numel() for n, p in m.model.named_parameters()
+                  if p.requires_grad and ("lora_A" in n or "lora_B" in n or "lora_magnitude_vector" in n))
+    assert trained == m.adapter_param_count() > 0
+    assert set(m.allocation().values()) == {3}

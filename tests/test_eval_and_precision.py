@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from increlora.config import build_run_config
-from increlora.layer import SVDLinear
+from increlora.run_config import build_run_config
+from increlora.methods.increlora.layer import SVDLinear
 from increlora.trainer import build_method, evaluate, predict_logits
 
 
@@ -38,10 +38,11 @@ METHODS = [
     ("increlora", {"target_rank": 1.0}),  # budget = initial rank: low-rank path, reserves dropped
     ("lora", {"r": 4}),
     ("adalora", {"init_r": 4, "target_r": 2.0}),
+    ("dora", {"r": 2}),
 ]
 
 
-@pytest.mark.parametrize("method,knobs", METHODS, ids=["increlora-growing", "increlora-grown", "lora", "adalora"])
+@pytest.mark.parametrize("method,knobs", METHODS, ids=["increlora-growing", "increlora-grown", "lora", "adalora", "dora"])
 def test_fast_evaluation_matches_the_plain_path(method, knobs, cola, tiny_model_dir):
     from increlora.backbone import load_model
 
@@ -149,7 +150,7 @@ def test_bf16_score_product_in_an_fp32_run_matches_the_fp32_score():
 
 
 def test_auto_score_dtype_resolves_per_device():
-    from increlora.layer import score_product_dtype
+    from increlora.methods.increlora.layer import score_product_dtype
 
     assert score_product_dtype(torch.device("cuda")) == torch.bfloat16
     assert score_product_dtype(torch.device("cpu")) in (None, torch.bfloat16)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from increlora.config import build_run_config
+from increlora.run_config import build_run_config
 from increlora.trainer import train
 
 pytestmark = pytest.mark.slow

@@ -8,11 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from increlora.allocator import Allocator, GrowthPlan, ImportanceEMA
-from increlora.config import IncreLoRAConfig, TrainConfig, build_run_config
-from increlora.layer import RESERVE_LAMBDA, SVDLinear
+from increlora.methods.increlora.allocator import Allocator, GrowthPlan, ImportanceEMA
+from increlora.methods.increlora.config import IncreLoRAConfig
+from increlora.config import TrainConfig
+from increlora.run_config import build_run_config
+from increlora.methods.increlora.layer import RESERVE_LAMBDA, SVDLinear
 from increlora.lr_schedule import GroupLinearSchedule, linear_factor
-from increlora.method import IncreLoRAMethod
+from increlora.methods.increlora.adapter import IncreLoRAMethod
 
 
 def tiny_bert(num_labels: int = 2, seed: int = 0):

@@ -14,11 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from increlora.config import ConfigError, build_run_config
-from increlora.layer import RESERVE_LAMBDA
-from increlora.legacy_adamw import LegacyAdamW
+from increlora.config import ConfigError
+
+from increlora.run_config import build_run_config
+from increlora.methods.increlora.layer import RESERVE_LAMBDA
+from increlora.methods.increlora.legacy_adamw import LegacyAdamW
 from increlora.lr_schedule import GroupLinearSchedule
-from increlora.method import IncreLoRAMethod
+from increlora.methods.increlora.adapter import IncreLoRAMethod
 
 from test_increlora_method import batch, tiny_bert
 
@@ -97,7 +99,7 @@ def test_legacy_adamw_keeps_each_parameters_own_step_count():
 
 def test_official_clean_up_condition_in_parameter_budgets():
     """Official top-k under a parameter budget: clean-up when nothing more fits and nothing overshot."""
-    from increlora.allocator import Allocator, GrowthPlan
+    from increlora.methods.increlora.allocator import Allocator, GrowthPlan
 
     exact = Allocator(GrowthPlan(0, 1, top_h=2, n_add=1, budget=10, official_topk=True), [3, 4], [1, 1])
     exact.apply(1, exact.select([1.0, 2.0]))  # both: 3 + 4 + 3 + 4 = 14 > 10

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from increlora.config import build_run_config
+from increlora.run_config import build_run_config
 from increlora.presets import (
     Preset,
     PresetError,
@@ -17,7 +17,8 @@ from increlora.presets import (
     preset_overrides,
     save_preset,
 )
-from orchestrator.presets import allocation_summary, export_presets, front_table
+from increlora.naming import allocation_summary
+from orchestrator.presets import export_presets, front_table
 
 
 def _preset(**kw) -> Preset:

@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
 mlflow = pytest.importorskip("mlflow")
 
-from increlora.config import build_run_config  # noqa: E402
+from increlora.run_config import build_run_config  # noqa: E402
 from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
@@ -302,8 +302,31 @@ def test_unreachable_tracking_server_exits_2(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+def test_a_dora_search_is_searched_and_tracked_like_the_others(ray_runtime, tiny_model_dir, glue_dir, workdir, capsys):
+    """DoRA (one folder in increlora/methods, one registration line): a real 2-trial search, its trials in
+    MLflow under the parent run with their method and rank, its front and a preset."""
+    rc, out, err, _ = _run(_common(tiny_model_dir, glue_dir, workdir) + ["--method", "dora", "--trials", "2", "--name", "dora"],
+                           capsys)
+    assert rc == 0, err[-2000:]
+    summary = json.loads((workdir / "searches" / "dora" / "search.json").read_text())
+    assert summary["method"] == "dora" and summary["status"] == "finished"
+    trials = [t for t in optuna.load_study(study_name=summary["study_name"], storage=summary["storage"]).trials
+              if t.state.name == "COMPLETE"]
+    assert len(trials) == 2 and all(1 <= t.params["r"] <= 16 for t in trials)
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_ids=[summary["experiment_id"]],
+                              filter_string=f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'", output_format="list")
+    assert len(runs) == 2 and all(r.data.params.get("method") == "dora" for r in runs)
+    from increlora.budget import adapted_shapes, lora_params
+
+    shapes = adapted_shapes(tiny_model_dir)
+    for t in trials:  # the cost objective: LoRA's A and B plus DoRA's magnitude, per module
+        assert t.values[1] == lora_params(shapes, t.params["r"]) + sum(d_out for _, d_out in shapes.values())
+    assert summary["outputs"]["presets"]
+
+
 def test_usage_errors_are_one_line(capsys):
-    rc, out, err, _ = _run(["--method", "dora"], capsys)
+    rc, out, err, _ = _run(["--method", "vera"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--method" in err
     rc, out, err, _ = _run(["--task", TASK, "--preset", "/no/such/preset.yaml"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "preset file not found" in err

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from increlora.config import build_run_config
+from increlora.run_config import build_run_config
 from orchestrator.searcher import SAMPLERS, make_sampler
 from search_spaces import (
     PRESET_CONFIG_ATTR,
@@ -69,8 +69,8 @@ def test_frac_to_steps(frac, total, minimum, expected):
 
 def test_frac_to_steps_agrees_with_the_method():
     """The method resolves fractions the same way, and never below the EMA's memory 2/(1-beta1)."""
-    from increlora.config import IncreLoRAConfig
-    from increlora.method import resolve_schedule
+    from increlora.methods.increlora.config import IncreLoRAConfig
+    from increlora.methods.increlora.adapter import resolve_schedule
 
     for warm, interval, total, beta1 in [(0.05, 0.03, 64, 0.85), (0.2, 0.011, 189, 0.5), (0.0, 0.005, 64, 0.0),
                                          (0.123, 0.0456, 6700, 0.85), (0.1, 0.05, 400, 0.95)]:
@@ -233,7 +233,7 @@ GOOD = "method: increlora\nparams:\n  target_rank: {type: float, low: 1, high: 8
 
 BAD_SPACES = [
     ("params:\n  target_rank: {type: float, low: 1, high: 8}\n", "missing 'method'"),
-    ("method: dora\nparams:\n  r: {type: int, low: 1, high: 8}\n", "unknown method"),
+    ("method: vera\nparams:\n  r: {type: int, low: 1, high: 8}\n", "unknown method"),
     ("method: increlora\nparams: {}\n", "non-empty mapping"),
     ("method: increlora\nparams:\n  target_rnk: {type: float, low: 1, high: 8}\n", "did you mean 'target_rank'"),
     ("method: increlora\nparams:\n  r: {type: int, low: 1, high: 8}\n", "unknown knob"),

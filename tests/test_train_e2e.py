@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from increlora.config import build_run_config
+from increlora.run_config import build_run_config
 from increlora.trainer import train
 
 pytestmark = pytest.mark.slow
@@ -36,6 +36,7 @@ FAST = {
         ("increlora", {"init_warmup": 0, "incre_interval": 1, "top_h": 12, "target_rank": 2.0}),
         ("lora", {"r": 2}),
         ("adalora", {"init_r": 3, "target_r": 2.0}),
+        ("dora", {"r": 2}),
     ],
 )
 def test_each_method_runs_on_real_cola(method, knobs, glue_dir, tmp_path):
@@ -138,7 +139,7 @@ def test_a_preset_found_on_sst2_applied_to_rte_takes_rtes_trial_size(tmp_path):
 
 def test_help_lists_every_knob():
     from increlora.config import TrainConfig, field_names
-    from increlora.methods import REGISTRY
+    from increlora.registry import REGISTRY
 
     proc = subprocess.run([sys.executable, "-m", "increlora.train", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
@@ -200,7 +201,8 @@ def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(ti
 def test_cpu_profile_learning_rate_is_the_methods_measured_one():
     """LoRA gets 3e-4 on the cpu profile (chosen on held-out rows), the SVD-form methods 3e-3; the paper
     profile keeps the official scripts' rate for every method; resolve_overrides applies it."""
-    from increlora.task_defaults import LORA_CPU_LEARNING_RATE, task_defaults
+    from increlora.methods.lora.defaults import LORA_CPU_LEARNING_RATE
+    from increlora.task_defaults import task_defaults
     from increlora.train import resolve_overrides
 
     assert LORA_CPU_LEARNING_RATE == 3e-4

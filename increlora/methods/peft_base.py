@@ -1,4 +1,4 @@
-"""peft LoRA and peft AdaLoRA behind the same :class:`AdapterMethod` interface as IncreLoRA.
+"""What the peft-backed methods (LoRA, AdaLoRA, DoRA) share behind the :class:`AdapterMethod` interface.
 
 Both use the same target modules, head modules, data, loop, schedule and parameter accounting,
 so a comparison at equal final adapter parameters is apples to apples.
@@ -6,7 +6,6 @@ so a comparison at equal final adapter parameters is apples to apples.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -14,12 +13,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .adapter_method import AdapterMethod, no_decay, quiet_peft, target_linears
-from .budget import lora_params, svd_params
-from .config import AdaLoraBaselineConfig, ConfigError, LoraBaselineConfig, TrainConfig
+from increlora.adapter_method import AdapterMethod, no_decay, quiet_peft, target_linears
+from increlora.config import ConfigError, TrainConfig
 
 
-def _module_name(param_name: str, marker: str) -> str:
+def module_name(param_name: str, marker: str) -> str:
     name = param_name.split(marker)[0].rstrip(".")
     for prefix in ("base_model.model.", "model."):
         if name.startswith(prefix):
@@ -27,7 +25,7 @@ def _module_name(param_name: str, marker: str) -> str:
     return name
 
 
-class _PeftMethod(AdapterMethod):
+class PeftMethod(AdapterMethod):
     """Shared parts of the peft-backed baselines."""
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig) -> None:
@@ -94,70 +92,3 @@ class _PeftMethod(AdapterMethod):
             for module, weight, original in swapped:
                 weight.data = original
                 module.merged_adapters = []
-
-
-class LoraMethod(_PeftMethod):
-    """peft LoRA with one rank everywhere."""
-
-    name = "lora"
-
-    def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: LoraBaselineConfig) -> None:
-        from peft import LoraConfig
-
-        super().__init__(model, train_cfg)
-        self.r = cfg.r
-        self.attach(model, LoraConfig(r=cfg.r, **self.peft_kwargs(train_cfg)))
-
-    def allocation(self) -> dict[str, int]:
-        return {n: self.r for n in self.names}
-
-    def adapter_param_count(self) -> int:
-        return lora_params(self.shapes, self.r)
-
-
-class AdaLoraMethod(_PeftMethod):
-    """peft AdaLoRA; ``update_and_allocate`` runs after ``optimizer.step()`` as peft documents."""
-
-    name = "adalora"
-
-    def __init__(self, model: nn.Module, train_cfg: TrainConfig, cfg: AdaLoraBaselineConfig, *, total_steps: int) -> None:
-        from peft import AdaLoraConfig
-
-        super().__init__(model, train_cfg)
-        tinit = cfg.tinit if cfg.tinit is not None else int(round(cfg.tinit_frac * total_steps))
-        tfinal = cfg.tfinal if cfg.tfinal is not None else int(round(cfg.tfinal_frac * total_steps))
-        tfinal = max(1, tfinal)  # the final mask is only forced at step total - tfinal
-        delta_t = cfg.delta_t if cfg.delta_t is not None else max(1, int(round(cfg.delta_t_frac * total_steps)))
-        if tinit >= total_steps - tfinal:
-            tinit = max(0, total_steps - tfinal - 1)
-            if tinit >= total_steps - tfinal:
-                raise ConfigError(f"adalora needs more steps: tinit + tfinal must be < the run's {total_steps} steps")
-        self.init_r = cfg.init_r
-        self.tinit, self.tfinal, self.delta_t, self.total_steps = tinit, tfinal, delta_t, total_steps
-        self.attach(model, AdaLoraConfig(
-            init_r=cfg.init_r, target_r=max(1, int(math.ceil(cfg.target_r))), tinit=tinit, tfinal=tfinal, deltaT=delta_t,
-            beta1=cfg.beta1, beta2=cfg.beta2, orth_reg_weight=cfg.orth_reg_weight, total_step=total_steps,
-            **self.peft_kwargs(train_cfg),
-        ))
-        # A fractional average target rank: set the total budget directly.
-        self.model.base_model.rankallocator.target_bgt = int(round(cfg.target_r * len(self.names)))
-
-    def after_optimizer_step(self, step: int) -> None:
-        self.model.base_model.update_and_allocate(step)
-
-    def allocation(self) -> dict[str, int]:
-        pattern = self.model.peft_config["default"].rank_pattern
-        if not pattern:
-            return {n: self.init_r for n in self.names}
-        out = {}
-        for key, mask in pattern.items():
-            out[_module_name(key, ".lora_E")] = int(sum(bool(v) for v in mask))
-        return {n: out.get(n, self.init_r) for n in self.names}
-
-    def adapter_param_count(self) -> int:
-        return svd_params(self.shapes, self.allocation())
-
-    def schedule_info(self) -> dict:
-        return {"tinit": self.tinit, "tfinal": self.tfinal, "delta_t": self.delta_t, "total_step": self.total_steps,
-                "init_r": self.init_r}
-

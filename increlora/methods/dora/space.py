@@ -1,22 +1,20 @@
-"""The LoRA baseline's search space: one rank ``r`` for every adapted module (1..16, log).
+"""DoRA's search space: one rank ``r`` for every adapted module (1..16, log), as LoRA's.
 
-``extra`` may add ``learning_rate`` (log range around the search's base rate), so the baseline is
-searched the same way as IncreLoRA.
+``extra`` may add ``learning_rate`` (log range around the search's base rate).
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from search_spaces.common import Param, Space, SpaceContext, SpaceError, sample_params
-from search_spaces.increlora import learning_rate_param
+from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
 
-METHOD = "lora"
+METHOD = "dora"
 OPTIONAL_KNOBS = ("learning_rate",)
 
 
 def default_space(task: str = "cola", *, extra: Sequence[str] = (), learning_rate: float = 1e-3) -> Space:
-    """The built-in LoRA space for ``task`` (normalised name), plus the ``extra`` knobs (``learning_rate``: the base rate)."""
+    """The built-in DoRA space for ``task`` (normalised name), plus the ``extra`` knobs."""
     params = [Param("r", "int", 1, 16, log=True)]
     for name in extra:
         if name not in OPTIONAL_KNOBS:
@@ -26,5 +24,5 @@ def default_space(task: str = "cola", *, extra: Sequence[str] = (), learning_rat
 
 
 def sample(trial: Any, space: Space, context: SpaceContext) -> dict[str, Any]:
-    """Suggest every knob of ``space`` (no constraints between LoRA knobs)."""
+    """Suggest every knob of ``space`` (no constraints between DoRA knobs)."""
     return sample_params(trial, space.params)

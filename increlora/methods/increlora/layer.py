@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .budget import svd_cost_per_rank
+from increlora.budget import svd_cost_per_rank
 
 RESERVE_LAMBDA = 1e-5
 RANK_EPS = 1e-5

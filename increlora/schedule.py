@@ -1,9 +1,9 @@
-"""Schedule helpers: run length in optimizer steps, and fractions of a run <-> step counts.
+"""Run length in optimizer steps, and fractions of a run <-> step counts: the one place for both.
 
 Search spaces express schedule knobs (IncreLoRA's warm-up and growth interval, AdaLoRA's
-tinit/tfinal/deltaT) as fractions of the run so that one space fits runs of any length. The
-conversion here is the one the trainer applies (``increlora.method.resolve_schedule``):
-``int(round(frac * total_steps))``, at least ``minimum``.
+tinit/tfinal/deltaT) as fractions of the run so that one space fits runs of any length; the methods
+resolve them with :func:`frac_to_steps` (``round(frac * total_steps)``, at least ``minimum``) and the
+trainer counts a run's steps with :func:`total_steps`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from search_spaces.common import Param, Space, SpaceContext, SpaceError, sample_params
-from search_spaces.increlora import learning_rate_param
+from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
 
 METHOD = "adalora"
 OPTIONAL_KNOBS = ("learning_rate", "orth_reg_weight")

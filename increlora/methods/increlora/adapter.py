@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from .adapter_method import (
+from increlora.adapter_method import (
     AdapterMethod,
     head_parameters,
     no_decay,
@@ -29,11 +29,13 @@ from .adapter_method import (
     replace_module,
     target_linears,
 )
-from .allocator import Allocator, GrowthPlan, ImportanceEMA, auto_top_h, ema_memory_steps
-from .config import ConfigError, IncreLoRAConfig, TrainConfig, resolve_n_add
-from .layer import RESERVE_LAMBDA, SVDLinear
-from .legacy_adamw import LegacyAdamW
-from .optim_utils import add_param_group, remove_params, replace_param
+from increlora.config import ConfigError, TrainConfig
+from increlora.methods.increlora.allocator import Allocator, GrowthPlan, ImportanceEMA, auto_top_h, ema_memory_steps
+from increlora.methods.increlora.config import IncreLoRAConfig, resolve_n_add
+from increlora.methods.increlora.layer import RESERVE_LAMBDA, SVDLinear
+from increlora.methods.increlora.legacy_adamw import LegacyAdamW
+from increlora.optim_utils import add_param_group, remove_params, replace_param
+from increlora.schedule import frac_to_steps
 
 
 DEFAULT_SCHEDULE_STEPS = 100  # init_warmup and incre_interval when neither steps nor a fraction is given
@@ -44,11 +46,11 @@ def resolve_schedule(m: IncreLoRAConfig, total_steps: int) -> tuple[int, int]:
     count, so a searched schedule applies on top of a profile's), else the step count, else 100 steps.
     An interval from a fraction never resolves below the score EMA's memory, ``ceil(2 / (1 - beta1))``."""
     if m.init_warmup_frac is not None:
-        warmup = int(round(m.init_warmup_frac * total_steps))
+        warmup = frac_to_steps(m.init_warmup_frac, total_steps)
     else:
         warmup = DEFAULT_SCHEDULE_STEPS if m.init_warmup is None else m.init_warmup
     if m.incre_interval_frac is not None:
-        interval = max(int(round(m.incre_interval_frac * total_steps)), ema_memory_steps(m.beta1))
+        interval = frac_to_steps(m.incre_interval_frac, total_steps, minimum=ema_memory_steps(m.beta1))
     else:
         interval = DEFAULT_SCHEDULE_STEPS if m.incre_interval is None else m.incre_interval
     return max(0, warmup), max(1, interval)

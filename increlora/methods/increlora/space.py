@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from search_spaces.common import Param, Space, SpaceContext, SpaceError, sample_params
+from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
 
 METHOD = "increlora"
 OPTIONAL_KNOBS = ("learning_rate", "top_h", "n_add", "orth_reg_weight")
@@ -26,13 +26,6 @@ def budget_param(budget_params: Optional[tuple[int, int]] = None) -> Param:
             raise SpaceError(f"budget_params: need 1 <= low < high, got [{lo}, {hi}]")
         return Param("budget_params", "int", lo, hi, log=True)
     return Param("target_rank", "float", 1.0, 8.0, log=True)
-
-
-def learning_rate_param(center: float) -> Param:
-    """The learning rate on a log range from a quarter to four times ``center`` (the base rate)."""
-    if not center > 0:
-        raise SpaceError(f"learning_rate: the centre of the range must be > 0, got {center}")
-    return Param("learning_rate", "float", center / 4, center * 4, log=True)
 
 
 def optional_param(name: str, learning_rate: float) -> Param:

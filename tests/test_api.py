@@ -45,8 +45,12 @@ def test_public_names():
 def test_the_api_docstring_example_runs():
     import increlora.api
 
-    torch.set_num_threads(1)
-    result = doctest.testmod(increlora.api, optionflags=doctest.ELLIPSIS, raise_on_error=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest
+    try:
+        result = doctest.testmod(increlora.api, optionflags=doctest.ELLIPSIS, raise_on_error=False)
+    finally:
+        torch.set_num_threads(threads)
     assert result.attempted >= 8 and result.failed == 0
 
 

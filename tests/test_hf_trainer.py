@@ -63,9 +63,14 @@ class LRRecorder:
         outer = self
         self.lrs: list[list[float]] = []
 
+        self.logs: list[dict] = []
+
         class _CB(TrainerCallback):
             def on_optimizer_step(self, args, state, control, optimizer=None, **kw):
                 outer.lrs.append([g["lr"] for g in optimizer.param_groups])
+
+            def on_log(self, args, state, control, logs=None, **kw):  # what TensorBoard, W&B, MLflow... receive
+                outer.logs.append(dict(logs))
 
         self.callback = _CB()
 
@@ -102,7 +107,7 @@ def run_trainer(out, *, steps: int, cfg: IncreLoRAConfig, batch: int = 8, accumu
                                callbacks=[lrs.callback])
     trainer.loss_is_scaled_for_ga = loss_is_scaled_for_ga
     trainer.train(resume_from_checkpoint=resume)
-    recorder.lrs = lrs.lrs
+    recorder.lrs, recorder.logs = lrs.lrs, lrs.logs
     return handle, trainer, recorder
 
 
@@ -121,6 +126,12 @@ def run_own_loop(batches, *, steps: int, cfg: IncreLoRAConfig):
         train_step(handle, optimizer, schedule, batch, step, max_grad_norm=1.0, device=torch.device("cpu"), precision="fp32")
         lrs.append([g["lr"] for g in optimizer.param_groups])
     return handle, lrs
+
+
+def own_optimizer_type(extra: dict) -> type:
+    from increlora.legacy_adamw import LegacyAdamW
+
+    return LegacyAdamW if extra.get("reproduce_official") else torch.optim.AdamW
 
 
 def rounds(handle) -> list[tuple[int, list[str]]]:
@@ -158,20 +169,29 @@ def test_accumulated_score_equals_the_full_batch_score():
 
 
 # ---------------------------------------------------------------- Trainer vs the project's loop
-def test_trainer_grows_as_the_own_loop(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"reproduce_official": True}, {"multi_lr": False}],
+                         ids=["defaults", "reproduce_official", "no_multi_lr"])
+def test_trainer_grows_as_the_own_loop(tmp_path, extra):
     steps = 24
-    handle, trainer, recorder = run_trainer(tmp_path, steps=steps, cfg=knobs())
+    handle, trainer, recorder = run_trainer(tmp_path, steps=steps, cfg=knobs(**extra))
     assert len(recorder.batches) == steps
-    own, own_lrs = run_own_loop(recorder.batches, steps=steps, cfg=knobs())
+    own, own_lrs = run_own_loop(recorder.batches, steps=steps, cfg=knobs(**extra))
     assert len(own.allocator.history) >= 3  # several rounds, growth to the budget
     assert rounds(handle) == rounds(own)
     assert handle.allocation() == own.allocation()
-    assert sum(handle.allocation().values()) == 24
+    assert sum(handle.allocation().values()) >= 24
+    inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    assert type(inner) is own_optimizer_type(extra)
     assert len(recorder.lrs) == steps
     assert recorder.lrs == own_lrs  # every group's LR at every step, restart warm-ups included
     assert len(trainer.optimizer.param_groups) > 3  # growth added groups
+    logged = [e for e in recorder.logs if "increlora/total_rank" in e]
+    totals = [12] + [12 + sum(g for h in own.allocator.history[: i + 1] for _, g in h["picks"])
+                     for i in range(len(own.allocator.history))]
+    assert [e["increlora/total_rank"] for e in logged] == totals  # the start and every growth round
+    assert logged[-1]["increlora/rank/L01.f2"] == handle.allocation()["bert.encoder.layer.1.output.dense"]
     diff = max_param_diff(handle, own)
-    print(f"max |param difference| Trainer vs own loop after {steps} steps: {diff:.3g}")
+    print(f"max |param difference| Trainer vs own loop after {steps} steps ({extra}): {diff:.3g}")
     assert diff < 1e-5
 
 
@@ -221,7 +241,6 @@ def test_batch_32_grows_as_16_times_2_accumulated(tmp_path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """24 steps, a checkpoint every 7 (mid-growth at 7: rounds at 4 and 6 done; after clean-up at 14)."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("uninterrupted")
     handle, trainer, recorder = run_trainer(out, steps=24, cfg=knobs(), save_strategy="steps", save_steps=7)
     return out, handle, trainer, recorder
@@ -244,8 +263,8 @@ def test_checkpoints_hold_a_peft_adapter_and_the_increlora_state(uninterrupted):
     assert later["growing"] is False and later["cleaned_up"] is True
     config = json.loads((out / "checkpoint-14" / "increlora_adapter" / "adapter_config.json").read_text())
     assert config["rank_pattern"] == handle.allocation()  # growth ended at step 10: the final allocation
-    logged = [e for e in trainer.state.log_history if "increlora/total_rank" in e]
-    assert [e["increlora/total_rank"] for e in logged] == [12, 15, 18, 21, 24]  # start + every growth round
+    logged = [e for e in trainer.state.log_history if "increlora/total_rank" in e]  # also in trainer_state.json
+    assert [e["increlora/total_rank"] for e in logged] == [12, 15, 18, 21, 24]
     assert logged[-1]["increlora/rank/L00.q"] == handle.allocation()["bert.encoder.layer.0.attention.self.query"]
 
 
@@ -266,3 +285,63 @@ def test_resume_continues_as_the_uninterrupted_run(uninterrupted, tmp_path, at):
     diff = max_param_diff(resumed, handle)
     print(f"max |param difference| resumed at {at} vs uninterrupted: {diff:.3g}")
     assert diff == 0.0
+
+
+def test_resume_without_increlora_state_is_a_clear_error(uninterrupted, tmp_path):
+    import shutil
+
+    out = uninterrupted[0]
+    ckpt = tmp_path / "checkpoint-7"
+    shutil.copytree(out / "checkpoint-7", ckpt)
+    (ckpt / "increlora_state.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="no IncreLoRA state"):
+        run_trainer(tmp_path, steps=24, cfg=knobs(), resume=str(ckpt))
+
+
+# ---------------------------------------------------------------- a Trainer of one's own
+def test_own_trainer_subclass_with_the_callback(tmp_path):
+    """A plain Trainer (its own optimizer groups and LambdaLR schedule) plus the callback and add_extra_loss:
+    the new groups are adopted into the LambdaLR with their own restart warm-up; same run as the project's loop."""
+    from transformers import Trainer
+
+    from increlora.hf_trainer import IncreLoRACallback, add_extra_loss
+
+    steps = 24
+    handle = attach(tiny_bert(seed=0), knobs(), total_steps=steps, lora_alpha=8.0, learning_rate=LR, seed=0)
+
+    class MyTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+            return add_extra_loss(self, handle, loss, num_items_in_batch) if model.training else loss
+
+    recorder, lrs = Recorder(), LRRecorder()
+    trainer = MyTrainer(model=handle.model, args=training_args(tmp_path, steps=steps), train_dataset=Rows(),
+                        data_collator=recorder, callbacks=[lrs.callback])
+    callback = IncreLoRACallback(handle, trainer=trainer)
+    trainer.callback_handler.callbacks.insert(len(trainer.callback_handler.callbacks) - 1, callback)  # before the recorder
+    trainer.train()
+    own, own_lrs = run_own_loop(recorder.batches, steps=steps, cfg=knobs())
+    assert rounds(handle) == rounds(own) and handle.allocation() == own.allocation()
+    assert len(trainer.lr_scheduler.lr_lambdas) == len(trainer.optimizer.param_groups) > 2
+    # the Trainer's two groups follow its LambdaLR; each added group its own warm-up from the step it was added
+    added = [g for g in trainer.optimizer.param_groups if g.get("added")]
+    assert added and all(g["start_step"] > 0 for g in added)
+    assert [step_lrs[:2] for step_lrs in lrs.lrs] == [[row[0], row[0]] for row in own_lrs]
+    # the groups growth added (own loop: main, main-nodecay, reserves@0, then those), at every step
+    assert [step_lrs[2:] for step_lrs in lrs.lrs] == [row[3:] for row in own_lrs]
+    diff = max_param_diff(handle, own)
+    print(f"max |param difference| own Trainer subclass vs own loop: {diff:.3g}")
+    assert diff < 1e-6
+
+
+def test_lora_and_adalora_run_under_the_trainer(tmp_path):
+    from increlora import IncreLoRATrainer
+
+    for method, cfg in (("lora", {"r": 2}), ("adalora", {"init_r": 3, "target_r": 1.0, "tinit": 2, "tfinal": 2, "delta_t": 1})):
+        handle = attach(tiny_bert(seed=0), cfg, method=method, total_steps=8, seed=0)
+        trainer = IncreLoRATrainer(method=handle, args=training_args(tmp_path / method, steps=8), train_dataset=Rows(),
+                                   data_collator=Recorder())
+        trainer.train()
+        assert trainer.state.global_step == 8
+        if method == "adalora":  # peft's allocator ran after each optimizer step: the budget came down to rank 1 on average
+            assert sum(handle.allocation().values()) == len(handle.allocation())

@@ -35,11 +35,16 @@ What it does, step by step (the project's own step order, :func:`increlora.train
 With a Trainer of your own instead: add ``IncreLoRACallback(handle, trainer=trainer)``, add the
 regulariser in your ``compute_loss`` with :func:`add_extra_loss`, give the optimizer the groups the
 Trainer builds (the callback adopts the groups growth adds into a ``LambdaLR`` schedule, the kind
-every ``lr_scheduler_type`` of transformers builds, with their own restart warm-up). Resuming then
-needs :meth:`IncreLoRATrainer.train`'s restore step; use :class:`IncreLoRATrainer` (it can be
-subclassed) for that. Not supported: ``load_best_model_at_end`` (the structure changes during
-training; load the best checkpoint's ``increlora_adapter/`` instead), DeepSpeed/FSDP, and resuming
-AdaLoRA (peft keeps its allocator's state).
+every ``lr_scheduler_type`` of transformers builds, with their own restart warm-up; the step-0
+reserves sit in the Trainer's own groups there, so under ``multi_lr=False`` they follow the Trainer's
+schedule instead of a constant LR). Resuming needs :meth:`IncreLoRATrainer.train`'s restore step;
+use :class:`IncreLoRATrainer` (it can be subclassed) for that.
+
+Not supported: ``load_best_model_at_end`` (the structure changes during training; load the best
+checkpoint's ``increlora_adapter/`` instead); several processes (DDP: growth adds parameters, which
+``DistributedDataParallel`` does not allow), DeepSpeed and FSDP; fp16 with a gradient scaler (a
+step the scaler skips still updates the score EMAs; bf16 is fine); resuming AdaLoRA (peft keeps its
+allocator's state).
 """
 
 from __future__ import annotations

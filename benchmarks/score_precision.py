@@ -2,7 +2,7 @@
 
 IncreLoRA's importance score needs the dense product g^T x per adapted module. Where the hardware
 multiplies bf16 natively (CUDA, CPUs with AMX / AVX512-BF16) the layer computes it in bf16 with fp32
-accumulation (``increlora.layer.score_product_dtype``); elsewhere in fp32. This script trains the same
+accumulation (``increlora.methods.increlora.layer.score_product_dtype``); elsewhere in fp32. This script trains the same
 IncreLoRA run (same seed, rows, order, knobs: the fidelity regime's SST-2 size by default) twice, once
 with each product, and prints per seed: the final score, whether every growth round picked the same
 modules, and where the final allocations differ.

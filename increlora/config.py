@@ -2,7 +2,7 @@
 
 Every field carries its help text (``metadata["help"]``); the CLI, presets and search
 spaces are all built from these dataclasses, so a knob is declared exactly once. Each class
-validates itself (``validate()``); the method registry (:mod:`increlora.methods`) maps method
+validates itself (``validate()``); the method registry (:mod:`increlora.registry`) maps method
 names to their config classes.
 
 Training knobs also carry a *role* (``metadata["role"]``):

@@ -44,9 +44,13 @@ class GroupLinearSchedule:
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         for group in optimizer.param_groups:
-            if group.get("full_lr_once"):
-                # Quirk 4.5: the group's very first update runs at the full learning rate.
-                group["lr"] = group["base_lr"]
-                group["full_lr_once"] = False
-                continue
-            group["lr"] = group["base_lr"] * self.factor(group, step)
+            self.apply_group(group, step)
+
+    def apply_group(self, group: dict, step: int) -> None:
+        """Set one group's LR for ``step``."""
+        if group.get("full_lr_once"):
+            # Quirk 4.5: the group's very first update runs at the full learning rate.
+            group["lr"] = group["base_lr"]
+            group["full_lr_once"] = False
+            return
+        group["lr"] = group["base_lr"] * self.factor(group, step)

@@ -16,12 +16,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from .config import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter_method import AdapterMethod
+
+
+class MethodConfig(Protocol):
+    """A method's config dataclass (``MethodSpec.config_cls``): its knobs, and a check of their values."""
+
+    def validate(self) -> None: ...
 
 
 @dataclass(frozen=True)

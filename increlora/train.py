@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as _dt
 import sys
+from pathlib import Path
 from typing import Any, Optional, Sequence, get_type_hints
 
 from .cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from .config import ConfigError, TrainConfig
 from .run_config import build_run_config
 from .methods import METHODS
-from .registry import REGISTRY
+from .registry import REGISTRY, budget_label
 from .task_defaults import PROFILES, resolve_profile, task_defaults
 
 EPILOG = """\
@@ -103,6 +105,13 @@ def resolve_overrides(args: dict[str, Any], *, cuda_available: bool) -> dict[str
     return merged
 
 
+def default_output_dir(cfg: Any) -> Path:
+    """``runs/<task>-<method>-<budget>-s<seed>-<UTC time>`` under the current folder."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    knobs = cfg.flat()
+    return Path("runs") / f"{cfg.train.task}-{cfg.train.method}-{budget_label(cfg.train.method, knobs)}-s{cfg.train.seed}-{stamp}"
+
+
 def _summary(result, out_dir: Optional[str]) -> str:
     alloc = list(result.allocation.values())
     lines = [
@@ -114,6 +123,10 @@ def _summary(result, out_dir: Optional[str]) -> str:
         f"ranks: total {sum(alloc)} over {len(alloc)} modules, min {min(alloc)}, max {max(alloc)}",
         f"steps {result.steps}  train {result.train_time_s:.1f}s  eval {result.eval_time_s:.1f}s  wall {result.wall_time_s:.1f}s",
     ]
+    schedule = result.schedule or {}
+    if schedule.get("budget") is not None and not schedule.get("growth_finished", True):
+        lines.append(f"warning: growth did not reach the budget: total rank {sum(alloc)} after "
+                     f"{schedule.get('growth_rounds', 0)} round(s); {schedule.get('budget_warning') or 'the run ended first'}")
     if out_dir:
         lines.append(f"wrote {out_dir}/result.json" + (f" and {result.adapter_dir}" if result.adapter_dir else ""))
     return "\n".join(lines)
@@ -138,8 +151,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if quiet:
                 overrides["progress"] = False
             cfg = build_run_config(overrides)
-            if cfg.train.output_dir:
-                check_writable_dir(cfg.train.output_dir, "--output-dir")
+            if not cfg.train.output_dir:  # the CLI always keeps its result: runs/<run name> by default
+                cfg.train.output_dir = str(default_output_dir(cfg))
+            check_writable_dir(cfg.train.output_dir, "--output-dir")
             result = train(cfg)
         except TrainingDiverged as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -236,6 +237,9 @@ def train(
     model = load_model(model_path, num_labels=data.num_labels, is_regression=data.is_regression, classifier_dropout=t.classifier_dropout)
     total = total_steps_for(cfg, data.train_size)
     method = build_method(cfg, model, total)
+    budget_warning = getattr(method, "budget_warning", None)
+    if budget_warning:
+        print(f"warning: {budget_warning}", file=sys.stderr, flush=True)
     method.model.to(device)
     if precision == "bf16":
         store_frozen_weights_in_bf16(method.model)

@@ -72,3 +72,26 @@ def test_the_hub_name_of_the_packaged_model_resolves_to_the_packaged_copy(monkey
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == default_model_path()
+
+
+@pytest.mark.parametrize("task", ["cola", "mrpc"])
+def test_the_model_cards_load_snippet_runs_offline_as_written(task, tiny_model_dir, glue_dir, tmp_path):
+    """The card's "Load" code, with only its two placeholders filled (a local base folder, the adapter folder),
+    runs in a fresh offline process and prints label names; pair tasks pass sentence pairs."""
+    import re
+
+    cfg = build_run_config({"task": task, "method": "lora", "r": 2, "model": tiny_model_dir, "data_dir": str(glue_dir),
+                            "train_samples": 32, "eval_samples": 16, "max_steps": 2, "batch_size": 16, "max_length": 32,
+                            "progress": False, "output_dir": str(tmp_path / "run")})
+    result = train(cfg)
+    card = (tmp_path / "run" / "adapter" / "README.md").read_text()
+    code = re.search(r"## Load\n\n```python\n(.*?)```", card, re.S).group(1)
+    assert "newly initialized" in card and "AutoTokenizer.from_pretrained(BASE)" in code
+    names = ("unacceptable", "acceptable") if task == "cola" else ("not_equivalent", "equivalent")
+    assert all(repr(n) in code for n in names)
+    assert ("sentence pairs" in code) == (task == "mrpc")
+    code = re.sub(r"^BASE = .*$", f"BASE = {tiny_model_dir!r}", code, flags=re.M).replace("path/to/this/folder", result.adapter_dir)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert eval(proc.stdout.strip().splitlines()[-1])[0] in names

@@ -318,3 +318,16 @@ def test_config_rejects_bad_knobs():
         build_run_config({"method": "increlora", "r": 4})
     assert isinstance(build_run_config({"method": "increlora"}).method, IncreLoRAConfig)
     assert isinstance(build_run_config({}).train, TrainConfig)
+
+
+def test_a_budget_the_schedule_cannot_reach_is_named_before_training():
+    from increlora.methods.increlora.adapter import unreachable_budget
+
+    # 12 modules at rank 1, budget 24: 12 ranks to grant, 3 a round from step 4 every 2 steps
+    assert make_method(total_steps=40).budget_warning is None
+    short = make_method(total_steps=8)  # rounds at 4 and 6 only: at most 6 ranks
+    assert "only 2 growth round(s) fit in the run's 8 steps (from step 4, every 2), granting at most 6 of the 12 ranks" in short.budget_warning
+    assert short.schedule_info()["budget_warning"] == short.budget_warning
+    none = make_method(total_steps=4)
+    assert "no growth round fits in the run's 4 steps (the first would be at step 4)" in none.budget_warning
+    assert unreachable_budget(none.allocator, 100) is None

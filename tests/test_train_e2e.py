@@ -213,3 +213,20 @@ def test_cpu_profile_learning_rate_is_the_methods_measured_one():
         assert task_defaults(task, "lora", "paper")["learning_rate"] == task_defaults(task, "increlora", "paper")["learning_rate"]
     cfg = build_run_config(resolve_overrides({"task": "cola", "method": "lora"}, cuda_available=False)).flat()
     assert cfg["learning_rate"] == 3e-4
+
+
+def test_cli_keeps_its_result_by_default_and_warns_when_the_budget_cannot_be_reached(tiny_model_dir, glue_dir, tmp_path):
+    """Without --output-dir the CLI saves under runs/<run name>; a schedule that cannot reach the budget in
+    the run (an SST-2 preset's 1000-step interval on a 7-step run) says so before training and in the summary."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "increlora.train", "--task", "mrpc", "--model", tiny_model_dir, "--data-dir", str(glue_dir),
+         "--train-samples", "200", "--eval-samples", "32", "--epochs", "1", "--max-length", "32", "--quiet",
+         "--init-warmup", "1000", "--incre-interval", "1000", "--target-rank", "2"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("mrpc-increlora-r2.00-s42-")
+    assert (runs[0] / "result.json").is_file() and (runs[0] / "adapter" / "adapter_config.json").is_file()
+    assert "warning: the budget cannot be reached: no growth round fits in the run's 7 steps" in proc.stderr
+    assert "warning: growth did not reach the budget: total rank 12" in proc.stdout  # 12 modules of the tiny BERT at rank 1
+    assert f"wrote runs/{runs[0].name}/result.json" in proc.stdout

@@ -56,6 +56,27 @@ def resolve_schedule(m: IncreLoRAConfig, total_steps: int) -> tuple[int, int]:
     return max(0, warmup), max(1, interval)
 
 
+def unreachable_budget(allocator: Allocator, total_steps: int) -> Optional[str]:
+    """A sentence when growth cannot reach the budget within ``total_steps`` steps whatever the scores
+    (too few growth rounds fit in the run), else None."""
+    plan = allocator.plan
+    remaining = allocator.remaining()
+    if allocator.finished():
+        return None
+    first = (plan.init_warmup // plan.interval + 1) * plan.interval
+    rounds = 0 if first > total_steps - 1 else (total_steps - 1 - first) // plan.interval + 1
+    most = rounds * plan.top_h * plan.n_add * max(allocator.costs)
+    if most >= remaining:
+        return None
+    unit = "ranks" if max(allocator.costs) == 1 else "adapter parameters"
+    where = (f"no growth round fits in the run's {total_steps} steps (the first would be at step {first})" if rounds == 0
+             else f"only {rounds} growth round(s) fit in the run's {total_steps} steps (from step {first}, every "
+                  f"{plan.interval}), granting at most {most:,} of the {remaining:,} {unit} left")
+    return (f"the budget cannot be reached: {where}; the run ends at {allocator.spent():,}"
+            f"{'' if rounds == 0 else '+'} of {plan.budget:,} {unit}. Train longer, or lower init_warmup / incre_interval "
+            "(or their fractions), or raise top_h or n_add")
+
+
 class IncreLoRAMethod(AdapterMethod):
     """IncreLoRA on the target linear layers of ``model``."""
 
@@ -111,6 +132,7 @@ class IncreLoRAMethod(AdapterMethod):
             )
         self.ema = ImportanceEMA(len(self.modules), cfg.beta1, cfg.beta2, device=self.modules[0].base_layer.weight.device)
         self.growing = not self.allocator.finished()
+        self.budget_warning = unreachable_budget(self.allocator, total_steps)
         self.cleaned_up = False
         self.events: list[dict] = []
         self.growth_end_step: Optional[int] = None
@@ -349,6 +371,7 @@ class IncreLoRAMethod(AdapterMethod):
             "cleaned_up": self.cleaned_up,
             "n_modules": len(self.modules),
             "reproduce_official": self.cfg.reproduce_official,
+            "budget_warning": self.budget_warning,
         }
 
     # ------------------------------------------------------------------ export

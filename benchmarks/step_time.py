@@ -6,6 +6,10 @@ variant runs through the trainer's own ``train_step`` and is measured in the sam
 the printed ratios against peft LoRA are what matters (absolute times drift between machines).
 
     python benchmarks/step_time.py [--steps 12] [--warmup 3] [--threads 2]
+    python benchmarks/step_time.py --precision both --threads 1   # bf16 vs fp32 per variant, interleaved
+
+``--precision both`` times every variant in fp32 and in bf16 (frozen base weights in bf16, bf16 autocast:
+``increlora.precision``) in the same interleaved rounds and prints the fp32 / bf16 step-time ratio per variant.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from increlora.adapter_method import AdapterMethod, head_parameters
 from increlora.backbone import default_model_path, load_model
 from increlora.run_config import build_run_config
 from increlora.lr_schedule import GroupLinearSchedule
+from increlora.precision import store_frozen_weights_in_bf16
 from increlora.trainer import build_method, train_step
 
 
@@ -70,8 +75,11 @@ def make(kind: str, total_steps: int, budget_params: int) -> AdapterMethod:
 class Runner:
     """One variant's model, optimizer and step counter; ``step()`` times one training step."""
 
-    def __init__(self, method: AdapterMethod, total_steps: int, batch: dict) -> None:
+    def __init__(self, method: AdapterMethod, total_steps: int, batch: dict, precision: str = "fp32") -> None:
         self.method = method
+        self.precision = precision
+        if precision == "bf16":
+            store_frozen_weights_in_bf16(method.model)
         groups = method.param_groups(0.0)
         for g in groups:
             g["base_lr"] = 1e-3
@@ -83,7 +91,8 @@ class Runner:
 
     def step(self) -> float:
         t0 = time.perf_counter()
-        train_step(self.method, self.opt, self.schedule, self.batch, self.n, max_grad_norm=1.0, device=torch.device("cpu"))
+        train_step(self.method, self.opt, self.schedule, self.batch, self.n, max_grad_norm=1.0, device=torch.device("cpu"),
+                   precision=self.precision)
         self.n += 1
         return time.perf_counter() - t0
 
@@ -103,6 +112,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured steps first")
     ap.add_argument("--run-steps", type=int, default=60, help="steps of the whole-run comparison")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "both"), default="fp32",
+                    help="fp32 (the comparison against LoRA) or both (every variant in fp32 and bf16, interleaved)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -114,6 +125,9 @@ def main() -> None:
     }
     budget = make("lora", 1000, 0).adapter_param_count()
     print(f"MiniLM-L6, CPU, {args.threads} threads, batch 32 x 64 tokens; budget {budget:,} adapter params (LoRA r=2, 6 module types)")
+    if args.precision == "both":
+        precision_table(args, batch, budget)
+        return
     kinds = ("lora", "adalora", "full", "increlora-growing", "increlora-grown")
     runners = {k: Runner(make(k, 1000, budget), 1000, batch) for k in kinds}
     grown = runners["increlora-grown"]
@@ -142,6 +156,25 @@ def main() -> None:
         f"IncreLoRA {t_inc:.1f}s, LoRA {t_lora:.1f}s, ratio {t_inc / t_lora:.2f}x; "
         f"final IncreLoRA adapter params {inc.adapter_param_count():,}"
     )
+
+
+def precision_table(args: argparse.Namespace, batch: dict, budget: int) -> None:
+    """Each variant in fp32 and bf16, the same interleaved rounds: median step and the fp32 / bf16 ratio."""
+    kinds = ("lora", "adalora", "increlora-growing", "increlora-grown")
+    runners = {}
+    for kind in kinds:
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            runners[(kind, precision)] = Runner(make(kind, 1000, budget), 1000, batch, precision)
+    for precision in ("fp32", "bf16"):
+        for _ in range(3):  # the grown variant reaches its budget before measuring
+            runners[("increlora-grown", precision)].step()
+    interleaved(runners, args.warmup)
+    times = interleaved(runners, args.steps)
+    print(f"\n{'variant':<20}{'fp32 median s':>14}{'bf16 median s':>15}{'fp32 / bf16':>13}")
+    for kind in kinds:
+        f32, b16 = statistics.median(times[(kind, "fp32")]), statistics.median(times[(kind, "bf16")])
+        print(f"{kind:<20}{f32:>14.3f}{b16:>15.3f}{f32 / b16:>12.2f}x")
 
 
 if __name__ == "__main__":

@@ -112,19 +112,22 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured steps first")
     ap.add_argument("--run-steps", type=int, default=60, help="steps of the whole-run comparison")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", action="store_true",
+                    help="with --precision both: also print torch.profiler's top operations of the bf16 growing IncreLoRA step")
+    ap.add_argument("--batch-tokens", type=int, default=64, help="tokens per row of the synthetic batch (default: %(default)s)")
     ap.add_argument("--precision", choices=("fp32", "both"), default="fp32",
                     help="fp32 (the comparison against LoRA) or both (every variant in fp32 and bf16, interleaved)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = {
-        "input_ids": torch.randint(1000, 30000, (32, 64)),
-        "attention_mask": torch.ones(32, 64, dtype=torch.long),
-        "token_type_ids": torch.zeros(32, 64, dtype=torch.long),
+        "input_ids": torch.randint(1000, 30000, (32, args.batch_tokens)),
+        "attention_mask": torch.ones(32, args.batch_tokens, dtype=torch.long),
+        "token_type_ids": torch.zeros(32, args.batch_tokens, dtype=torch.long),
         "labels": torch.randint(0, 2, (32,)),
     }
     budget = make("lora", 1000, 0).adapter_param_count()
-    print(f"MiniLM-L6, CPU, {args.threads} threads, batch 32 x 64 tokens; budget {budget:,} adapter params (LoRA r=2, 6 module types)")
+    print(f"MiniLM-L6, CPU, {args.threads} threads, batch 32 x {args.batch_tokens} tokens; budget {budget:,} adapter params (LoRA r=2, 6 module types)")
     if args.precision == "both":
         precision_table(args, batch, budget)
         return
@@ -175,6 +178,15 @@ def precision_table(args: argparse.Namespace, batch: dict, budget: int) -> None:
     for kind in kinds:
         f32, b16 = statistics.median(times[(kind, "fp32")]), statistics.median(times[(kind, "bf16")])
         print(f"{kind:<20}{f32:>14.3f}{b16:>15.3f}{f32 / b16:>12.2f}x")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        runner = runners[("increlora-growing", "bf16")]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(args.steps):
+                runner.step()
+        print("\nbf16 increlora-growing, torch.profiler, self CPU time by operation:")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":

@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nice", type=int, default=19, help="niceness of the runs (default: %(default)s)")
     p.add_argument("--results-dir", default=None, help="run cache (default: benchmarks/results/fidelity[-smoke])")
     p.add_argument("--report-only", action="store_true", help="print the tables from cached runs, train nothing")
+    p.add_argument("--output", default=None, help="report file (default: <results dir>.md, -bf16 for bf16 runs)")
     p.add_argument("--smoke", action="store_true", help="1 task, 2 seeds, 4 steps on 64 rows, 2 learning rates")
     return p
 
@@ -362,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         text += (f"\n\nincrelora-preset: {args.preset_file} (search {prov.get('search')}, trial {prov.get('trial')}, found on "
                  f"{preset.task}, evaluated on {prov.get('evaluated_on')}); knobs: "
                  + ", ".join(f"{k}={v}" for k, v in sorted(preset_knobs(preset).items())) + "; budget replaced by B.")
-    write_report(Path(args.results_dir).parent / f"{report_name}.md", text)
+    write_report(Path(args.output) if args.output else Path(args.results_dir).parent / f"{report_name}.md", text)
     return 0
 
 

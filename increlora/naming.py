@@ -179,3 +179,21 @@ def allocation_summary(allocation: Optional[dict[str, int]]) -> dict[str, Any]:
         "mean_rank": round(sum(values) / len(values), 3),
         "rank_by_type": ordered,
     }
+
+
+def allocation_history(final: dict[str, int], events: list[dict[str, Any]]) -> list[tuple[int, dict[str, int]]]:
+    """The allocation after each growth round, ``[(step, {module: rank}), ...]`` in step order, rebuilt from
+    the final allocation and the growth events (``{"step", "module", "added"}``); the first entry (step 0)
+    is the allocation before any growth. Empty without events."""
+    if not events:
+        return []
+    ranks = {k: int(v) for k, v in final.items()}
+    for e in events:
+        ranks[e["module"]] = ranks.get(e["module"], 0) - int(e["added"])
+    out = [(0, dict(ranks))]
+    for step in sorted({int(e["step"]) for e in events}):
+        for e in events:
+            if int(e["step"]) == step:
+                ranks[e["module"]] += int(e["added"])
+        out.append((step, dict(ranks)))
+    return out

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from increlora.naming import allocation_summary
-from orchestrator.tracking import NOTE_TAG, TrackingInfo
+from increlora.naming import allocation_history, allocation_summary
+from orchestrator.tracking import NOTE_TAG, TrackingInfo, allocation_metrics
 from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from orchestrator.trial_files import one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
@@ -227,6 +227,10 @@ def log_result(run: ChildRun, result: dict[str, Any], wall: float) -> None:
     }
     run.log_metrics({k: v for k, v in final.items() if v is not None}, step=steps)
     run.log_params({f"resolved.{k}": v for k, v in (result.get("schedule") or {}).items()})
+    # the growth as metric history: the allocation after every growth round, at that round's training step, so
+    # a trial's rank charts show the growth (the final allocation follows at the last step)
+    for step, allocation in allocation_history(result.get("allocation") or {}, result.get("growth_events") or []):
+        run.log_metrics(allocation_metrics(allocation), step=step)
     run.log_allocation(result.get("allocation") or {}, step=steps)
     run.log_json({**result, "wall_time_s": wall}, "result.json")
     run.set_tags({"glue_score": f"{result['glue_score']:.4f}", "adapter_params": result["adapter_params"],

@@ -296,3 +296,13 @@ def test_above_chance_needs_more_than_the_margin():
     assert above_chance(1.01, 0.0) and not above_chance(1.0, 0.0) and not above_chance(-5.0, 0.0)
     assert not above_chance(float("nan"), 0.0)
     assert above_chance(52.0, 50.92) and not above_chance(51.5, 50.92)
+
+
+def test_allocation_history_rebuilds_every_growth_round():
+    from increlora.naming import allocation_history
+
+    events = [{"step": 4, "module": "a", "added": 1}, {"step": 4, "module": "b", "added": 1},
+              {"step": 6, "module": "a", "added": 2}]
+    assert allocation_history({"a": 4, "b": 2, "c": 1}, events) == [
+        (0, {"a": 1, "b": 1, "c": 1}), (4, {"a": 2, "b": 2, "c": 1}), (6, {"a": 4, "b": 2, "c": 1})]
+    assert allocation_history({"a": 1}, []) == []

@@ -128,6 +128,12 @@ def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
         assert len(history) == summary["max_evaluations"] and len({m.step for m in history}) == len(history)
         artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
         assert {"allocation.json", "allocation_heatmap.png", "result.json"} <= artifacts
+        rounds = int(run.data.metrics["growth_rounds"])
+        total = c.get_metric_history(run.info.run_id, "alloc/total")  # the growth as a chart: one point a round
+        steps = sorted({m.step for m in total})
+        assert len(steps) >= min(rounds, 1) + 1 and steps[0] == 0
+        values = [max(m.value for m in total if m.step == s) for s in steps]
+        assert values == sorted(values) and values[0] == modules and values[-1] == run.data.metrics["alloc/total"]
         assert float(run.data.tags["heatmap_vmax"]) == summary["heatmap_vmax"]
         assert "target_rank" in run.data.params and "resolved.incre_interval" in run.data.params
         assert "incre_interval" not in run.data.params  # one value per knob: the searched fraction, and the resolved steps

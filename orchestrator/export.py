@@ -1,9 +1,10 @@
 """``python -m orchestrator.export --search NAME_OR_DIR --out DIR``: re-export a search's presets.
 
 Writes the presets (best, smallest within ``--tolerance`` points of the best, knee) of a finished
-or interrupted search into DIR. The search is found through its ``search.json`` (a folder, or a
-name under ``--output-dir``); everything else comes from its Optuna study, so the export works
-without Ray or MLflow.
+or interrupted search into DIR, each with its trial's trained adapter next to it
+(``<task>-<label>-adapter/``: a plain peft folder with its model card, when the search saved adapters).
+The search is found through its ``search.json`` (a folder, or a name under ``--output-dir``);
+everything else comes from its Optuna study and trial folders, so the export works without Ray or MLflow.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shutil
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
@@ -60,7 +63,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     for path in paths:
         print(path)
+        adapter = copy_adapter(path, record.search_dir)
+        print(f"  adapter: {adapter}" if adapter else "  adapter: none (the search ran with --no-save-adapters)")
     return 0
+
+
+def copy_adapter(preset_path: Path, search_dir: str) -> Optional[Path]:
+    """Copy the preset's trial's adapter folder next to the preset (``<preset stem>-adapter/``); None when
+    the trial saved none."""
+    from increlora.presets import load_preset
+    from orchestrator.trial_files import trial_dir
+
+    trial = (load_preset(preset_path).provenance or {}).get("trial")
+    source = trial_dir(search_dir, int(trial)) / "adapter" if trial is not None else None
+    if source is None or not (source / "adapter_config.json").is_file():
+        return None
+    target = Path(preset_path).with_name(Path(preset_path).stem + "-adapter")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return target
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -213,6 +213,12 @@ def test_export_cli_writes_the_presets(plain_search, tmp_path):
     rc = export_main(["--search", str(plain_search["dir"]), "--out", str(tmp_path / "out")])
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.yaml")) == [f"{TASK}-best.yaml", f"{TASK}-knee.yaml", f"{TASK}-smallest.yaml"]
+    for label in ("best", "knee", "smallest"):  # each preset's trained adapter next to it, loadable with plain peft
+        adapter = tmp_path / "out" / f"{TASK}-{label}-adapter"
+        trial = load_preset(tmp_path / "out" / f"{TASK}-{label}.yaml").provenance["trial"]
+        assert (adapter / "adapter_config.json").is_file() and (adapter / "README.md").is_file()
+        assert (adapter / "adapter_model.safetensors").read_bytes() == (
+            plain_search["dir"] / "trials" / f"t{trial:03d}" / "adapter" / "adapter_model.safetensors").read_bytes()
     assert export_main(["--search", "no-such-search", "--out", str(tmp_path / "x")]) == 2
 
 

@@ -224,6 +224,24 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
     return record.results
 
 
+def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float]) -> dict[str, float]:
+    """The parent run's summary metrics, all under ``search/`` so that none reads like a trial's own metric:
+    trial counts, the front's size, the hypervolume (raw and as a % of the box from the reference point to a
+    perfect score at 0 parameters) and each preset pick's score and size (``search/pick_best_glue_score``...)."""
+    metrics: dict[str, float] = {f"search/trials_{k.lower()}": v for k, v in results.counts().items()}
+    metrics["search/front_size"] = len(front_rows)
+    if hv is not None:
+        metrics["search/hypervolume"] = float(hv)
+        ref = results.reference_point()
+        box = (100.0 - float(ref[0])) * float(ref[1]) if ref is not None else 0.0
+        if box > 0:
+            metrics["search/hypervolume_pct"] = 100.0 * float(hv) / box
+    for label, rec in results.pick_records().items():
+        metrics[f"search/pick_{label}_glue_score"] = float(rec["score"])
+        metrics[f"search/pick_{label}_adapter_params"] = float(rec["adapter_params"])
+    return metrics
+
+
 def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float],
                 vmax: float) -> None:
     from orchestrator import tracking
@@ -234,16 +252,7 @@ def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequen
     items = [(t["mlflow_run_id"], t["allocation"], f"{t.get('run_name') or t['number']}: final ranks")
              for t in results.trials if t["mlflow_run_id"] and t["allocation"]]
     rerender_heatmaps(uri, items, float(vmax))
-    counts = results.counts()
-    picks = results.pick_records()
-    metrics: dict[str, Any] = {f"trials_{k.lower()}": v for k, v in counts.items()}
-    metrics["front_size"] = len(front_rows)
-    if hv is not None:
-        metrics["hypervolume"] = hv
-    for label, rec in picks.items():
-        metrics[f"{label}_glue_score"] = float(rec["score"])
-        metrics[f"{label}_adapter_params"] = float(rec["adapter_params"])
-    tracking.log_metrics(c, parent, metrics)
+    tracking.log_metrics(c, parent, parent_metrics(results, front_rows, hv))
     for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, ALLOCATIONS_PNG, "space.yaml"):
         if (search_dir / name).is_file():
             c.log_artifact(parent, str(search_dir / name))

@@ -140,7 +140,10 @@ def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
         assert "| layer |" in run.data.tags["mlflow.note.content"]  # the allocation table in the description
     # the parent's record of the search
     assert {"command", "sampler", "seed", "model", "train_size", "package_version", "space"} <= set(parent.data.params)
-    assert "hypervolume" in parent.data.metrics
+    m = parent.data.metrics  # the search's summary, never named like a trial's metric
+    assert {"search/hypervolume", "search/hypervolume_pct", "search/front_size", "search/pick_best_glue_score",
+            "search/trials_complete"} <= set(m) and 0 <= m["search/hypervolume_pct"] <= 100
+    assert not {"best_glue_score", "hypervolume", "front_size"} & set(m)
     assert summary["name"] in parent.data.tags["mlflow.note.content"]
     artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
     assert {"pareto_front.csv", "pareto.png", "presets", "search.json"} <= artifacts

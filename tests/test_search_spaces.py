@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from increlora import schedule
 from increlora.run_config import build_run_config
 from orchestrator.searcher import SAMPLERS, make_sampler
 from search_spaces import (
@@ -20,7 +21,6 @@ from search_spaces import (
     make_space_fn,
     optional_knobs,
     preset_point,
-    schedule,
 )
 from search_spaces.from_yaml import dump_space, load_space, parse_space
 

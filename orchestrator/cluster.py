@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
@@ -75,19 +74,36 @@ def shutdown_ray() -> None:
 
 
 def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """A TCP connect to ``host:port`` of ``--address`` (``ray://`` too), so a wrong address fails in
-    seconds instead of Ray's long retries; ``auto`` is left to Ray."""
-    if address == "auto":
+    """Something that speaks Ray's protocol (gRPC) answers at ``--address`` (``ray://`` too), so a wrong
+    address fails in seconds instead of Ray's long retries (:func:`orchestrator.probes.check_ray`);
+    ``auto`` is probed at the address it stands for (``RAY_ADDRESS``, else the running cluster's file)."""
+    from orchestrator.probes import ProbeError, check_ray
+
+    target = _auto_address() if address == "auto" else address
+    if target is None:  # Ray says "no running cluster" at once
         return
-    target = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"--address {address}: expected HOST:PORT (or ray://HOST:PORT, or auto)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
-    except OSError as exc:
-        raise SearchError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        check_ray(target, timeout)
+    except ProbeError as exc:
+        message = str(exc)
+        if target != address:
+            message = message.replace(f"--address {target}", f"--address auto ({target})", 1)
+        raise SearchError(message) from None
+
+
+def _auto_address() -> Optional[str]:
+    """The address ``--address auto`` stands for: ``RAY_ADDRESS``, else ``<temp>/ray/ray_current_cluster``."""
+    import tempfile
+    from pathlib import Path
+
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    path = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return text.splitlines()[0].strip() if text else None
 
 
 def resolve_resources(cpus_per_trial: int, gpus_per_trial: Optional[float], max_concurrent: int, trials: int) -> Resources:

@@ -180,7 +180,23 @@ def load_for_resume(args: argparse.Namespace) -> SearchRecord:
         record = SearchRecord.load(search_dir)
     except RecordError as exc:
         raise SearchError(f"--resume: {exc}") from None
-    return with_credentials(record, storage=args.storage, tracking_uri=args.tracking_uri)
+    record = with_credentials(record, storage=args.storage, tracking_uri=args.tracking_uri)
+    check_stores(record)
+    return record
+
+
+def check_stores(record: SearchRecord) -> None:
+    """Before Ray starts: the study is there (a missing or empty sqlite file is not created) and the
+    study storage and the MLflow store answer within seconds."""
+    from orchestrator import tracking
+    from orchestrator.record import RecordError
+    from orchestrator.results import check_study_exists
+
+    try:
+        check_study_exists(record)
+        tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
+    except (RecordError, tracking.TrackingError) as exc:
+        raise SearchError(f"--resume: {exc}") from None
 
 
 def with_credentials(record: SearchRecord, *, storage: Optional[str], tracking_uri: Optional[str]) -> SearchRecord:

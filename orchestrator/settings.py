@@ -292,12 +292,7 @@ class SearchSettings:
             raise SearchError(str(exc)) from None
         storage = tracking.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
         if args.storage:
-            sqlite = tracking.sqlite_path(storage)
-            try:
-                if sqlite is not None:
-                    tracking.check_sqlite_file(sqlite, "--storage")
-            except tracking.TrackingError as exc:
-                raise SearchError(str(exc)) from None
+            _check_storage(storage)
             _check_new_study(storage, name)
         choices = SearchChoices(
             task=task, method=args.method, model=model, data_dir=data_dir, trials=args.trials, sampler=args.sampler,
@@ -343,6 +338,20 @@ def _load_presets(paths: Sequence[str], method: str) -> tuple[tuple[str, Any], .
             raise SearchError(f"--preset {path}: a {preset.method} preset cannot seed a {method} search (--method)")
         presets.append((str(Path(path).resolve()), preset))
     return tuple(presets)
+
+
+def _check_storage(storage: str) -> None:
+    """``--storage`` outlives the process (a file or a server) and can be reached, within seconds."""
+    from orchestrator import tracking
+    from orchestrator.probes import ProbeError, check_database
+
+    try:
+        check_database(storage, "--storage")
+        sqlite = tracking.sqlite_path(storage)
+        if sqlite is not None:
+            tracking.check_sqlite_file(sqlite, "--storage")
+    except (ProbeError, tracking.TrackingError) as exc:
+        raise SearchError(str(exc)) from None
 
 
 def _check_new_study(storage: str, name: str) -> None:

@@ -20,6 +20,7 @@ Search folder ``<output-dir>/<name>``: ``search.json`` (:mod:`orchestrator.recor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -99,7 +100,9 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     _keep_offline(settings.model)
     timer.mark("checks")
     record: Optional[SearchRecord] = None
-    with cluster.ray_session(settings.address, settings.num_cpus, on_exit=lambda: _sweep_runs(record)):
+    with contextlib.ExitStack() as owned, \
+            cluster.ray_session(settings.address, settings.num_cpus, on_exit=lambda: _sweep_runs(record)):
+        # (the folder's lock, taken below, is let go after Ray is shut down: no trial of ours is left then)
         timer.mark("ray_start")
         resources = cluster.resolve_resources(settings.cpus_per_trial, settings.gpus_per_trial,
                                               settings.max_concurrent, settings.trials)
@@ -111,7 +114,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         record = new_record(settings, resources, protocol, facts, space)
         _start_tracking(record)
         try:
-            record.dir.mkdir(parents=True)
+            owned.enter_context(_create_and_lock(record.dir, record.name))
             _write_space(record, space)
             record.save()  # from here on the search can be resumed
             tuner = new_tuner(record, space, data, settings.presets)
@@ -142,7 +145,8 @@ def resume_search(args: argparse.Namespace) -> int:
     record = load_for_resume(args)
     _keep_offline(record.model)
     timer.mark("checks")
-    with cluster.ray_session(args.address, args.num_cpus, on_exit=lambda: _sweep_runs(record)):
+    with _lock(record.dir, record.name, "--resume: "), \
+            cluster.ray_session(args.address, args.num_cpus, on_exit=lambda: _sweep_runs(record)):
         timer.mark("ray_start")
         cluster.resolve_resources(record.cpus_per_trial, record.gpus_per_trial, record.max_concurrent, record.trials)
         data = prepare_data(record.task, record.base)
@@ -297,6 +301,26 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
+    """The search folder's lock (:mod:`orchestrator.lock`), held by this process; SearchError when another holds it."""
+    from orchestrator.lock import SearchLock, SearchLocked
+
+    try:
+        return SearchLock.acquire(search_dir, name)
+    except SearchLocked as exc:
+        raise SearchError(f"{prefix}{exc}") from None
+
+
+def _create_and_lock(search_dir: Path, name: str) -> Any:
+    """Create a new search's folder and lock it; SearchError when another search of that name created it meanwhile."""
+    try:
+        search_dir.mkdir(parents=True)
+    except FileExistsError:
+        raise SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
+                          "choose another --name") from None
+    return _lock(search_dir, name)
+
+
 def _start_tracking(record: SearchRecord) -> None:
     """The MLflow experiment and the parent run (RUNNING), with the search's settings as params."""
     from orchestrator import tracking
@@ -369,7 +393,6 @@ def _quiet_environment() -> None:
     for key, value in MLFLOW_RETRY_ENV.items():  # a tracking outage costs seconds, not minutes of retries
         os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, our own lines only
 
 

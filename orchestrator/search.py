@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from increlora.cli import parse_args
-from orchestrator.console import err, print_summary, say
+from orchestrator.console import err, print_summary, resume_command, say
 from orchestrator.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 
@@ -281,8 +281,7 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     first = next((t.get("fail_reason") for t in failures if t.get("fail_reason")), None)
     why = f"; first reason (trial {failures[0]['number']}): {first}" if failures and first else ""
     if record.status == "interrupted":
-        say(f"Interrupted after {done}/{record.trials} trials; continue with: python -m orchestrator.search "
-            f"--resume --name {record.name} --output-dir {record.dir.parent}")
+        say(f"Interrupted after {done}/{record.trials} trials; continue with: {resume_command(record)}")
         return 130
     if record.status == "stopped":
         err(f"{record.name} stopped after {len(failures)} failed trials (--max-failures {record.max_failures}), "

@@ -187,8 +187,20 @@ def check_name(name: str) -> str:
     """A search name: letters, digits, '.', '_' and '-' (no path), at most 100 characters."""
     if len(name) > MAX_NAME:
         raise SearchError(f"--name: {len(name)} characters; use at most {MAX_NAME}")
-    if not NAME_RE.match(name) or name in (".", ".."):
+    if not NAME_RE.fullmatch(name) or name in (".", ".."):  # fullmatch: "x\n" is no name either
         raise SearchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    return name
+
+
+def check_experiment(name: str) -> str:
+    """An MLflow experiment name, which is also a folder of the artifact root: a path component (no '/',
+    no '\\', not '.' or '..', no control characters such as a newline, no space at either end), at most 200 characters."""
+    if not name or len(name) > 200:
+        raise SearchError(f"--experiment: {len(name)} characters; use 1 to 200")
+    if "/" in name or "\\" in name or name in (".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in name) \
+            or name != name.strip():
+        raise SearchError(f"--experiment {name!r}: it names a folder of the artifact root; use no '/', '\\', "
+                          "control characters, leading or trailing spaces, and not '.' or '..'")
     return name
 
 
@@ -300,7 +312,7 @@ class SearchSettings:
             asha_reduction_factor=args.asha_reduction_factor, objective=args.objective, evaluations=args.evaluations,
             tolerance=args.tolerance, storage=storage, tracking_uri=uri,
             artifact_root=tracking.default_artifact_root(uri, Path.cwd()),
-            experiment_name=args.experiment or f"increlora-{task}", save_adapters=args.save_adapters,
+            experiment_name=check_experiment(f"increlora-{task}" if args.experiment is None else args.experiment), save_adapters=args.save_adapters,
             cpus_per_trial=args.cpus_per_trial, argv=list(argv), max_failures=args.max_failures,
         )
         return cls(

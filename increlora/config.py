@@ -21,6 +21,21 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
+from increlora.domains import (
+    ANY_TEXT,
+    FLAG,
+    FRACTION,
+    GLUE_TASK,
+    MODULE_NAMES,
+    SEED,
+    ADAPTER_METHOD,
+    Domain,
+    one_of,
+    real,
+    whole,
+)
+
+
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message says what to fix."""
 
@@ -108,21 +123,60 @@ class TrainConfig:
     save_adapter: bool = knob(True, "save the trained adapter (peft format) under output_dir", role=RUNTIME)
 
     def validate(self) -> None:
-        """Range checks; ConfigError names the knob."""
-        need(self.epochs > 0, "epochs: must be > 0")
-        need(self.max_steps is None or self.max_steps > 0, "max_steps: must be > 0")
-        need(self.batch_size > 0 and (self.eval_batch_size is None or self.eval_batch_size > 0), "batch_size: must be > 0")
-        need(self.max_length >= 8, "max_length: must be >= 8")
-        need(self.learning_rate > 0, "learning_rate: must be > 0")
-        need(self.weight_decay >= 0, "weight_decay: must be >= 0")
-        need(0 <= self.warmup_ratio < 1, "warmup_ratio: must be in [0, 1)")
-        need(self.train_samples is None or self.train_samples > 0, "train_samples: must be > 0")
-        need(self.eval_samples is None or self.eval_samples > 0, "eval_samples: must be > 0")
-        need(self.holdout_samples is None or self.holdout_samples > 0, "holdout_samples: must be > 0")
-        need(self.eval_steps is None or self.eval_steps > 0, "eval_steps: must be > 0")
-        need(0 <= self.lora_dropout < 1, "lora_dropout: must be in [0, 1)")
-        need(self.lora_alpha > 0, "lora_alpha: must be > 0")
-        need(self.precision in ("auto", "bf16", "fp32"), f"precision: choose auto, bf16 or fp32 (got {self.precision!r})")
+        """Every knob inside its domain (:data:`TRAIN_DOMAINS`); ConfigError names the knob."""
+        check_domains(self, TRAIN_DOMAINS)
+
+
+# The domain of every TrainConfig knob (increlora.domains): validate(), the CLIs, presets, --set and
+# search spaces check values against it. A new knob needs its row here (tests/test_domains_fuzz.py).
+TRAIN_DOMAINS: dict[str, Domain] = {
+    "task": GLUE_TASK,
+    "method": ADAPTER_METHOD,
+    "model": ANY_TEXT,
+    "data_dir": ANY_TEXT,
+    "train_samples": whole(ge=1),
+    "eval_samples": whole(ge=1),
+    "holdout_samples": whole(ge=1),
+    "epochs": real(gt=0),
+    "max_steps": whole(ge=1),
+    "batch_size": whole(ge=1),
+    "eval_batch_size": whole(ge=1),
+    "group_by_length": FLAG,
+    "fast_eval": FLAG,
+    "max_length": whole(ge=8),
+    "learning_rate": real(gt=0),
+    "weight_decay": real(ge=0),
+    "warmup_steps": whole(ge=0),
+    "warmup_ratio": FRACTION,
+    "max_grad_norm": real(ge=0),
+    "eval_steps": whole(ge=1),
+    "seed": SEED,
+    "classifier_dropout": FRACTION,
+    "lora_alpha": real(gt=0),
+    "lora_dropout": FRACTION,
+    "target_modules": MODULE_NAMES,
+    "head_modules": MODULE_NAMES,
+    "device": one_of("auto", "cpu", "cuda", pattern=r"cuda:\d+", shown="auto | cpu | cuda | cuda:N"),
+    "precision": one_of("auto", "bf16", "fp32"),
+    "threads": whole(ge=1),
+    "progress": FLAG,
+    "output_dir": ANY_TEXT,
+    "save_adapter": FLAG,
+}
+
+
+def check_domains(config: Any, domains: dict[str, Domain]) -> None:
+    """ConfigError ``<knob>: must be ..., got ...`` for the first field of ``config`` outside its domain
+    (``None`` passes where the field is Optional)."""
+    hints = get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            need(type(None) in get_args(hints[f.name]), f"{f.name}: null is not allowed")
+            continue
+        domain = domains.get(f.name)
+        problem = domain.problem(value) if domain is not None else None
+        need(problem is None, f"{f.name}: {problem}")
 
 
 def field_names(cls: type) -> list[str]:

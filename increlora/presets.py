@@ -27,6 +27,7 @@ import yaml
 
 from increlora.atomic import write_text_atomic
 from increlora.config import PROTOCOL, RUNTIME, ConfigError, knobs_with_role
+from increlora.domains import GLUE_TASK
 from increlora.run_config import build_run_config
 from increlora.methods import METHODS
 
@@ -102,6 +103,9 @@ def parse_preset(data: Any, source: str = "<preset>") -> Preset:
     task = data["task"]
     if not isinstance(task, str) or not task:
         raise fail(f"task: expected a non-empty str, got {_type_name(task)} {task!r}")
+    unknown_task = GLUE_TASK.problem(task)
+    if unknown_task:
+        raise fail(f"task: {unknown_task}")
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise fail(f"name: expected str, got {_type_name(name)} {name!r}")

@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from increlora.config import ConfigError, TrainConfig, check_type, field_names
+from increlora.config import TRAIN_DOMAINS, ConfigError, TrainConfig, check_type, field_names
+from increlora.domains import Domain
 from increlora.methods import METHODS  # noqa: F401  (imported for its registrations)
 from increlora.registry import REGISTRY, method_spec
 
@@ -59,3 +60,32 @@ def build_run_config(overrides: Optional[dict[str, Any]] = None, *, base: Option
     cfg.train.validate()
     cfg.method.validate()
     return cfg
+
+
+def knob_domains(method: str) -> dict[str, Domain]:
+    """The domain table of a run of ``method``: every training knob's and every knob of the method."""
+    return {**TRAIN_DOMAINS, **method_spec(method).config_cls.DOMAINS}
+
+
+def knob_domain(method: str, name: str) -> Domain:
+    """The domain of knob ``name`` in a run of ``method``; ConfigError when it is no knob of it."""
+    domains = knob_domains(method)
+    if name not in domains:
+        others = set().union(*(field_names(spec.config_cls) for spec in REGISTRY.values()))
+        if name in others:
+            raise ConfigError(f"{name}: is not a knob of method {method!r}")
+        raise ConfigError(f"{name}: unknown knob (see --help for the list)")
+    return domains[name]
+
+
+def check_knob(method: str, name: str, value: Any) -> Any:
+    """One knob's value for a run of ``method``, checked on its own (the knob exists, the type fits, the
+    value lies in its domain; ``None`` where the knob is optional), as it will be used: ConfigError
+    ``<knob>: ...`` otherwise. Checks that involve two knobs are left to :func:`build_run_config`."""
+    domain = knob_domain(method, name)
+    cls = TrainConfig if name in TRAIN_DOMAINS else method_spec(method).config_cls
+    value = check_type(cls, name, value)
+    problem = None if value is None else domain.problem(value)
+    if problem:
+        raise ConfigError(f"{name}: {problem}")
+    return value

@@ -1,7 +1,10 @@
 """Ray for the search: start a local runtime or join a cluster, and fit trials to its resources.
 
-A resource request the cluster can never meet is an error at once (Ray itself would leave the trials
-PENDING forever, stack notes section 2).
+A local runtime listens on 127.0.0.1 only (its GCS, raylet, object manager, workers and agents) and
+keeps Ray's token authentication (Ray >= 2.5x turns it on for a local ``ray.init``, with a token in
+``~/.ray/auth_token``); only ``--address`` joins a cluster, whose network and authentication are its
+own. A resource request the cluster can never meet is an error at once (Ray itself would leave the
+trials PENDING forever, stack notes section 2).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
@@ -45,11 +47,50 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
             env = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
             # "local": always a fresh runtime of our own; without it Ray joins whatever
             # /tmp/ray/ray_current_cluster names (a `ray start` left running, or a stale file).
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, runtime_env={"env_vars": env}, **kwargs)
+            with _loopback_only():
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, runtime_env={"env_vars": env},
+                         _node_ip_address=LOOPBACK, **kwargs)
     except Exception as exc:
         where = f"--address {address}" if address else "a local Ray runtime"
         raise SearchError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None
     return True
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a local runtime starts: its node address is 127.0.0.1, and Ray binds every server to the
+    node address when that is loopback (measured with Ray 2.60: ``ss -ltnp`` shows only 127.0.0.1).
+
+    Ray turns ``_node_ip_address="127.0.0.1"`` into the machine's routable address unless its own
+    single-machine switch (``ray_constants.ENABLE_RAY_CLUSTER``, false on Windows and macOS) is off, so
+    it is switched off for the start only. Ray's warning that token authentication is on (its default
+    for a local start, kept) is left out of the search's output."""
+    import ray._private.ray_constants as ray_constants
+
+    token_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    saved, saved_level = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), token_log.level
+    if saved is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    token_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+        token_log.setLevel(saved_level)
+
+
+def node_address() -> Optional[str]:
+    """The address this process's Ray node listens on (127.0.0.1 for a local runtime), if Ray runs here."""
+    try:
+        import ray
+
+        return ray._private.worker._global_node.node_ip_address if ray.is_initialized() else None
+    except Exception:  # pragma: no cover - a Ray without that attribute
+        return None
 
 
 @contextmanager
@@ -75,19 +116,36 @@ def shutdown_ray() -> None:
 
 
 def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """A TCP connect to ``host:port`` of ``--address`` (``ray://`` too), so a wrong address fails in
-    seconds instead of Ray's long retries; ``auto`` is left to Ray."""
-    if address == "auto":
+    """Something that speaks Ray's protocol (gRPC) answers at ``--address`` (``ray://`` too), so a wrong
+    address fails in seconds instead of Ray's long retries (:func:`orchestrator.probes.check_ray`);
+    ``auto`` is probed at the address it stands for (``RAY_ADDRESS``, else the running cluster's file)."""
+    from orchestrator.probes import ProbeError, check_ray
+
+    target = _auto_address() if address == "auto" else address
+    if target is None:  # Ray says "no running cluster" at once
         return
-    target = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"--address {address}: expected HOST:PORT (or ray://HOST:PORT, or auto)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
-    except OSError as exc:
-        raise SearchError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        check_ray(target, timeout)
+    except ProbeError as exc:
+        message = str(exc)
+        if target != address:
+            message = message.replace(f"--address {target}", f"--address auto ({target})", 1)
+        raise SearchError(message) from None
+
+
+def _auto_address() -> Optional[str]:
+    """The address ``--address auto`` stands for: ``RAY_ADDRESS``, else ``<temp>/ray/ray_current_cluster``."""
+    import tempfile
+    from pathlib import Path
+
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    path = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return text.splitlines()[0].strip() if text else None
 
 
 def resolve_resources(cpus_per_trial: int, gpus_per_trial: Optional[float], max_concurrent: int, trials: int) -> Resources:

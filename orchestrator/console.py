@@ -1,7 +1,13 @@
-"""What a search prints: one-line messages and errors, and the closing summary (front, where to look)."""
+"""What a search prints: one-line messages and errors, and the closing summary (front, where to look).
+
+Text that comes from the user or the disk (folders, names, URIs, run names) is never read as rich
+markup (an output folder ``runs[/old]`` is printed as it is), and the commands printed for the user
+to copy are shell-quoted.
+"""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -35,45 +41,63 @@ def err(message: Any) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def command(*words: Any) -> str:
+    """A command line to copy: every word shell-quoted (``runs[/old]`` -> ``'runs[/old]'``)."""
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
 def mlflow_ui_command(uri: str) -> str:
     """How to look at a search's MLflow records (the README's command): the server URL, or an
     ``mlflow server`` over the local store."""
     from orchestrator import tracking
 
     if tracking.is_remote(uri):
-        return f"open {uri}"
-    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri {uri} --host 127.0.0.1 --port 5000 --workers 1"
+        return f"open {shlex.quote(uri)}"
+    return ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false " +
+            command("mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", "5000", "--workers", "1"))
+
+
+def resume_command(record: "SearchRecord") -> str:
+    return command("python", "-m", "orchestrator.search", "--resume", "--name", record.name,
+                   "--output-dir", Path(record.search_dir).parent)
 
 
 def print_summary(record: "SearchRecord") -> None:
     """The Pareto front as a table and where to look next."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from orchestrator.tracking import redact
 
     console = Console(highlight=False, width=max(100, shutil.get_terminal_size((140, 24)).columns))
     results = record.results
     counts = results.counts if results else {}
-    table = Table(title=f"Pareto front of {record.name} ({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items()))})")
+    table = Table(title=escape(f"Pareto front of {record.name} "
+                               f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items()))})"))
     for col in ("trial", "GLUE score", "adapter params", "total rank", "preset", "run"):
         table.add_column(col, justify="right" if col in ("trial", "GLUE score", "adapter params", "total rank") else "left")
     for row in results.front if results else []:
         table.add_row(str(row["trial"]), f"{float(row['glue_score']):.2f}", f"{int(row['adapter_params']):,}",
-                      str(row["total_rank"]), row["labels"], row["run_name"])
+                      str(row["total_rank"]), escape(str(row["labels"])), escape(str(row["run_name"])))
     console.print(table)
     if results and results.above_chance is False and results.front:
         best = max(float(r["glue_score"]) for r in results.front)
-        console.print(f"[bold red]warning: not above chance[/]: {not_learned_text(best, float(results.chance_score or 0.0))}")
+        console.print(f"[bold red]warning: not above chance[/]: {escape(not_learned_text(best, float(results.chance_score or 0.0)))}")
     outputs = results.outputs if results else {}
-    from orchestrator.tracking import redact
 
-    console.print(f"MLflow:   {redact(mlflow_ui_command(record.tracking_uri))}   "
-                  f"(experiment {record.experiment_name}, parent run {record.parent_run_id})")
-    console.print(f"Optuna:   optuna-dashboard {redact(record.storage)} --host 127.0.0.1 --port 8080   (study {record.study_name})")
+    def line(text: str) -> None:  # plain text: a folder named runs[/old] is no markup,
+        console.print(text, markup=False, soft_wrap=True)  # and never broken: the commands are copied
+
+    line(f"MLflow:   {redact(mlflow_ui_command(record.tracking_uri))}   "
+         f"(experiment {record.experiment_name}, parent run {record.parent_run_id})")
+    line(f"Optuna:   optuna-dashboard {shlex.quote(redact(record.storage))} --host 127.0.0.1 --port 8080   "
+         f"(study {record.study_name})")
     for path in outputs.get("presets", []):
-        console.print(f"Preset:   {path}")
+        line(f"Preset:   {path}")
     for key in ("front_csv", "pareto_png", "hypervolume_png"):
         if outputs.get(key):
-            console.print(f"Output:   {outputs[key]}")
-    console.print(f"Summary:  {Path(record.search_dir) / 'search.json'}")
-    console.print(f"Export:   python -m orchestrator.export --search {record.search_dir} --out presets/")
-    console.print(f"Report:   python -m orchestrator.report --search {record.search_dir}")
+            line(f"Output:   {outputs[key]}")
+    line(f"Summary:  {Path(record.search_dir) / 'search.json'}")
+    line(f"Export:   {command('python', '-m', 'orchestrator.export', '--search', record.search_dir, '--out', 'presets/')}")
+    line(f"Report:   {command('python', '-m', 'orchestrator.report', '--search', record.search_dir)}")

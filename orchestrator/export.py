@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
+from increlora.domains import real
 
 
 class ExportError(RuntimeError):
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", required=True, help="the search: its folder, or its name under --output-dir")
     p.add_argument("--out", required=True, help="folder for the preset files")
     p.add_argument("--output-dir", default="searches", help="where searches live (as in orchestrator.search)")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--tolerance", type=real(ge=0).parser(), default=None,
                    help="'smallest' = fewest parameters within this many score points of the best (default: the search's, 1.0)")
     return p
 
@@ -50,9 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = check_writable_dir(args.out, "--out")
         record = SearchRecord.load(find_search(args.search, args.output_dir))
         check_study_exists(record)
-        if args.tolerance is not None:
-            if not args.tolerance >= 0 or math.isinf(args.tolerance):
-                raise ExportError(f"--tolerance must be >= 0, got {args.tolerance}")
+        if args.tolerance is not None:  # checked by argparse against its domain (increlora.domains)
             record.choices = dataclasses.replace(record.choices, tolerance=args.tolerance)
         results = load_results(record)
         if not results.complete:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -218,7 +219,7 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
             mlflow_problem = exc
     if mlflow_problem is not None:
         outputs["mlflow"] = (f"not logged ({one_line(mlflow_problem)}); when the tracking server is back: "
-                             f"python -m orchestrator.sync --search {record.search_dir}")
+                             f"python -m orchestrator.sync --search {shlex.quote(str(record.search_dir))}")
         print(f"warning: MLflow {outputs['mlflow']}", file=sys.stderr)
     record.save()
     return record.results

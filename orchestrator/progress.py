@@ -68,13 +68,14 @@ class SearchProgress(tune.Callback):
                 f"ETA {_clock(eta) if eta is not None else '-'}")
 
     def _panel(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title=self.status(), title_justify="left", expand=False)
+        table = Table(title=escape(self.status()), title_justify="left", expand=False)
         for col in ("trial", "run", "evaluations", "last score", "running for"):
             table.add_column(col, justify="left" if col == "run" else "right")
         for r in sorted(self.running.values(), key=lambda r: r["number"]):
-            table.add_row(str(r["number"]), r["name"], f"{r['evals']}/{self.max_evaluations}",
+            table.add_row(str(r["number"]), escape(str(r["name"])), f"{r['evals']}/{self.max_evaluations}",
                           "-" if r["score"] is None else f"{r['score']:.2f}", _clock(time.time() - r["since"]))
         return table
 
@@ -139,7 +140,7 @@ class SearchProgress(tune.Callback):
             reason = read_error(self.search_dir, number, trial.trial_id) if self.search_dir else None
             line += f"\n      reason: {reason or 'see ' + str(getattr(trial, 'path', None) or 'the Ray trial folder')}"
         if self._live is not None:
-            self._live.console.print(line)
+            self._live.console.print(line, markup=False, highlight=False)  # a reason may hold [brackets]
         else:
             say(line)
         self._show(force=self._live is None and self.done == self.total)

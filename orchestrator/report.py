@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
+from increlora.domains import whole
 from orchestrator.report_data import ReportData, ReportError, collect, mlflow_readable
 
 REPORT_HTML = "report.html"
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("html", "markdown"), default="html", help="report format (default: %(default)s)")
     p.add_argument("--output", default=None,
                    help="file to write (default: html: <search folder>/report.html; markdown: standard output)")
-    p.add_argument("--trial", type=int, action="append", default=[], metavar="N",
+    p.add_argument("--trial", type=whole(ge=0).parser(), action="append", default=[], metavar="N",
                    help="draw the growth timeline of trial N (repeatable; default: the preset picks' trials)")
     p.add_argument("--interactive", action=argparse.BooleanOptionalAction, default=None,
                    help="embed an interactive Pareto plot with plotly.js inlined, ~5 MB (default: when plotly is installed)")

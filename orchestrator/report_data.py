@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,7 +236,7 @@ def overview(data: ReportData) -> list[tuple[str, str]]:
         ("above chance", chance_text(s)),
         ("heatmap scale", f"rank 0 to {data.vmax:g} (the largest rank of the search) for every heatmap"),
         ("MLflow", f"{ui}  (experiment {s.get('experiment_name')}, parent run {s.get('parent_run_id')})"),
-        ("Optuna", f"optuna-dashboard {s.get('storage')}  (study {s.get('study_name')})"),
+        ("Optuna", f"optuna-dashboard {shlex.quote(str(s.get('storage')))}  (study {s.get('study_name')})"),
         ("folder", str(data.search_dir)),
         ("created", f"{s.get('created', '-')}, finished {s.get('finished', '-')}"),
     ]

@@ -191,13 +191,34 @@ def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: 
 # ----------------------------------------------------------------------------------------------
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def check_study_exists(record: SearchRecord) -> None:
-    """RecordError when the search's study is a sqlite file that is gone (opening it would create it)."""
+    """RecordError, before anything opens the search's study, when opening it would create or change a
+    file (a sqlite file that is gone, empty or not SQLite: Optuna would write a new study into it) or
+    wait minutes (a database server that does not answer within seconds)."""
+    from orchestrator.probes import ProbeError, check_database
     from orchestrator.tracking import sqlite_path
 
     path = sqlite_path(record.storage)
-    if path is not None and not path.is_file():
-        raise RecordError(f"the Optuna study of {record.name} is missing: {path} does not exist")
+    if path is not None:
+        if not path.is_file():
+            raise RecordError(f"the Optuna study of {record.name} is missing: {path} does not exist")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise RecordError(f"the Optuna study of {record.name} cannot be read: {path}: {exc.strerror or exc}") from None
+        if not head:
+            raise RecordError(f"the Optuna study of {record.name} is missing: {path} is empty (0 bytes)")
+        if head != SQLITE_HEADER:
+            raise RecordError(f"the Optuna study of {record.name} is damaged: {path} is not a SQLite database")
+        return
+    try:
+        check_database(record.storage, "the Optuna storage of the search")
+    except ProbeError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def load_study(record: SearchRecord) -> Any:

@@ -20,6 +20,7 @@ Search folder ``<output-dir>/<name>``: ``search.json`` (:mod:`orchestrator.recor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from increlora.cli import parse_args
-from orchestrator.console import err, print_summary, say
+from orchestrator.console import err, print_summary, resume_command, say
 from orchestrator.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 
@@ -99,7 +100,9 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     _keep_offline(settings.model)
     timer.mark("checks")
     record: Optional[SearchRecord] = None
-    with cluster.ray_session(settings.address, settings.num_cpus, on_exit=lambda: _sweep_runs(record)):
+    with contextlib.ExitStack() as owned, \
+            cluster.ray_session(settings.address, settings.num_cpus, on_exit=lambda: _sweep_runs(record)):
+        # (the folder's lock, taken below, is let go after Ray is shut down: no trial of ours is left then)
         timer.mark("ray_start")
         resources = cluster.resolve_resources(settings.cpus_per_trial, settings.gpus_per_trial,
                                               settings.max_concurrent, settings.trials)
@@ -111,7 +114,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         record = new_record(settings, resources, protocol, facts, space)
         _start_tracking(record)
         try:
-            record.dir.mkdir(parents=True)
+            owned.enter_context(_create_and_lock(record.dir, record.name))
             _write_space(record, space)
             record.save()  # from here on the search can be resumed
             tuner = new_tuner(record, space, data, settings.presets)
@@ -142,7 +145,8 @@ def resume_search(args: argparse.Namespace) -> int:
     record = load_for_resume(args)
     _keep_offline(record.model)
     timer.mark("checks")
-    with cluster.ray_session(args.address, args.num_cpus, on_exit=lambda: _sweep_runs(record)):
+    with _lock(record.dir, record.name, "--resume: "), \
+            cluster.ray_session(args.address, args.num_cpus, on_exit=lambda: _sweep_runs(record)):
         timer.mark("ray_start")
         cluster.resolve_resources(record.cpus_per_trial, record.gpus_per_trial, record.max_concurrent, record.trials)
         data = prepare_data(record.task, record.base)
@@ -180,7 +184,23 @@ def load_for_resume(args: argparse.Namespace) -> SearchRecord:
         record = SearchRecord.load(search_dir)
     except RecordError as exc:
         raise SearchError(f"--resume: {exc}") from None
-    return with_credentials(record, storage=args.storage, tracking_uri=args.tracking_uri)
+    record = with_credentials(record, storage=args.storage, tracking_uri=args.tracking_uri)
+    check_stores(record)
+    return record
+
+
+def check_stores(record: SearchRecord) -> None:
+    """Before Ray starts: the study is there (a missing or empty sqlite file is not created) and the
+    study storage and the MLflow store answer within seconds."""
+    from orchestrator import tracking
+    from orchestrator.record import RecordError
+    from orchestrator.results import check_study_exists
+
+    try:
+        check_study_exists(record)
+        tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
+    except (RecordError, tracking.TrackingError) as exc:
+        raise SearchError(f"--resume: {exc}") from None
 
 
 def with_credentials(record: SearchRecord, *, storage: Optional[str], tracking_uri: Optional[str]) -> SearchRecord:
@@ -261,8 +281,7 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     first = next((t.get("fail_reason") for t in failures if t.get("fail_reason")), None)
     why = f"; first reason (trial {failures[0]['number']}): {first}" if failures and first else ""
     if record.status == "interrupted":
-        say(f"Interrupted after {done}/{record.trials} trials; continue with: python -m orchestrator.search "
-            f"--resume --name {record.name} --output-dir {record.dir.parent}")
+        say(f"Interrupted after {done}/{record.trials} trials; continue with: {resume_command(record)}")
         return 130
     if record.status == "stopped":
         err(f"{record.name} stopped after {len(failures)} failed trials (--max-failures {record.max_failures}), "
@@ -279,6 +298,26 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
+
+
+def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
+    """The search folder's lock (:mod:`orchestrator.lock`), held by this process; SearchError when another holds it."""
+    from orchestrator.lock import SearchLock, SearchLocked
+
+    try:
+        return SearchLock.acquire(search_dir, name)
+    except SearchLocked as exc:
+        raise SearchError(f"{prefix}{exc}") from None
+
+
+def _create_and_lock(search_dir: Path, name: str) -> Any:
+    """Create a new search's folder and lock it; SearchError when another search of that name created it meanwhile."""
+    try:
+        search_dir.mkdir(parents=True)
+    except FileExistsError:
+        raise SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
+                          "choose another --name") from None
+    return _lock(search_dir, name)
 
 
 def _start_tracking(record: SearchRecord) -> None:
@@ -353,7 +392,6 @@ def _quiet_environment() -> None:
     for key, value in MLFLOW_RETRY_ENV.items():  # a tracking outage costs seconds, not minutes of retries
         os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, our own lines only
 
 

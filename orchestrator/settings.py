@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, get_type_hints
 
-from increlora.cli import OneLineParser, non_negative_float, positive_int, prog_name
+from increlora.cli import OneLineParser, prog_name
+from increlora.domains import SEED, Domain, real, whole
 from orchestrator.record import SearchChoices
 
 DEFAULT_TRIALS = 64
@@ -41,6 +42,24 @@ TRIAL_FLAGS = {
     "max_length": "cpu profile 64 single-sentence / 128 pairs; paper: the script's",
     "learning_rate": "the profile's per-task value; the centre of its range when searched",
 }
+# The domains of the search's own numeric flags (increlora.domains); the training flags take their
+# knob's (increlora.config.TRAIN_DOMAINS). tests/test_domains_fuzz.py feeds values outside each to the CLI.
+FLAG_DOMAINS: dict[str, Domain] = {
+    "trials": whole(ge=1),
+    "population_size": whole(ge=2),
+    "seed": SEED,
+    "asha_grace": whole(ge=1),
+    "asha_reduction_factor": real(gt=1),
+    "max_failures": whole(ge=1),
+    "tolerance": real(ge=0),
+    "evaluations": whole(ge=1),
+    "max_concurrent": whole(ge=0),
+    "cpus_per_trial": whole(ge=1),
+    "gpus_per_trial": real(ge=0),
+    "num_cpus": whole(ge=1),
+}
+# Knobs with a flag of their own: --set would bypass the flag's checks (or be overridden by it).
+OWN_FLAG_KNOBS = ("task", "method", "seed", "model", "data_dir")
 
 
 class SearchError(Exception):
@@ -48,15 +67,23 @@ class SearchError(Exception):
 
 
 def _gpus(text: str) -> Optional[float]:
-    return None if text == "auto" else non_negative_float(text)
+    return None if text == "auto" else FLAG_DOMAINS["gpus_per_trial"].parser()(text)
+
+
+_gpus.domain = FLAG_DOMAINS["gpus_per_trial"]  # type: ignore[attr-defined]  ("auto" besides)
+
+
+def _typed(name: str) -> Any:
+    """The argparse type of the search flag ``--<name>``: its text checked against its domain."""
+    return FLAG_DOMAINS[name].parser()
 
 
 def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) -> None:
-    from increlora.config import TrainConfig
+    from increlora.config import TRAIN_DOMAINS, TrainConfig
 
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     hint = str(get_type_hints(TrainConfig)[name])
-    typ = positive_int if "int" in hint else float if "float" in hint else str
+    typ = TRAIN_DOMAINS[name].parser() if "int" in hint or "float" in hint else str
     text = f.metadata["help"]
     if "default" not in text:  # some knobs' help already names their default
         text += f" (default: {default_text})"
@@ -83,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("search")
     g.add_argument("--task", default="cola", help="GLUE task: cola sst2 mrpc qqp stsb mnli qnli rte wnli (default: %(default)s)")
     g.add_argument("--method", default="increlora", choices=METHODS, help="adapter method searched (default: %(default)s)")
-    g.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS, help="number of trials (default: %(default)s)")
+    g.add_argument("--trials", type=_typed("trials"), default=DEFAULT_TRIALS, help="number of trials (default: %(default)s)")
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                    help="Optuna multi-objective sampler, seeded with --seed (default: %(default)s)")
-    g.add_argument("--population-size", type=positive_int, default=16, help="NSGA-II population size (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=42, help="seed of the sampler and of every trial's training (default: %(default)s)")
+    g.add_argument("--population-size", type=_typed("population_size"), default=16, help="NSGA-II population size (default: %(default)s)")
+    g.add_argument("--seed", type=_typed("seed"), default=42, help="seed of the sampler and of every trial's training (default: %(default)s)")
     g.add_argument("--space", default=None, help="YAML search space file (default: the method's built-in space)")
     g.add_argument("--search-extra", action="append", default=[], metavar="KNOB",
                    help="add an optional knob to the built-in space: learning_rate, top_h, n_add, orth_reg_weight "
@@ -99,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score objective: the final evaluation's GLUE score, or the best over the run (default: %(default)s)")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
                    help="early stopping: none, or ASHA on the GLUE score; stopped trials are PRUNED (default: %(default)s)")
-    g.add_argument("--asha-grace", type=positive_int, default=1, help="ASHA grace period in evaluations (default: %(default)s)")
-    g.add_argument("--asha-reduction-factor", type=float, default=2.0, help="ASHA reduction factor (default: %(default)s)")
+    g.add_argument("--asha-grace", type=_typed("asha_grace"), default=1, help="ASHA grace period in evaluations (default: %(default)s)")
+    g.add_argument("--asha-reduction-factor", type=_typed("asha_reduction_factor"), default=2.0, help="ASHA reduction factor (default: %(default)s)")
     g.add_argument("--preset", action="append", default=[], metavar="FILE",
                    help="evaluate this preset's configuration first (repeatable; default: none)")
-    g.add_argument("--max-failures", type=positive_int, default=None, metavar="K",
+    g.add_argument("--max-failures", type=_typed("max_failures"), default=None, metavar="K",
                    help="stop the search after K failed trials (default: never; a failed trial's reason is shown)")
-    g.add_argument("--tolerance", type=non_negative_float, default=1.0,
+    g.add_argument("--tolerance", type=_typed("tolerance"), default=1.0,
                    help="the 'smallest' preset: fewest parameters within this many GLUE points of the best (default: %(default)s)")
     g.add_argument("--name", default=None, help="search name (default: <task>-<method>-<date>-<time>)")
     g.add_argument("--output-dir", default="searches", help="parent folder of search folders (default: %(default)s)")
@@ -120,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "trials get a GPU, else cpu (default: %(default)s)")
     for name in list(TRIAL_FLAGS)[2:]:
         _trial_flag(t, name, TRIAL_FLAGS[name])
-    t.add_argument("--evaluations", type=positive_int, default=DEFAULT_EVALUATIONS,
+    t.add_argument("--evaluations", type=_typed("evaluations"), default=DEFAULT_EVALUATIONS,
                    help="evaluations per trial, the last at the end; every one is reported to Tune (default: %(default)s)")
     t.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                    help="fix any increlora.config knob for every trial, e.g. --set lora_alpha=16 (repeatable; default: none)")
@@ -128,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save each trial's adapter in its folder and log it to its MLflow run (default: on)")
 
     r = p.add_argument_group("resources")
-    r.add_argument("--max-concurrent", type=int, default=0,
+    r.add_argument("--max-concurrent", type=_typed("max_concurrent"), default=0,
                    help="trials at once; 0 = cluster CPUs / --cpus-per-trial (and GPUs / --gpus-per-trial) (default: %(default)s)")
-    r.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs (torch threads) per trial (default: %(default)s)")
+    r.add_argument("--cpus-per-trial", type=_typed("cpus_per_trial"), default=1, help="CPUs (torch threads) per trial (default: %(default)s)")
     r.add_argument("--gpus-per-trial", type=_gpus, default=None, metavar="N|auto",
                    help="GPUs per trial, fractional allowed (0.5 = two trials per GPU); auto = 0 without GPUs, else "
                         "GPUs / concurrent trials (default: auto)")
-    r.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of the local Ray runtime (default: all cores)")
+    r.add_argument("--num-cpus", type=_typed("num_cpus"), default=None, help="CPUs of the local Ray runtime (default: all cores)")
     r.add_argument("--address", default=None, help="address of an existing Ray cluster (default: start a local Ray runtime)")
 
     k = p.add_argument_group("tracking")
@@ -160,24 +187,55 @@ def check_name(name: str) -> str:
     """A search name: letters, digits, '.', '_' and '-' (no path), at most 100 characters."""
     if len(name) > MAX_NAME:
         raise SearchError(f"--name: {len(name)} characters; use at most {MAX_NAME}")
-    if not NAME_RE.match(name) or name in (".", ".."):
+    if not NAME_RE.fullmatch(name) or name in (".", ".."):  # fullmatch: "x\n" is no name either
         raise SearchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     return name
 
 
+def check_experiment(name: str) -> str:
+    """An MLflow experiment name, which is also a folder of the artifact root: a path component (no '/',
+    no '\\', not '.' or '..', no control characters such as a newline, no space at either end), at most 200 characters."""
+    if not name or len(name) > 200:
+        raise SearchError(f"--experiment: {len(name)} characters; use 1 to 200")
+    if "/" in name or "\\" in name or name in (".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in name) \
+            or name != name.strip():
+        raise SearchError(f"--experiment {name!r}: it names a folder of the artifact root; use no '/', '\\', "
+                          "control characters, leading or trailing spaces, and not '.' or '..'")
+    return name
+
+
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """``["lora_alpha=16", "advance_learn=false"]`` -> ``{"lora_alpha": 16, "advance_learn": False}`` (YAML values)."""
+    """``["lora_alpha=16", "advance_learn=false"]`` -> ``{"lora_alpha": 16, "advance_learn": False}`` (YAML values).
+    A value YAML's safe loader refuses (``!!python/...`` tags, an unclosed bracket) is an error, not a string."""
     import yaml
 
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
+        key, _, raw = item.partition("=")
+        if not _ or not key.strip():
             raise SearchError(f"--set {item!r}: expected KNOB=VALUE")
-        key, raw = item.split("=", 1)
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except Exception:
-            out[key.strip()] = raw
+        except yaml.YAMLError as exc:
+            why = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise SearchError(f"--set {item!r}: not a plain YAML value ({why}); quote it to pass a string") from None
+    return out
+
+
+def check_set_knobs(knobs: dict[str, Any], method: str) -> dict[str, Any]:
+    """``--set`` knobs checked one by one before any work: each is a knob of ``method``, of the right type,
+    inside its domain (:mod:`increlora.domains`), and not one with a flag of its own."""
+    from increlora.config import ConfigError
+    from increlora.run_config import check_knob
+
+    out = {}
+    for key, value in knobs.items():
+        if key in OWN_FLAG_KNOBS:
+            raise SearchError(f"--set {key}: use --{key.replace('_', '-')} (it has a flag of its own)")
+        try:
+            out[key] = check_knob(method, key, value)
+        except ConfigError as exc:
+            raise SearchError(f"--set {exc}") from None
     return out
 
 
@@ -221,14 +279,11 @@ class SearchSettings:
             task = normalize_task(args.task)
         except GlueError as exc:
             raise SearchError(f"--task: {exc}") from None
+        set_knobs = check_set_knobs(parse_set(args.set), args.method)
         name = check_name(args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
         search_dir = check_output_dir(args.output_dir) / name
         if search_dir.exists():
             raise SearchError(f"search folder {search_dir} exists: pass --resume to continue it, or choose another --name")
-        if args.asha_reduction_factor <= 1:
-            raise SearchError(f"--asha-reduction-factor must be > 1, got {args.asha_reduction_factor}")
-        if args.max_concurrent < 0:
-            raise SearchError(f"--max-concurrent must be >= 0, got {args.max_concurrent}")
         if args.gpus_per_trial is not None and args.gpus_per_trial > 1 and not float(args.gpus_per_trial).is_integer():
             raise SearchError(f"--gpus-per-trial {args.gpus_per_trial}: above 1 it must be a whole number")
         model = args.model
@@ -249,12 +304,7 @@ class SearchSettings:
             raise SearchError(str(exc)) from None
         storage = tracking.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
         if args.storage:
-            sqlite = tracking.sqlite_path(storage)
-            try:
-                if sqlite is not None:
-                    tracking.check_sqlite_file(sqlite, "--storage")
-            except tracking.TrackingError as exc:
-                raise SearchError(str(exc)) from None
+            _check_storage(storage)
             _check_new_study(storage, name)
         choices = SearchChoices(
             task=task, method=args.method, model=model, data_dir=data_dir, trials=args.trials, sampler=args.sampler,
@@ -262,14 +312,14 @@ class SearchSettings:
             asha_reduction_factor=args.asha_reduction_factor, objective=args.objective, evaluations=args.evaluations,
             tolerance=args.tolerance, storage=storage, tracking_uri=uri,
             artifact_root=tracking.default_artifact_root(uri, Path.cwd()),
-            experiment_name=args.experiment or f"increlora-{task}", save_adapters=args.save_adapters,
+            experiment_name=check_experiment(f"increlora-{task}" if args.experiment is None else args.experiment), save_adapters=args.save_adapters,
             cpus_per_trial=args.cpus_per_trial, argv=list(argv), max_failures=args.max_failures,
         )
         return cls(
             name=name, search_dir=search_dir, choices=choices, profile=args.profile, budget=args.budget,
             search_extra=tuple(split_list(args.search_extra)), space=_load_space(args.space, args.method),
             presets=_load_presets(args.preset, args.method),
-            trial_flags={name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, set_knobs=parse_set(args.set),
+            trial_flags={name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, set_knobs=set_knobs,
             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, num_cpus=args.num_cpus,
             address=args.address,
         )
@@ -300,6 +350,20 @@ def _load_presets(paths: Sequence[str], method: str) -> tuple[tuple[str, Any], .
             raise SearchError(f"--preset {path}: a {preset.method} preset cannot seed a {method} search (--method)")
         presets.append((str(Path(path).resolve()), preset))
     return tuple(presets)
+
+
+def _check_storage(storage: str) -> None:
+    """``--storage`` outlives the process (a file or a server) and can be reached, within seconds."""
+    from orchestrator import tracking
+    from orchestrator.probes import ProbeError, check_database
+
+    try:
+        check_database(storage, "--storage")
+        sqlite = tracking.sqlite_path(storage)
+        if sqlite is not None:
+            tracking.check_sqlite_file(sqlite, "--storage")
+    except (ProbeError, tracking.TrackingError) as exc:
+        raise SearchError(str(exc)) from None
 
 
 def _check_new_study(storage: str, name: str) -> None:

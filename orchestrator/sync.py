@@ -28,6 +28,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from orchestrator import tracking
     from orchestrator.finalize import finalize
     from orchestrator.record import RecordError, SearchRecord, find_search
+    from orchestrator.results import check_study_exists
 
     args = parse_args(build_parser(), argv)
     if isinstance(args, int):
@@ -35,6 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         record = SearchRecord.load(find_search(args.search, args.output_dir))
         tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
+        check_study_exists(record)
     except (RecordError, tracking.TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

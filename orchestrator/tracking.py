@@ -110,7 +110,8 @@ def default_artifact_root(uri: str, cwd: Path) -> Optional[str]:
 
 def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
     """Fail fast when the store cannot work: an http(s) server must answer ``/health`` within
-    ``timeout`` seconds; a sqlite file's folder must exist; the file store is refused."""
+    ``timeout`` seconds; a sqlite file's folder must exist; a database server must answer and let us
+    in within ``timeout`` seconds (:func:`orchestrator.probes.check_database`); the file store is refused."""
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
@@ -133,6 +134,13 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
         raise TrackingError(f"--tracking-uri {uri}: use an absolute file, sqlite:////abs/path/mlflow.db")
     if path is not None:
         check_sqlite_file(path, "--tracking-uri")
+    elif parsed.scheme not in ("databricks",):  # a database server: answers and lets us in, within the timeout
+        from orchestrator.probes import ProbeError, check_database
+
+        try:
+            check_database(uri, "--tracking-uri", timeout)
+        except ProbeError as exc:
+            raise TrackingError(str(exc)) from None
 
 
 def check_sqlite_file(path: Path, flag: str) -> None:

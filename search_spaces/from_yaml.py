@@ -15,7 +15,9 @@ Checks: the file parses to a mapping with known keys; the method exists; every k
 the method (its config dataclasses) and not one the search fixes (task, model, epochs ...); ``type`` is float, int
 or categorical; ranges have numeric ``low < high``, ``log`` needs ``low > 0`` and excludes
 ``step``; an integer knob needs ``type: int``; ``choices`` is a non-empty list of values of the
-knob's type; fraction knobs (``*_frac``) lie in [0, 1). The space is then sampled by the method's
+knob's type; fraction knobs (``*_frac``) lie in [0, 1); both ends of a range, every choice and every
+constant lie in the knob's domain (:mod:`increlora.domains`: ``beta1`` in [0, 1), ``target_rank`` in
+(0, 1024] ...), so no trial is sampled only to fail. The space is then sampled by the method's
 define-by-run function (:func:`search_spaces.common.define_by_run`).
 """
 
@@ -29,6 +31,8 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from increlora.config import ConfigError
+from increlora.run_config import check_knob, knob_domain
 from search_spaces.common import (
     PARAM_TYPES,
     PROTOCOL_KNOBS,
@@ -61,7 +65,26 @@ def _unknown_knob(method: str, name: str) -> str:
 
 
 def _check_value(method: str, name: str, value: Any) -> Optional[str]:
-    """An error message if ``value`` does not fit knob ``name``'s type, else None."""
+    """An error message if ``value`` does not fit knob ``name``'s type or domain, else None."""
+    problem = _type_problem(method, name, value)
+    if problem is None:
+        try:
+            check_knob(method, name, value)  # null where the knob is optional, a value inside its domain
+        except ConfigError as exc:
+            return str(exc)
+    return problem
+
+
+def _domain_problem(method: str, name: str, low: Any, high: Any) -> Optional[str]:
+    """Why the range ``[low, high]`` reaches outside knob ``name``'s domain (every trial would fail), or None."""
+    domain = knob_domain(method, name)
+    for key, value in (("low", low), ("high", high)):
+        if domain.problem(value):
+            return f"{key}={value!r} lies outside the knob's domain: {name} must be {domain.describe()}"
+    return None
+
+
+def _type_problem(method: str, name: str, value: Any) -> Optional[str]:
     kind = knob_type(method, name)
     if value is None:
         return None
@@ -137,6 +160,9 @@ def _parse_param(method: str, name: str, spec: Any) -> Param:
             raise SpaceError(f"params.{name}: type int needs an integer step, got {step!r}")
     if is_fraction_knob(name) and not (0 <= low and high < 1):
         raise SpaceError(f"params.{name}: a fraction of the run must lie in [0, 1), got [{low}, {high}]")
+    problem = _domain_problem(method, name, low, high)
+    if problem:
+        raise SpaceError(f"params.{name}: {problem}")
     if kind == "int":
         low, high = int(low), int(high)
         step = None if step is None else int(step)

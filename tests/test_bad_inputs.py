@@ -1,15 +1,19 @@
-"""Bad input across the four CLIs: one line on stderr, exit code 2, within seconds, nothing written.
+"""Bad input across the five CLIs: one line on stderr, exit code 2, within seconds, nothing written.
 
 The cases are the table in ``docs/bad-inputs.md`` (read here, so the documentation and the tests
 cannot drift apart). Each command runs in-process through its ``main(argv)`` in an empty working
 folder; the placeholders of the table are prepared below with real files (a real Optuna study for
-the search folders).
+the search folders) and real sockets (an HTTP server, a server that accepts and never answers, a
+port nothing listens on).
 """
 
 from __future__ import annotations
 
+import http.server
 import re
 import shlex
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +36,7 @@ def cases() -> list[tuple[int, str, str, str]]:
 def test_the_table_has_at_least_40_cases_over_the_four_clis():
     rows = cases()
     assert len(rows) >= 40 and [r[0] for r in rows] == list(range(1, len(rows) + 1))
-    assert {r[1] for r in rows} == {"train", "search", "export", "report"}
+    assert {r[1] for r in rows} == {"train", "search", "export", "report", "sync"}
 
 
 def _preset(path: Path, text: str) -> str:
@@ -40,9 +44,10 @@ def _preset(path: Path, text: str) -> str:
     return str(path)
 
 
-def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False) -> str:
+def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False, empty_study: bool = False,
+                   tracking: str = "") -> str:
     """A search folder as a finished search leaves it: search.json and a real Optuna study with one
-    COMPLETE trial (or no study file at all)."""
+    COMPLETE trial (or no study file at all, or a 0-byte one)."""
     import optuna
 
     from orchestrator.record import SCHEMA_VERSION, SearchChoices, SearchRecord
@@ -56,10 +61,12 @@ def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False) 
     choices = SearchChoices(task="sst2", method="increlora", model=None, data_dir=None, trials=1, sampler="tpe",
                             population_size=16, seed=0, scheduler="none", asha_grace=1, asha_reduction_factor=2.0,
                             objective="final", evaluations=1, tolerance=1.0, storage=storage,
-                            tracking_uri=f"sqlite:///{root / 'unused-mlflow.db'}", artifact_root=None,
+                            tracking_uri=tracking or f"sqlite:///{root / 'unused-mlflow.db'}", artifact_root=None,
                             experiment_name="increlora-sst2", save_adapters=False, cpus_per_trial=1, argv=[])
     SearchRecord(version=SCHEMA_VERSION, name=name, search_dir=str(folder), status="finished", choices=choices,
                  study_name=name, ray_path=str(folder / "ray" / name)).save()
+    if empty_study:
+        (folder / "optuna.db").write_bytes(b"")
     if study:
         s = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
         t = s.ask()
@@ -69,8 +76,29 @@ def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False) 
     return str(folder)
 
 
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def placeholders(tmp_path_factory, glue_dir) -> dict[str, str]:
+def servers():
+    """An HTTP server and a server that accepts connections and never answers, on 127.0.0.1."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    httpd.RequestHandlerClass.log_message = lambda *a, **k: None
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel completes the handshakes; nobody ever reads or writes
+    yield {"http-port": str(httpd.server_address[1]), "silent-port": str(silent.getsockname()[1]),
+           "closed-port": str(_closed_port())}
+    httpd.shutdown()
+    silent.close()
+
+
+@pytest.fixture(scope="module")
+def placeholders(tmp_path_factory, glue_dir, servers) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad-inputs")
     (root / "a-file.txt").write_text("x")
     (root / "empty").mkdir()
@@ -96,9 +124,18 @@ def placeholders(tmp_path_factory, glue_dir) -> dict[str, str]:
                                                         "task: cola\nconfig: {}\n"),
         "preset:lora": _preset(root / "lora.yaml", "preset_version: 1\nmethod: lora\ntask: cola\nconfig: {r: 4}\n"),
         "space:bad-range": _preset(root / "space.yaml", "method: increlora\nparams:\n  target_rank: {type: float, low: 8, high: 1}\n"),
+        "space:beta1-to-1.5": _preset(root / "beta1.yaml", "method: increlora\nparams:\n  beta1: {type: float, low: 0.5, high: 1.5}\n"),
+        "space:rank-from--4": _preset(root / "rank.yaml", "method: increlora\nparams:\n  target_rank: {type: float, low: -4, high: 8}\n"),
+        "space:alpha-choice--1": _preset(root / "alpha.yaml", "method: increlora\nparams:\n  lora_alpha: {type: categorical, choices: [16, -1]}\n"),
+        "preset:banana-task": _preset(root / "banana.yaml", "preset_version: 1\nmethod: increlora\ntask: banana\nconfig: {}\n"),
         "search:ok": _search_folder(root, "ok", study=True),
         "search:no-study": _search_folder(root, "no-study", study=False),
         "search:broken-json": _search_folder(root, "broken", study=False, broken=True),
+        "search:empty-study": _search_folder(root, "empty-study", study=False, empty_study=True),
+        "search:mlflow-down": _search_folder(root, "mlflow-down", study=True,
+                                             tracking=f"http://127.0.0.1:{servers['closed-port']}"),
+        "searches": str(root / "searches"),
+        **servers,
         **models,
     }
     return out
@@ -128,6 +165,8 @@ def _main(cli: str):
         from orchestrator.search import main
     elif cli == "export":
         from orchestrator.export import main
+    elif cli == "sync":
+        from orchestrator.sync import main
     else:
         from orchestrator.report import main
     return main
@@ -139,7 +178,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(number, cli, args, need
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     argv = _argv(cli, args, placeholders, tiny_model_dir, glue_dir, tmp_path)
-    before = sorted(p.name for p in Path(placeholders["empty"]).parent.rglob("*"))
+    before = _listing(Path(placeholders["empty"]).parent)
     t0 = time.perf_counter()
     rc = _main(cli)(argv)
     seconds = time.perf_counter() - t0
@@ -150,4 +189,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(number, cli, args, need
     assert needle in lines[0], lines[0]
     assert seconds < 30, seconds
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "files were written"
-    assert sorted(p.name for p in Path(placeholders["empty"]).parent.rglob("*")) == before
+    assert _listing(Path(placeholders["empty"]).parent) == before, "a prepared file was created or changed"
+
+
+def _listing(root: Path) -> list[tuple[str, int]]:
+    """Every file and folder under ``root`` with its size (an empty optuna.db must stay empty)."""
+    return sorted((str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1) for p in root.rglob("*"))

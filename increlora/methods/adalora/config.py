@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
-from increlora.config import is_fraction, knob, need
+from increlora.config import check_domains, knob, need
+from increlora.domains import FRACTION, MAX_RANK, RANK, Domain, real, whole
 
 
 @dataclass
@@ -24,10 +25,21 @@ class AdaLoraBaselineConfig:
     beta2: float = knob(0.85, "EMA coefficient of the uncertainty")
     orth_reg_weight: float = knob(0.1, "weight of the orthogonal regularisation")
 
+    # Every knob's domain (increlora.domains): checked by validate(), the CLIs, presets, --set and spaces.
+    DOMAINS: ClassVar[dict[str, Domain]] = {
+        "init_r": RANK,
+        "target_r": real(gt=0, le=MAX_RANK),
+        "tinit": whole(ge=0),
+        "tfinal": whole(ge=0),
+        "delta_t": whole(ge=1),
+        "tinit_frac": FRACTION,
+        "tfinal_frac": FRACTION,
+        "delta_t_frac": FRACTION,
+        "beta1": FRACTION,
+        "beta2": FRACTION,
+        "orth_reg_weight": real(ge=0),
+    }
+
     def validate(self) -> None:
-        need(self.init_r >= 1, "init_r: must be >= 1")
-        need(0 < self.target_r <= self.init_r, "target_r: must be in (0, init_r]")
-        need(self.delta_t is None or self.delta_t >= 1, "delta_t: must be >= 1")
-        need(all(is_fraction(v) for v in (self.tinit_frac, self.tfinal_frac, self.delta_t_frac)),
-             "tinit_frac/tfinal_frac/delta_t_frac: must be in [0, 1)")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2: must be in [0, 1)")
+        check_domains(self, self.DOMAINS)
+        need(self.target_r <= self.init_r, "target_r: must be in (0, init_r]")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from increlora.config import knob, need
+from increlora.config import check_domains, knob
+from increlora.domains import RANK, Domain
 
 
 @dataclass
@@ -13,5 +15,7 @@ class DoraBaselineConfig:
 
     r: int = knob(2, "DoRA rank of every adapted module")
 
+    DOMAINS: ClassVar[dict[str, Domain]] = {"r": RANK}  # increlora.domains
+
     def validate(self) -> None:
-        need(self.r >= 1, "r: must be >= 1")
+        check_domains(self, self.DOMAINS)

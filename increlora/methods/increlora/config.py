@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
-from increlora.config import is_fraction, knob, need
+from increlora.config import check_domains, knob, need
+from increlora.domains import FLAG, FRACTION, MAX_BUDGET_PARAMS, MAX_RANK, MAX_TOTAL_RANK, RANK, Domain, real, whole
 
 
 @dataclass
@@ -51,20 +52,33 @@ class IncreLoRAConfig:
         "--official-topk, --rescale-on-growth and --keep-reserves-after-cleanup (those flags are implied)",
     )
 
+    # Every knob's domain (increlora.domains): checked by validate(), the CLIs, presets, --set and spaces.
+    DOMAINS: ClassVar[dict[str, Domain]] = {
+        "target_rank": real(gt=0, le=MAX_RANK, why="an average rank above any adapted encoder's hidden size"),
+        "target_total_rank": whole(ge=1, le=MAX_TOTAL_RANK),
+        "budget_params": whole(ge=1, le=MAX_BUDGET_PARAMS, why="4 GB of fp32 adapters"),
+        "init_rank": RANK,
+        "init_warmup": whole(ge=0),
+        "incre_interval": whole(ge=1),
+        "init_warmup_frac": FRACTION,
+        "incre_interval_frac": FRACTION,
+        "top_h": whole(ge=1),
+        "growth_end_frac": real(gt=0, le=1),
+        "n_add": RANK,
+        "beta1": FRACTION,
+        "beta2": FRACTION,
+        "orth_reg_weight": real(ge=0),
+        "advance_learn": FLAG,
+        "multi_lr": FLAG,
+        "official_topk": FLAG,
+        "rescale_on_growth": FLAG,
+        "full_lr_first_step": FLAG,
+        "keep_reserves_after_cleanup": FLAG,
+        "reproduce_official": FLAG,
+    }
+
     def validate(self) -> None:
-        need(self.target_rank > 0, "target_rank: must be > 0")
-        need(self.init_rank >= 1, "init_rank: must be >= 1")
-        need(self.init_warmup is None or self.init_warmup >= 0, "init_warmup: must be >= 0")
-        need(self.incre_interval is None or self.incre_interval >= 1, "incre_interval: must be >= 1")
-        need(self.top_h is None or self.top_h >= 1, "top_h: must be >= 1")
-        need(0 < self.growth_end_frac <= 1, "growth_end_frac: must be in (0, 1]")
-        need(self.n_add is None or self.n_add >= 1, "n_add: must be >= 1")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2: must be in [0, 1)")
-        need(self.orth_reg_weight >= 0, "orth_reg_weight: must be >= 0")
-        for name in ("init_warmup_frac", "incre_interval_frac"):
-            need(is_fraction(getattr(self, name)), f"{name}: must be in [0, 1)")
-        need(self.target_total_rank is None or self.target_total_rank >= 1, "target_total_rank: must be >= 1")
-        need(self.budget_params is None or self.budget_params >= 1, "budget_params: must be >= 1")
+        check_domains(self, self.DOMAINS)
         need(
             not (self.reproduce_official and self.full_lr_first_step),
             "full_lr_first_step: the official code has no such step (a new group has no gradient in the step it is "

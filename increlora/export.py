@@ -138,6 +138,6 @@ def _budget(cfg: "RunConfig") -> str:
 
 
 def _num_labels(result: Any) -> int:
-    from .glue import get_task
+    from .data import get_task
 
     return get_task(result.task).num_labels

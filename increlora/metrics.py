@@ -17,7 +17,7 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-from increlora.glue import get_task
+from increlora.data import get_task
 
 ArrayLike = Union[Sequence[float], np.ndarray]
 

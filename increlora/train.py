@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_overrides(args: dict[str, Any], *, cuda_available: bool) -> dict[str, Any]:
     """Merge profile defaults, the preset and explicit flags into flat overrides."""
-    from .glue import normalize_task
+    from .data import normalize_task
     from .presets import learned_nothing, load_preset, preset_overrides
 
     preset_path = args.pop("preset", None)
@@ -129,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
 
         from .backbone import BackboneError  # noqa: F401  (subclass of ConfigError)
-        from .glue import GlueError
+        from .data import GlueError
         from .presets import PresetError
         from .trainer import TrainingDiverged, train
 

@@ -26,7 +26,7 @@ from . import schedule
 from .registry import method_spec
 from .run_config import RunConfig
 from .batching import batch_indices, batches, collate
-from .glue import PreparedData, Split, normalize_task, prepare_data
+from .data import PreparedData, Split, normalize_task, prepare_data
 from .lr_schedule import GroupLinearSchedule
 from .metrics import compute_metrics, glue_score
 from .precision import autocast, resolve_precision, store_frozen_weights_in_bf16

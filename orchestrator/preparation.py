@@ -54,8 +54,8 @@ def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
 def prepare_data(task: str, base: dict[str, Any]) -> Any:
     """Tokenise the task once (in the driver); the trials share it through Ray's object store."""
     from increlora.backbone import BackboneError, load_tokenizer
-    from increlora.glue import GlueError
-    from increlora.glue import prepare_data as prepare
+    from increlora.data import GlueError
+    from increlora.data import prepare_data as prepare
 
     try:
         tokenizer = load_tokenizer(base.get("model"))

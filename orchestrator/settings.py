@@ -214,7 +214,7 @@ class SearchSettings:
     def from_args(cls, args: argparse.Namespace, argv: Sequence[str]) -> "SearchSettings":
         """Check everything that can be checked before Ray starts; SearchError on bad input."""
         from increlora.backbone import BackboneError, resolve_model
-        from increlora.glue import GlueError, normalize_task
+        from increlora.data import GlueError, normalize_task
         from orchestrator import tracking
 
         try:

@@ -1,4 +1,5 @@
-"""Reading rows: the original GLUE TSV folders, and the Hugging Face hub with a clear offline error.
+"""Reading rows: the original GLUE TSV folders, your own CSV / TSV / JSON / JSON Lines files, and the
+Hugging Face hub (GLUE or any dataset) with a clear error offline.
 
 Nothing heavy is imported at module import time: ``datasets`` is imported only for the hub.
 """
@@ -6,13 +7,15 @@ Nothing heavy is imported at module import time: ``datasets`` is imported only f
 from __future__ import annotations
 
 import csv
+import io
+import json
 import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -176,6 +179,15 @@ def _read_tsv_split(spec: TaskSpec, path: Path) -> RawSplit:
     return RawSplit(texts[0], texts[1] if len(texts) > 1 else None, np.asarray(labels, dtype=dtype))
 
 
+def task_files(task: str, data_dir: Union[str, os.PathLike]) -> dict[str, Path]:
+    """The TSV file of ``train`` and of each eval split of ``task`` under ``data_dir``, as
+    :func:`load_task_tsv` finds them (existing files only)."""
+    spec = get_task(task)
+    folder = _task_folder(spec, Path(data_dir).expanduser())
+    paths = {split: folder / spec.tsv_file(split) for split in ("train",) + spec.eval_splits}
+    return {split: path for split, path in paths.items() if path.is_file()}
+
+
 def load_task_tsv(task: str, data_dir: Union[str, os.PathLike]) -> dict[str, RawSplit]:
     """Load ``train`` and the eval splits of ``task`` from a folder holding the GLUE TSV folders."""
     spec = get_task(task)
@@ -190,6 +202,110 @@ def load_task_tsv(task: str, data_dir: Union[str, os.PathLike]) -> dict[str, Raw
             raise _missing(spec, split, path)
         out[split] = read_tsv_split(spec, path)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Your own files: CSV, TSV, JSON, JSON Lines
+# --------------------------------------------------------------------------------------------
+
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
+
+
+@dataclass
+class Table:
+    """Rows of one file (or one split of a dataset), by column: ``data[column][row]``.
+
+    ``columns`` lists every column the source has (``data`` may hold only those asked for);
+    ``class_names`` the names of a dataset's class-label columns (value i is ``class_names[col][i]``).
+    """
+
+    where: str
+    columns: list[str]
+    data: dict[str, list[Any]]
+    n_rows: int
+    class_names: dict[str, list[str]] = field(default_factory=dict)
+
+
+def read_table(path: Union[str, os.PathLike], flag: str) -> Table:
+    """Read a CSV / TSV file (a header line, then rows) or a JSON / JSON Lines file (objects, one per row) by
+    its extension. Every problem is one GlueError that starts with ``flag`` and the path: no such file,
+    a folder, unreadable, not UTF-8, invalid JSON, ragged rows, empty."""
+    p = Path(path).expanduser()
+    where = f"{flag} {p}"
+    kind = TABLE_FORMATS.get(p.suffix.lower())
+    if not p.exists():
+        raise GlueError(f"{where}: no such file")
+    if p.is_dir():
+        raise GlueError(f"{where}: is a folder, not a file")
+    if kind is None:
+        raise GlueError(f"{where}: unknown format {p.suffix or '(no extension)'!r}; use a .csv, .tsv, .json or .jsonl file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GlueError(f"{where}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise GlueError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise GlueError(f"{where}: is empty")
+    if kind in ("csv", "tsv"):
+        table = _read_delimited(text, "," if kind == "csv" else "\t", where)
+    else:
+        table = _read_json(text, kind, where)
+    if table.n_rows == 0:
+        raise GlueError(f"{where}: is empty ({'a header line but no rows' if kind in ('csv', 'tsv') else 'no rows'})")
+    return table
+
+
+def _read_delimited(text: str, delimiter: str, where: str) -> Table:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+        rows = [row for row in reader if row]
+    except csv.Error as exc:
+        raise GlueError(f"{where}: not readable as {'CSV' if delimiter == ',' else 'TSV'} ({exc})") from None
+    if len(set(header)) != len(header) or not all(header):
+        raise GlueError(f"{where}: the header line {header} needs distinct, non-empty column names")
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise GlueError(f"{where}: row {number - 1} has {len(row)} fields, the header {len(header)}; quote texts "
+                            f"that hold {'commas' if delimiter == ',' else 'tabs'}")
+    data = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+    return Table(where=where, columns=header, data=data, n_rows=len(rows))
+
+
+def _read_json(text: str, kind: str, where: str) -> Table:
+    records: Any
+    if kind == "json":
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":
+                raise GlueError(f"{where}: is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+            kind = "jsonl"  # JSON Lines in a .json file, as the datasets library reads them
+        else:
+            if isinstance(records, dict):  # {"data": [...]}: the one list of objects it holds
+                lists = [v for v in records.values() if isinstance(v, list)]
+                if len(lists) != 1:
+                    raise GlueError(f"{where}: expected a list of objects (one per row), or an object holding one")
+                records = lists[0]
+            if not isinstance(records, list):
+                raise GlueError(f"{where}: expected a list of objects (one per row), got {type(records).__name__}")
+    if kind == "jsonl":
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise GlueError(f"{where}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    columns: dict[str, None] = {}
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise GlueError(f"{where}: row {number} is {type(record).__name__}, not an object with the columns as keys")
+        columns.update(dict.fromkeys(record))
+    data = {name: [record.get(name) for record in records] for name in columns}
+    return Table(where=where, columns=list(columns), data=data, n_rows=len(records))
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +382,47 @@ def load_task_hub(task: str) -> dict[str, RawSplit]:
             labels=labels,
         )
         out[split] = raw if len(keep) == len(raw) else raw.select(keep)
+    return out
+
+
+def dataset_label(name: str, config: Optional[str]) -> str:
+    """``name`` or ``name (config c)``, for messages."""
+    return f"{name!r}" + (f" (config {config!r})" if config else "")
+
+
+def load_hub_dataset(name: str, config: Optional[str], columns: Sequence[str]) -> dict[str, Table]:
+    """Every split of the Hugging Face dataset ``name`` (a hub name, or a local folder ``datasets`` can load),
+    as :class:`Table` s holding ``columns`` (those the split has). Offline, a dataset that is not in the
+    local ``datasets`` cache fails at once with one line naming the fix."""
+    label = dataset_label(name, config)
+    unreachable = (f"--dataset {label}: cannot load it: the Hugging Face hub is unreachable and it is not in the "
+                   f"local datasets cache; pass --train-file / --validation-file with local CSV or JSON files")
+    local = Path(name).expanduser().exists()
+    offline = hub_offline_requested()
+    if not local and not offline and not hub_reachable():
+        raise GlueError(unreachable)
+    try:
+        import datasets  # noqa: PLC0415 - heavy, only for the hub path
+
+        if not local and offline and not datasets.config.HF_HUB_OFFLINE and not hub_reachable():
+            raise GlueError(unreachable)
+        ds = datasets.load_dataset(str(Path(name).expanduser()) if local else name, config)
+    except GlueError:
+        raise
+    except (ConnectionError, OSError) as exc:
+        if local:
+            raise GlueError(f"--dataset {label}: cannot load it ({' '.join(str(exc).split())})") from None
+        raise GlueError(unreachable) from exc
+    except Exception as exc:  # DatasetNotFoundError, a missing or needed config, a broken folder, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise GlueError(f"--dataset {label}: cannot load it ({type(exc).__name__}: {first})") from None
+    out: dict[str, Table] = {}
+    for split in ds:
+        part = ds[split]
+        present = [c for c in columns if c in part.column_names]
+        names = {c: list(part.features[c].names) for c in present if hasattr(part.features[c], "names")}
+        out[str(split)] = Table(where=f"--dataset {label} split {split!r}", columns=list(part.column_names),
+                                data={c: list(part[c]) for c in present}, n_rows=len(part), class_names=names)
     return out
 
 

@@ -7,8 +7,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .readers import load_task, resolve_data_dir
-from .tasks import GlueError, TaskSpec, get_task
+from .sources import Source, load_source
+from .tasks import GlueError, TaskSpec
 
 
 def subsample_indices(labels: Sequence[Any] | np.ndarray, n: Optional[int], seed: int, stratify: bool = True) -> np.ndarray:
@@ -69,7 +69,7 @@ def split_training_rows(
 
 
 def holdout_labels(
-    task: str,
+    task: Source,
     data_dir: Union[str, os.PathLike, None],
     *,
     train_samples: Optional[int],
@@ -77,9 +77,9 @@ def holdout_labels(
     seed: int,
 ) -> np.ndarray:
     """The labels of the held-out rows a run with these settings is scored on (no tokenising), e.g. for
-    the majority-class score of that evaluation set."""
-    spec = get_task(task)
-    labels = load_task(spec.name, resolve_data_dir(data_dir))["train"].labels
-    _, holdout_idx = split_training_rows(spec, labels, train_samples, holdout_samples, seed)
+    the majority-class score of that evaluation set. ``task``: a GLUE task or :class:`OwnData`."""
+    loaded = load_source(task, data_dir, need_eval=False)
+    labels = loaded.splits["train"].labels
+    _, holdout_idx = split_training_rows(loaded.spec, labels, train_samples, holdout_samples, seed)
     assert holdout_idx is not None
     return np.asarray(labels)[holdout_idx]

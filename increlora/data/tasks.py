@@ -1,7 +1,8 @@
 """The GLUE task registry: names, folders, columns, labels and metrics of the nine tasks.
 
 ``TASKS`` maps a task's key (``cola``, ``sst2``, ...) to its :class:`TaskSpec`; :func:`normalize_task`
-accepts any spelling (``SST-2``, ``sst-2``, ``sst2``) and :func:`get_task` returns the spec.
+accepts any spelling (``SST-2``, ``sst-2``, ``sst2``) and :func:`get_task` returns the spec. Your own
+data gets a :class:`TaskSpec` of its own, built from its rows (:mod:`increlora.data.own`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class TaskSpec:
     tsv_label_column: Union[str, int]
     tsv_has_header: bool = True
     tsv_eval_files: tuple[str, ...] = ("dev.tsv",)
+    # Own data only: the GLUE task whose per-task default knobs it takes ("" for a GLUE task: itself).
+    defaults_task: str = ""
+
+    @property
+    def is_glue(self) -> bool:
+        """True for the nine GLUE tasks, False for your own data."""
+        return TASKS.get(self.name) is self
 
     @property
     def is_pair(self) -> bool:
@@ -104,6 +112,18 @@ def normalize_task(name: str) -> str:
     raise GlueError(f"unknown GLUE task {name!r}: use one of {', '.join(TASKS)}")
 
 
-def get_task(name: str) -> TaskSpec:
-    """The :class:`TaskSpec` of a task, under any spelling :func:`normalize_task` accepts."""
+def get_task(name: Union[str, TaskSpec]) -> TaskSpec:
+    """The :class:`TaskSpec` of a task, under any spelling :func:`normalize_task` accepts (a spec is returned
+    as it is: own data's spec comes with its data)."""
+    if isinstance(name, TaskSpec):
+        return name
     return TASKS[normalize_task(name)]
+
+
+def is_glue_task(name: str) -> bool:
+    """Whether ``name`` is a GLUE task under any spelling :func:`normalize_task` accepts."""
+    try:
+        normalize_task(name)
+    except GlueError:
+        return False
+    return True

@@ -1,4 +1,5 @@
-"""Tokenisation: a task's rows, loaded and subsampled, tokenised once into :class:`PreparedData`.
+"""Tokenisation: a task's rows (a GLUE task or your own data), loaded and subsampled, tokenised once into
+:class:`PreparedData`.
 
 Typical use::
 
@@ -10,14 +11,16 @@ Typical use::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from .readers import HUB_DATASET, RawSplit, load_task, resolve_data_dir
+from .own import OwnData
+from .readers import RawSplit
 from .sampling import split_training_rows, subsample_indices
-from .tasks import GlueError, get_task
+from .sources import Source, load_source
+from .tasks import GlueError, TaskSpec, get_task
 
 _TOKENIZE_CHUNK = 8192
 
@@ -48,7 +51,9 @@ class PreparedData:
     """A task ready for training: tokenised train and eval splits plus what the trainer needs.
 
     ``train_size`` is the number of training rows; ``eval_size`` the number of eval rows summed
-    over the eval splits; ``source`` the TSV folder or the hub dataset the rows came from.
+    over the eval splits; ``source`` the TSV folder, the hub dataset or the files the rows came from;
+    ``spec`` the task (own data's is built from its rows); ``fingerprint`` identifies the data
+    (:meth:`increlora.data.sources.LoadedData.fingerprint`).
     """
 
     task: str
@@ -62,6 +67,13 @@ class PreparedData:
     eval_size: int
     label_names: tuple[str, ...] = ()
     source: str = ""
+    spec: Optional[TaskSpec] = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_spec(self) -> TaskSpec:
+        """The task's spec (a GLUE task's from the registry when ``spec`` is unset)."""
+        return self.spec if self.spec is not None else get_task(self.task)
 
 
 def tokenize_split(raw: RawSplit, tokenizer: Any, max_length: int) -> Split:
@@ -95,7 +107,7 @@ def _check_max_length(tokenizer: Any, max_length: int, pair: bool) -> None:
 
 
 def prepare_data(
-    task: str,
+    task: Source,
     tokenizer: Any,
     *,
     data_dir: Union[str, os.PathLike, None] = None,
@@ -105,7 +117,8 @@ def prepare_data(
     seed: int = 42,
     holdout_samples: Optional[int] = None,
 ) -> PreparedData:
-    """Load, subsample and tokenise a task.
+    """Load, subsample and tokenise a task: a GLUE task's name, or your own data (:class:`OwnData`, e.g.
+    from :func:`increlora.data.data_source`; ``data_dir`` is for GLUE only).
 
     ``train_samples`` / ``eval_samples`` take seeded random subsets (stratified by label for
     classification; the eval limit applies to each eval split). Texts are tokenised once with
@@ -115,10 +128,14 @@ def prepare_data(
     stratified draw from the rows the training subset left out (the training subset itself is the
     same as without it), so knobs can be chosen without ever looking at dev (eval split ``holdout``).
     """
-    spec = get_task(task)
-    _check_max_length(tokenizer, max_length, spec.is_pair)
-    root = resolve_data_dir(data_dir)
-    raw = load_task(spec.name, root)
+    own = isinstance(task, OwnData)
+    if not own:
+        _check_max_length(tokenizer, max_length, get_task(task).is_pair)
+    loaded = load_source(task, data_dir, need_eval=holdout_samples is None)
+    spec = loaded.spec
+    if own:
+        _check_max_length(tokenizer, max_length, spec.is_pair)
+    raw = loaded.splits
     stratify = not spec.is_regression
 
     full_train = raw["train"]
@@ -144,5 +161,7 @@ def prepare_data(
         train_size=len(train),
         eval_size=sum(len(s) for s in evals.values()),
         label_names=spec.label_names,
-        source=str(root) if root is not None else HUB_DATASET,
+        source=loaded.source,
+        spec=spec,
+        fingerprint=loaded.fingerprint(),
     )

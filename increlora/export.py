@@ -52,10 +52,16 @@ def export_adapter(method: "AdapterMethod", out_dir: Path, cfg: "RunConfig", res
 
 
 def reproduce_command(cfg: "RunConfig") -> str:
-    """``python -m increlora.train ...`` with every knob that differs from its default (runtime knobs left out)."""
+    """``python -m increlora.train ...`` with every knob that differs from its default (runtime knobs left out,
+    but own data's files or dataset as they were given)."""
     from .config import RUNTIME, knobs_with_role
 
+    from .data import is_glue_task
+
     skip = knobs_with_role(RUNTIME) | {"data_dir"}
+    t = cfg.train
+    data_flags = [("--train-file", t.train_file), ("--validation-file", t.validation_file), ("--dataset", t.dataset),
+                  ("--dataset-config", t.dataset_config)]
     parts = ["python", "-m", "increlora.train"]
     for section in (cfg.train, cfg.method):
         defaults = type(section)()
@@ -63,6 +69,8 @@ def reproduce_command(cfg: "RunConfig") -> str:
             value, default = getattr(section, f.name), getattr(defaults, f.name)
             if f.name in skip or (value == default and f.name not in ("task", "method")):
                 continue
+            if f.name == "task" and t.own_data and is_glue_task(str(value)):
+                continue  # own data named by its file (the knob's default is a GLUE task)
             flag = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
                 parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
@@ -72,6 +80,9 @@ def reproduce_command(cfg: "RunConfig") -> str:
                 parts += [flag, ",".join(map(str, value))]
             else:
                 parts += [flag, str(value)]
+    if t.own_data:
+        parts += [x for flag, value in data_flags if value for x in (flag, str(value))]
+        return " ".join(shlex.quote(p) for p in parts) + " --output-dir OUT"
     return " ".join(shlex.quote(p) for p in parts) + " --data-dir GLUE_DIR --output-dir OUT"
 
 
@@ -83,14 +94,15 @@ def model_card(cfg: "RunConfig", result: Any) -> str:
     allocation = dict(result.allocation or {})
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in (result.metrics or {}).items())
     base = portable_model_name(t.model)
+    what = f"own data {result.task}" if t.own_data else f"GLUE {t.task}"
     lines = [
         "---",
         f"base_model: {base}",
         "library_name: peft",
-        "tags: [peft, lora, increlora, glue, " + t.task + "]",
+        "tags: [peft, lora, increlora, " + ("" if t.own_data else "glue, ") + (result.task if t.own_data else t.task) + "]",
         "---",
         "",
-        f"# {result.method} adapter for GLUE {t.task}",
+        f"# {result.method} adapter for {what}",
         "",
         f"A {result.method} adapter of `{base}` trained by increlora-search {result.version}, saved as a plain peft "
         f"LoRA{'/AdaLoRA' if result.method == 'adalora' else ''} adapter (per-module ranks in `rank_pattern`).",
@@ -101,10 +113,10 @@ def model_card(cfg: "RunConfig", result: Any) -> str:
         f"| budget | {_budget(cfg)} |",
         f"| adapter parameters | {int(result.adapter_params):,} (active); head {int(result.head_params):,} |",
         f"| total rank | {sum(allocation.values())} over {len(allocation)} modules |",
-        f"| data | GLUE {t.task}: {result.train_size:,} training rows{' (seeded, stratified subset)' if t.train_samples else ''}, "
-        f"{result.eval_size:,} evaluation rows{' (held out from the training file)' if t.holdout_samples else ' (dev set)'} |",
+        f"| data | {what}: {result.train_size:,} training rows{' (seeded, stratified subset)' if t.train_samples else ''}, "
+        f"{result.eval_size:,} evaluation rows{' (held out from the training file)' if t.holdout_samples else ' (validation set)' if t.own_data else ' (dev set)'} |",
         f"| training | {result.steps} steps, batch {t.batch_size}, learning rate {t.learning_rate:g}, max length {t.max_length}, seed {t.seed} |",
-        f"| GLUE score | {result.glue_score:.2f} at the end ({metrics}); best {result.best_glue_score:.2f} at step {result.best_step} |",
+        f"| {'score' if t.own_data else 'GLUE score'} | {result.glue_score:.2f} at the end ({metrics}); best {result.best_glue_score:.2f} at step {result.best_step} |",
         "",
         "## Reproduce",
         "",
@@ -140,4 +152,5 @@ def _budget(cfg: "RunConfig") -> str:
 def _num_labels(result: Any) -> int:
     from .data import get_task
 
-    return get_task(result.task).num_labels
+    data = getattr(result, "data", None) or {}
+    return int(data["num_labels"]) if "num_labels" in data else get_task(result.task).num_labels

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, get_type_hints
+from typing import Any, Optional, Sequence, Union, get_type_hints
 
 from increlora.cli import OneLineParser, non_negative_float, positive_int, prog_name
 from orchestrator.record import SearchChoices
@@ -41,6 +41,16 @@ TRIAL_FLAGS = {
     "max_length": "cpu profile 64 single-sentence / 128 pairs; paper: the script's",
     "learning_rate": "the profile's per-task value; the centre of its range when searched",
 }
+# Your own data instead of a GLUE --task (TrainConfig knobs too; docs/own-data.md).
+OWN_DATA_FLAGS = {
+    "train_file": "none: a GLUE --task",
+    "validation_file": "none",
+    "dataset": "none",
+    "dataset_config": "none",
+    "text_columns": "sentence1,sentence2, else text, else sentence",
+    "label_column": "label",
+    "metric": "by the labels",
+}
 
 
 class SearchError(Exception):
@@ -56,11 +66,12 @@ def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) ->
 
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     hint = str(get_type_hints(TrainConfig)[name])
-    typ = positive_int if "int" in hint else float if "float" in hint else str
+    typ = split_list if "list" in hint else positive_int if "int" in hint else float if "float" in hint else str
     text = f.metadata["help"]
     if "default" not in text:  # some knobs' help already names their default
         text += f" (default: {default_text})"
-    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text.replace("%", "%%"))
+    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text.replace("%", "%%"),
+                       choices=f.metadata.get("choices"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     g = p.add_argument_group("search")
-    g.add_argument("--task", default="cola", help="GLUE task: cola sst2 mrpc qqp stsb mnli qnli rte wnli (default: %(default)s)")
+    g.add_argument("--task", default=None, help="GLUE task: cola sst2 mrpc qqp stsb mnli qnli rte wnli; with your own data "
+                                                 "(--train-file or --dataset) a name for it (default: cola; own data: the "
+                                                 "file's stem or the dataset's name)")
     g.add_argument("--method", default="increlora", choices=METHODS, help="adapter method searched (default: %(default)s)")
     g.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS, help="number of trials (default: %(default)s)")
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
@@ -126,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix any increlora.config knob for every trial, e.g. --set lora_alpha=16 (repeatable; default: none)")
     t.add_argument("--save-adapters", action=argparse.BooleanOptionalAction, default=True,
                    help="save each trial's adapter in its folder and log it to its MLflow run (default: on)")
+
+    d = p.add_argument_group("your own data instead of a GLUE --task (docs/own-data.md)")
+    for name, default_text in OWN_DATA_FLAGS.items():
+        _trial_flag(d, name, default_text)
 
     r = p.add_argument_group("resources")
     r.add_argument("--max-concurrent", type=int, default=0,
@@ -181,7 +198,10 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def split_list(items: Sequence[str]) -> list[str]:
+def split_list(items: Union[str, Sequence[str]]) -> list[str]:
+    """``"a,b"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    if isinstance(items, str):
+        items = [items]
     return [x.strip() for item in items for x in item.split(",") if x.strip()]
 
 
@@ -198,12 +218,13 @@ class SearchSettings:
     search_extra: tuple[str, ...]
     space: Any  # a search_spaces.Space from --space, or None for the built-in one
     presets: tuple[tuple[str, Any], ...]  # (absolute path, Preset)
-    trial_flags: dict[str, Any]  # training flags given on the command line (None = unset)
+    trial_flags: dict[str, Any]  # training flags given on the command line (None = unset), own data's included
     set_knobs: dict[str, Any]  # --set KNOB=VALUE
     gpus_per_trial: Optional[float]
     max_concurrent: int
     num_cpus: Optional[int]
     address: Optional[str]
+    task_spec: Any = None  # own data's TaskSpec (its shape picks the default knobs); None for a GLUE task
 
     def __getattr__(self, name: str) -> Any:
         if name != "choices" and "choices" in self.__dict__:
@@ -217,10 +238,15 @@ class SearchSettings:
         from increlora.data import GlueError, normalize_task
         from orchestrator import tracking
 
-        try:
-            task = normalize_task(args.task)
-        except GlueError as exc:
-            raise SearchError(f"--task: {exc}") from None
+        own_flags = own_data_flags(args)
+        task_spec = None
+        if own_flags:
+            task, task_spec = check_own_data(args, own_flags)
+        else:
+            try:
+                task = normalize_task(args.task or "cola")
+            except GlueError as exc:
+                raise SearchError(f"--task: {exc}") from None
         name = check_name(args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
         search_dir = check_output_dir(args.output_dir) / name
         if search_dir.exists():
@@ -269,10 +295,41 @@ class SearchSettings:
             name=name, search_dir=search_dir, choices=choices, profile=args.profile, budget=args.budget,
             search_extra=tuple(split_list(args.search_extra)), space=_load_space(args.space, args.method),
             presets=_load_presets(args.preset, args.method),
-            trial_flags={name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, set_knobs=parse_set(args.set),
-            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, num_cpus=args.num_cpus,
-            address=args.address,
+            trial_flags={**{name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, **own_flags},
+            set_knobs=parse_set(args.set), gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+            num_cpus=args.num_cpus, address=args.address, task_spec=task_spec,
         )
+
+
+def own_data_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The own-data flags given (files as absolute paths: trials and --resume may run elsewhere); checked
+    against each other and --holdout-samples as TrainConfig checks them. Empty for a GLUE task."""
+    from increlora.config import ConfigError, TrainConfig
+
+    flags = {name: getattr(args, name) for name in OWN_DATA_FLAGS if getattr(args, name) is not None}
+    for name in ("train_file", "validation_file"):
+        if name in flags:
+            flags[name] = str(Path(flags[name]).expanduser().resolve())
+    try:
+        TrainConfig(**flags, holdout_samples=args.holdout_samples).validate()
+    except ConfigError as exc:
+        raise SearchError(str(exc)) from None
+    return flags
+
+
+def check_own_data(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[str, Any]:
+    """Read and check own data before anything starts (bad data: one line, exit 2); its name and TaskSpec."""
+    from increlora.data import GlueError, OwnData, is_glue_task, load_source
+
+    if args.task and is_glue_task(args.task):
+        raise SearchError(f"--task {args.task}: is a GLUE task; with --train-file or --dataset, --task only names "
+                          f"your data: leave it out or choose another name")
+    try:
+        own = OwnData.from_knobs({**flags, "task": args.task})
+        assert own is not None
+        return own.name, load_source(own, need_eval=args.holdout_samples is None).spec
+    except GlueError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def _load_space(path: Optional[str], method: str) -> Any:

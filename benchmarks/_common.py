@@ -88,7 +88,7 @@ def chance_level(task: str, data_dir: Optional[str]) -> tuple[float, str]:
     import numpy as np
 
     from increlora.budget import majority_score
-    from increlora.glue import get_task, load_task
+    from increlora.data import get_task, load_task
 
     spec = get_task(task)
     if spec.is_regression:

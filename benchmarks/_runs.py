@@ -191,7 +191,7 @@ def run_knobs(label: str, task: str, budget: int, seed: int, size: Size, shapes:
     (``bf16`` or ``fp32``, never ``auto``): a run's numbers never depend on what ``auto`` resolves to."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision: bf16 or fp32 for a benchmark run, got {precision!r}")
-    from increlora.glue import get_task, load_task
+    from increlora.data import get_task, load_task
     from increlora import schedule
 
     knobs, info = method_knobs(label, task, budget, shapes, preset)
@@ -303,7 +303,7 @@ def _worker_init(threads: Optional[int], nice: int) -> None:
 
 def _data(knobs: dict[str, Any]) -> tuple[Any, Any]:
     from increlora.backbone import load_tokenizer
-    from increlora.glue import prepare_data
+    from increlora.data import prepare_data
 
     if "tokenizer" not in _WORKER_STATE:
         _WORKER_STATE["tokenizer"] = load_tokenizer(knobs.get("model"))

@@ -142,7 +142,7 @@ class Plan:
         return Size.parse(self.args.sizes.get(task, REGIME.get(task, "1000x3")))
 
     def selection(self) -> list[Job]:
-        from increlora.glue import get_task, load_task
+        from increlora.data import get_task, load_task
 
         jobs = []
         for task in self.args.tasks:
@@ -178,7 +178,7 @@ def holdout_chance(task: str, runs: list[dict[str, Any]], data_dir: Optional[str
     """The majority-class score of the held-out rows the selection runs of ``task`` were scored on (the
     same rows for every run of the task: seed and training subset are shared); None without runs."""
     from increlora.budget import majority_score
-    from increlora.glue import holdout_labels
+    from increlora.data import holdout_labels
 
     if not runs:
         return None
@@ -189,7 +189,7 @@ def holdout_chance(task: str, runs: list[dict[str, Any]], data_dir: Optional[str
 
 
 def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any]], lrs: dict[tuple[str, str], float]) -> str:
-    from increlora.glue import get_task
+    from increlora.data import get_task
 
     args = plan.args
     lines = ["# Fidelity: IncreLoRA vs LoRA and AdaLoRA at equal final adapter parameters, paired by seed", ""]
@@ -328,7 +328,7 @@ def load_preset_file(args: argparse.Namespace) -> Any:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from increlora.glue import normalize_task
+    from increlora.data import normalize_task
 
     args.tasks = [normalize_task(t) for t in csv_list(args.tasks)]
     args.methods = csv_list(args.methods)

@@ -49,7 +49,7 @@ def trial_size(task: str, args: argparse.Namespace) -> Size:
 
 def selection_jobs(args: argparse.Namespace, shapes: dict) -> list[Job]:
     """The fidelity benchmark's fp32 learning-rate selection runs on the first grid (read from its cache)."""
-    from increlora.glue import get_task, load_task
+    from increlora.data import get_task, load_task
 
     jobs = []
     for task in args.tasks:
@@ -95,7 +95,7 @@ def decisions(fp32: dict[str, Any], bf16: dict[str, Any]) -> tuple[int, int, boo
 
 
 def report(records: list[dict[str, Any]], args: argparse.Namespace, lrs: dict, rerun_checks: list[str]) -> tuple[str, bool]:
-    from increlora.glue import get_task
+    from increlora.data import get_task
 
     by: dict[tuple[str, str, str], dict[int, dict]] = {}
     for r in records:
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from increlora.glue import normalize_task
+    from increlora.data import normalize_task
 
     args.tasks = [normalize_task(t) for t in csv_list(args.tasks)]
     args.methods = csv_list(args.methods)

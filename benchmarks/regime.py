@@ -50,7 +50,7 @@ def learns(values: list[float], chance: float) -> tuple[float, float, bool]:
 
 
 def report(records: list[dict[str, Any]], tasks: list[str], data_dir: Optional[str]) -> str:
-    from increlora.glue import get_task
+    from increlora.data import get_task
 
     lines = ["# Regime: where every method learns (final GLUE score on the full dev set, average rank 2)", "",
              "A size *works* when LoRA, AdaLoRA and IncreLoRA each beat the majority class by more than three times "
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     resolve_inputs(args)
-    from increlora.glue import normalize_task
+    from increlora.data import normalize_task
 
     tasks = [normalize_task(t) for t in csv_list(args.tasks)]
     results = Path(args.results_dir) if args.results_dir else RESULTS / "fidelity"

@@ -57,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import torch
 
     from increlora.backbone import load_tokenizer
-    from increlora.glue import prepare_data
+    from increlora.data import prepare_data
     from increlora.run_config import build_run_config
     from increlora.methods.increlora.layer import score_product_dtype
     from increlora.task_defaults import task_defaults

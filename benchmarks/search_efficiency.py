@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from increlora.glue import get_task, normalize_task
+    from increlora.data import get_task, normalize_task
 
     args.task = normalize_task(args.task)
     samplers = csv_list(args.samplers)

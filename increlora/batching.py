@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .glue import Split
+    from .data import Split
 
 # Hugging Face's LengthGroupedSampler uses mega-batches of 50 batches (fewer for small sets).
 MEGABATCH_BATCHES = 50

@@ -74,10 +74,10 @@ def above_chance(score: float, chance: float, margin: float = CHANCE_MARGIN) -> 
     return math.isfinite(float(score)) and float(score) > float(chance) + margin
 
 
-def majority_score(task: str, labels: Sequence[Any] | np.ndarray) -> float:
+def majority_score(task: Any, labels: Sequence[Any] | np.ndarray) -> float:
     """GLUE score of always predicting the most frequent label of ``labels`` (0 for regression tasks,
-    whose constant predictor has no correlation)."""
-    from .glue import get_task
+    whose constant predictor has no correlation). ``task``: a GLUE task's name or a TaskSpec (own data)."""
+    from .data import get_task
     from .metrics import compute_metrics, glue_score
 
     labels = np.asarray(labels)

@@ -53,6 +53,10 @@ def is_fraction(value: Optional[float]) -> bool:
 
 PROTOCOL, RUNTIME, RECIPE = "protocol", "runtime", "recipe"
 
+# --metric of your own data (docs/own-data.md): pearson and spearman make it a regression task.
+OWN_DATA_METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
+REGRESSION_METRICS = ("pearson", "spearman")
+
 
 def knob(default: Any, help: str, **kw: Any) -> Any:
     """A dataclass field with its help text (and role) in its metadata."""
@@ -65,10 +69,40 @@ def knob(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Knobs of the training loop, shared by every method."""
 
-    task: str = knob("cola", "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli", role=PROTOCOL)
+    task: str = knob(
+        "cola",
+        "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; with your own data (--train-file or --dataset) "
+        "a name for it in run names, else the file's stem or the dataset's name",
+        role=PROTOCOL,
+    )
     method: str = knob("increlora", "adapter method: increlora | lora | adalora", role=PROTOCOL)
     model: Optional[str] = knob(None, "Hugging Face model name or local folder (default: the packaged all-MiniLM-L6-v2)", role=PROTOCOL)
     data_dir: Optional[str] = knob(None, "folder with the GLUE TSV folders (CoLA/, SST-2/, ...); default $GLUE_DIR, else the HF hub", role=RUNTIME)
+    # Your own data instead of a GLUE task (docs/own-data.md). Where the rows come from is runtime, like
+    # data_dir (never in a preset or a run's signature; the data's fingerprint is recorded instead); the
+    # columns and the metric define the task, so they are protocol.
+    train_file: Optional[str] = knob(
+        None, "your own training data instead of a GLUE task: a .csv, .tsv, .json or .jsonl file (docs/own-data.md)",
+        role=RUNTIME,
+    )
+    validation_file: Optional[str] = knob(
+        None, "your own validation data, as --train-file (default: none; then pass --holdout-samples)", role=RUNTIME,
+    )
+    dataset: Optional[str] = knob(
+        None, "your own data from a Hugging Face dataset (hub name or local folder; its train and validation splits) "
+        "instead of a GLUE task", role=RUNTIME,
+    )
+    dataset_config: Optional[str] = knob(None, "the --dataset's configuration (subset) name", role=RUNTIME)
+    text_columns: Optional[list] = knob(
+        None, "own data: the text column, or two comma-separated for sentence pairs (default: sentence1,sentence2, "
+        "else text, else sentence, whichever the data has)", role=PROTOCOL,
+    )
+    label_column: Optional[str] = knob(None, "own data: the label column (default: label)", role=PROTOCOL)
+    metric: Optional[str] = knob(
+        None, "own data: " + " | ".join(OWN_DATA_METRICS) + "; pearson and spearman make it regression (default: "
+        "pearson when every training label is a number and one is not whole, else accuracy)",
+        role=PROTOCOL, choices=OWN_DATA_METRICS,
+    )
     train_samples: Optional[int] = knob(None, "seeded random training subset of this size, stratified by label (default: all)", role=PROTOCOL)
     eval_samples: Optional[int] = knob(None, "seeded random subset of the dev set (default: the full dev set)", role=PROTOCOL)
     holdout_samples: Optional[int] = knob(
@@ -123,8 +157,31 @@ class TrainConfig:
     save_adapter: bool = knob(True, "save the trained adapter (peft format) under output_dir", role=RUNTIME)
 
     def validate(self) -> None:
-        """Every knob inside its domain (:data:`TRAIN_DOMAINS`); ConfigError names the knob."""
-        check_domains(self, TRAIN_DOMAINS)
+        """Every knob inside its domain (:data:`TRAIN_DOMAINS`; with your own data the task is any name), then
+        own data's rules; ConfigError names the knob."""
+        check_domains(self, {**TRAIN_DOMAINS, "task": ANY_TEXT} if self.own_data else TRAIN_DOMAINS)
+        self._validate_own_data()
+
+    @property
+    def own_data(self) -> bool:
+        """True when the run trains on your own data (train_file or dataset) instead of a GLUE task."""
+        return bool(self.train_file or self.dataset)
+
+    def _validate_own_data(self) -> None:
+        need(not (self.train_file and self.dataset), "dataset: give --train-file or --dataset, not both")
+        need(self.validation_file is None or bool(self.train_file),
+             "validation_file: goes with --train-file (a --dataset brings its own validation split)")
+        need(self.dataset_config is None or bool(self.dataset), "dataset_config: goes with --dataset")
+        for name in ("text_columns", "label_column", "metric"):
+            need(self.own_data or getattr(self, name) is None,
+                 f"{name}: applies to your own data only (--train-file or --dataset)")
+        need(self.text_columns is None or 1 <= len(self.text_columns) <= 2,
+             "text_columns: one column, or two (comma-separated) for sentence pairs")
+        need(self.metric is None or self.metric in OWN_DATA_METRICS,
+             f"metric: choose {', '.join(OWN_DATA_METRICS)} (got {self.metric!r})")
+        need(not self.train_file or bool(self.validation_file) or self.holdout_samples is not None,
+             "validation_file: your own data needs --validation-file, or --holdout-samples N to score on held-out "
+             "training rows")
 
 
 # The domain of every TrainConfig knob (increlora.domains): validate(), the CLIs, presets, --set and
@@ -162,6 +219,13 @@ TRAIN_DOMAINS: dict[str, Domain] = {
     "progress": FLAG,
     "output_dir": ANY_TEXT,
     "save_adapter": FLAG,
+    "train_file": ANY_TEXT,
+    "validation_file": ANY_TEXT,
+    "dataset": ANY_TEXT,
+    "dataset_config": ANY_TEXT,
+    "text_columns": MODULE_NAMES,
+    "label_column": ANY_TEXT,
+    "metric": one_of(*OWN_DATA_METRICS),
 }
 
 

@@ -101,7 +101,7 @@ class Domain:
             ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) and v.strip() for v in value)
             return None if ok else f"must be a list of names, got {_shown(value)}"
         if self.kind == TASK:
-            from increlora.glue import GlueError, normalize_task
+            from increlora.data import GlueError, normalize_task
 
             try:
                 normalize_task(value)

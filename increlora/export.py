@@ -52,10 +52,16 @@ def export_adapter(method: "AdapterMethod", out_dir: Path, cfg: "RunConfig", res
 
 
 def reproduce_command(cfg: "RunConfig") -> str:
-    """``python -m increlora.train ...`` with every knob that differs from its default (runtime knobs left out)."""
+    """``python -m increlora.train ...`` with every knob that differs from its default (runtime knobs left out,
+    but own data's files or dataset as they were given)."""
     from .config import RUNTIME, knobs_with_role
 
+    from .data import is_glue_task
+
     skip = knobs_with_role(RUNTIME) | {"data_dir"}
+    t = cfg.train
+    data_flags = [("--train-file", t.train_file), ("--validation-file", t.validation_file), ("--dataset", t.dataset),
+                  ("--dataset-config", t.dataset_config)]
     parts = ["python", "-m", "increlora.train"]
     for section in (cfg.train, cfg.method):
         defaults = type(section)()
@@ -63,6 +69,8 @@ def reproduce_command(cfg: "RunConfig") -> str:
             value, default = getattr(section, f.name), getattr(defaults, f.name)
             if f.name in skip or (value == default and f.name not in ("task", "method")):
                 continue
+            if f.name == "task" and t.own_data and is_glue_task(str(value)):
+                continue  # own data named by its file (the knob's default is a GLUE task)
             flag = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
                 parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
@@ -72,6 +80,9 @@ def reproduce_command(cfg: "RunConfig") -> str:
                 parts += [flag, ",".join(map(str, value))]
             else:
                 parts += [flag, str(value)]
+    if t.own_data:
+        parts += [x for flag, value in data_flags if value for x in (flag, str(value))]
+        return " ".join(shlex.quote(p) for p in parts) + " --output-dir OUT"
     return " ".join(shlex.quote(p) for p in parts) + " --data-dir GLUE_DIR --output-dir OUT"
 
 
@@ -83,14 +94,15 @@ def model_card(cfg: "RunConfig", result: Any) -> str:
     allocation = dict(result.allocation or {})
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in (result.metrics or {}).items())
     base = portable_model_name(t.model)
+    what = f"own data {result.task}" if t.own_data else f"GLUE {t.task}"
     lines = [
         "---",
         f"base_model: {base}",
         "library_name: peft",
-        "tags: [peft, lora, increlora, glue, " + t.task + "]",
+        "tags: [peft, lora, increlora, " + ("" if t.own_data else "glue, ") + (result.task if t.own_data else t.task) + "]",
         "---",
         "",
-        f"# {result.method} adapter for GLUE {t.task}",
+        f"# {result.method} adapter for {what}",
         "",
         f"A {result.method} adapter of `{base}` trained by increlora-search {result.version}, saved as a plain peft "
         f"LoRA{'/AdaLoRA' if result.method == 'adalora' else ''} adapter (per-module ranks in `rank_pattern`).",
@@ -101,10 +113,10 @@ def model_card(cfg: "RunConfig", result: Any) -> str:
         f"| budget | {_budget(cfg)} |",
         f"| adapter parameters | {int(result.adapter_params):,} (active); head {int(result.head_params):,} |",
         f"| total rank | {sum(allocation.values())} over {len(allocation)} modules |",
-        f"| data | GLUE {t.task}: {result.train_size:,} training rows{' (seeded, stratified subset)' if t.train_samples else ''}, "
-        f"{result.eval_size:,} evaluation rows{' (held out from the training file)' if t.holdout_samples else ' (dev set)'} |",
+        f"| data | {what}: {result.train_size:,} training rows{' (seeded, stratified subset)' if t.train_samples else ''}, "
+        f"{result.eval_size:,} evaluation rows{' (held out from the training file)' if t.holdout_samples else ' (validation set)' if t.own_data else ' (dev set)'} |",
         f"| training | {result.steps} steps, batch {t.batch_size}, learning rate {t.learning_rate:g}, max length {t.max_length}, seed {t.seed} |",
-        f"| GLUE score | {result.glue_score:.2f} at the end ({metrics}); best {result.best_glue_score:.2f} at step {result.best_step} |",
+        f"| {'score' if t.own_data else 'GLUE score'} | {result.glue_score:.2f} at the end ({metrics}); best {result.best_glue_score:.2f} at step {result.best_step} |",
         "",
         "## Reproduce",
         "",
@@ -112,23 +124,28 @@ def model_card(cfg: "RunConfig", result: Any) -> str:
         reproduce_command(cfg),
         "```",
         "",
-        *load_section(base, result.task),
+        *load_section(base, result),
     ]
     if allocation:
         lines += ["", "## Allocation", "", "Final rank of every adapted module:", "", allocation_markdown(allocation)]
     return "\n".join(lines) + "\n"
 
 
-def load_section(base: str, task: str) -> list[str]:
+def load_section(base: str, result: Any) -> list[str]:
     """The card's "Load" section: base model and adapter, tokenizer, label names, sentence pairs, offline use."""
-    from .glue import get_task
+    data = getattr(result, "data", None) or {}
+    if "text_columns" in data:  # your own data: its columns and classes as the run found them
+        names, regression = list(data.get("labels") or []), bool(data.get("regression"))
+        columns, label = tuple(data["text_columns"]), f"own data {result.task}"
+    else:
+        from .data import get_task
 
-    spec = get_task(task)
-    names = list(spec.label_names)
+        spec = get_task(result.task)
+        names, regression, columns, label = list(spec.label_names), spec.is_regression, tuple(spec.text_columns), spec.folder
     lines = ["## Load", "", "```python", "import torch", "from peft import PeftModel",
              "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
              f"BASE = {base!r}  # or the folder of a local copy, to load offline", "tokenizer = AutoTokenizer.from_pretrained(BASE)"]
-    if spec.is_regression:
+    if regression:
         lines.append("base = AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=1)")
     else:
         id2label = {i: n for i, n in enumerate(names)}
@@ -136,13 +153,13 @@ def load_section(base: str, task: str) -> list[str]:
                   f"base = AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={len(names)}, id2label=id2label,",
                   "                                                           label2id={v: k for k, v in id2label.items()})"]
     lines += ["model = PeftModel.from_pretrained(base, 'path/to/this/folder').eval()", ""]
-    if spec.is_pair:
-        a, b = spec.text_columns
-        lines += [f"# {spec.folder} takes sentence pairs ({a}, {b}): pass both, in that order",
+    if len(columns) == 2:
+        a, b = columns
+        lines += [f"# {label} takes sentence pairs ({a}, {b}): pass both, in that order",
                   "batch = tokenizer(['The cat sat.'], ['A cat was sitting.'], padding=True, truncation=True, return_tensors='pt')"]
     else:
         lines.append("batch = tokenizer(['The cat sat on the mat.'], padding=True, truncation=True, return_tensors='pt')")
-    if spec.is_regression:
+    if regression:
         lines += ["with torch.no_grad():", "    print(model(**batch).logits[:, 0])  # the predicted score"]
     else:
         lines += ["with torch.no_grad():", "    print([model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()])"]

@@ -8,7 +8,11 @@ MRPC, QQP  accuracy, f1                mean(f1, accuracy)
 STS-B      pearson, spearman           mean(pearson, spearman)
 MNLI       accuracy (per eval split)   mean over matched/mismatched
 others     accuracy                    accuracy
+own data   its --metric                that metric
 =========  ==========================  ==============================
+
+``task`` is a GLUE task's name or a :class:`~increlora.data.TaskSpec` (own data's comes with its data).
+With two classes F1 is the F1 of class 1; own data with more classes gets the macro F1.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-from increlora.glue import get_task
+from increlora.data import TaskSpec, get_task
 
 ArrayLike = Union[Sequence[float], np.ndarray]
+Task = Union[str, TaskSpec]
 
-def main_metric_names(task: str) -> list[str]:
+
+def main_metric_names(task: Task) -> list[str]:
     """The metrics that make up the task's GLUE score (the first is the headline one)."""
     return list(get_task(task).metric_names)
 
@@ -47,10 +53,10 @@ def _correlation(kind: str, a: np.ndarray, b: np.ndarray) -> float:
     return value if np.isfinite(value) else 0.0
 
 
-def compute_metrics(task: str, predictions: ArrayLike, labels: ArrayLike) -> dict[str, float]:
-    """The task's GLUE metrics on the 0-100 scale.
+def compute_metrics(task: Task, predictions: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """The task's metrics on the 0-100 scale (the GLUE task's, or own data's --metric).
 
-    ``predictions`` are class ids (or 2-D logits, reduced by argmax); for STS-B they are scores.
+    ``predictions`` are class ids (or 2-D logits, reduced by argmax); for regression they are scores.
     Degenerate inputs give 0.0 instead of NaN or warnings: constant predictions (MCC,
     correlations), no predicted positive (F1).
     """
@@ -67,18 +73,21 @@ def compute_metrics(task: str, predictions: ArrayLike, labels: ArrayLike) -> dic
     if len(gold) == 0:
         raise ValueError("no predictions to score")
 
+    names = spec.metric_names
     if spec.is_regression:
         gold = gold.astype(np.float64)
-        return {
-            "pearson": 100.0 * _correlation("pearson", pred, gold),
-            "spearman": 100.0 * _correlation("spearman", pred, gold),
-        }
+        return {m: 100.0 * _correlation(m, pred, gold) for m in ("pearson", "spearman") if m in names}
     gold = gold.astype(np.int64)
-    if spec.name == "cola":
-        return {"mcc": 100.0 * float(matthews_corrcoef(gold, pred))}
-    out = {"accuracy": 100.0 * float(accuracy_score(gold, pred))}
-    if spec.name in ("mrpc", "qqp"):
-        out["f1"] = 100.0 * float(f1_score(gold, pred, pos_label=1, average="binary", zero_division=0))
+    out: dict[str, float] = {}
+    if "accuracy" in names:
+        out["accuracy"] = 100.0 * float(accuracy_score(gold, pred))
+    if "f1" in names:
+        if spec.num_labels == 2:
+            out["f1"] = 100.0 * float(f1_score(gold, pred, pos_label=1, average="binary", zero_division=0))
+        else:
+            out["f1"] = 100.0 * float(f1_score(gold, pred, average="macro", zero_division=0))
+    if "mcc" in names:
+        out["mcc"] = 100.0 * float(matthews_corrcoef(gold, pred))
     return out
 
 
@@ -93,14 +102,14 @@ def _lookup(metrics: Mapping[str, float], name: str, splits: Sequence[str], pref
     raise KeyError(f"metric {wanted} missing; got {sorted(metrics)}")
 
 
-def glue_score(task: str, metrics: Mapping[str, float]) -> float:
-    """The task's GLUE number (0-100) from :func:`compute_metrics` output.
+def glue_score(task: Task, metrics: Mapping[str, float]) -> float:
+    """The task's GLUE number (0-100) from :func:`compute_metrics` output (own data: its --metric).
 
     Keys may be plain (``"accuracy"``) or prefixed by the eval split (``"validation/accuracy"``).
     For MNLI the split-prefixed keys (``validation_matched/accuracy``,
     ``validation_mismatched/accuracy``) are averaged when present, else ``accuracy`` is used.
     """
     spec = get_task(task)
-    prefer_splits = spec.name == "mnli"
-    values = [_lookup(metrics, m, spec.eval_splits, prefer_splits) for m in main_metric_names(spec.name)]
+    prefer_splits = spec.is_glue and spec.name == "mnli"
+    values = [_lookup(metrics, m, spec.eval_splits, prefer_splits) for m in main_metric_names(spec)]
     return float(np.mean(values))

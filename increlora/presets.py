@@ -103,7 +103,9 @@ def parse_preset(data: Any, source: str = "<preset>") -> Preset:
     task = data["task"]
     if not isinstance(task, str) or not task:
         raise fail(f"task: expected a non-empty str, got {_type_name(task)} {task!r}")
-    unknown_task = GLUE_TASK.problem(task)
+    own_data = isinstance(data.get("provenance"), dict) and isinstance(data["provenance"].get("data"), dict) \
+        and "text_columns" in data["provenance"]["data"]  # found on your own data: its task is that data's name
+    unknown_task = None if own_data else GLUE_TASK.problem(task)
     if unknown_task:
         raise fail(f"task: {unknown_task}")
     name = data.get("name")

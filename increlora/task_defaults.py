@@ -13,7 +13,7 @@ with fewer than ~250 steps this encoder stays at the majority class on CoLA.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from increlora.methods import METHODS  # noqa: F401  (imported for its registrations)
 from increlora.paper_scripts import PAIR_TASKS, paper_rank8, paper_row
@@ -30,9 +30,17 @@ def resolve_profile(profile: str, cuda_available: bool) -> str:
     return profile
 
 
-def task_defaults(task: str, method: str, profile: str, target_rank: float = 2.0) -> dict[str, Any]:
+def task_defaults(task: Any, method: str, profile: str, target_rank: float = 2.0) -> dict[str, Any]:
     """Flat knob defaults for ``task``/``method`` under ``profile`` (``paper`` or ``cpu``): the training
-    recipe every method shares, plus the method's own defaults (its registered hook)."""
+    recipe every method shares, plus the method's own defaults (its registered hook).
+
+    ``task``: a GLUE task's key, or own data's TaskSpec, which takes the defaults of the GLUE task of its
+    shape (``spec.defaults_task``: STS-B for regression, MRPC for pairs, SST-2 for single texts)."""
+    pair: Optional[bool] = None
+    if not isinstance(task, str):  # own data's TaskSpec
+        pair, task = task.is_pair, task.defaults_task or task.name
+    if pair is None:
+        pair = task in PAIR_TASKS
     row = paper_row(task)
     if profile == "paper":
         out: dict[str, Any] = {
@@ -56,7 +64,7 @@ def task_defaults(task: str, method: str, profile: str, target_rank: float = 2.0
         out = {
             "train_samples": 4000,
             "epochs": 3.0,
-            "max_length": 128 if task in PAIR_TASKS else 64,
+            "max_length": 128 if pair else 64,
             "learning_rate": 3e-3,
             "lora_alpha": 32.0,
             "lora_dropout": 0.0,

@@ -1,4 +1,5 @@
-"""``python -m increlora.train``: fine-tune one model on one GLUE task with IncreLoRA, LoRA or AdaLoRA.
+"""``python -m increlora.train``: fine-tune one model on one GLUE task (or your own data) with IncreLoRA,
+LoRA or AdaLoRA.
 
 Precedence of settings: the task's profile defaults < a ``--preset`` file < flags on the command line.
 """
@@ -29,6 +30,8 @@ examples:
   python -m increlora.train --task cola
   python -m increlora.train --task rte --method lora --r 8 --data-dir ../shared/data/glue
   python -m increlora.train --task cola --preset presets/cola-knee.yaml --output-dir runs/cola
+  python -m increlora.train --train-file reviews.csv --validation-file reviews-dev.csv --text-columns text
+      --label-column stars --metric f1     (your own data: docs/own-data.md)
 """
 
 
@@ -52,7 +55,8 @@ def _arg_type(hint: Any):
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog_name("increlora.train", "increlora-train"),
-        description="Fine-tune a Hugging Face encoder on a GLUE task with IncreLoRA (or the LoRA/AdaLoRA baselines).",
+        description="Fine-tune a Hugging Face encoder on a GLUE task or your own data with IncreLoRA (or the "
+                    "LoRA/AdaLoRA baselines).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
@@ -71,12 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             shared = [m for m, spec in REGISTRY.items() if f.name in {x.name for x in dataclasses.fields(spec.config_cls)}]
             note = f" [{'/'.join(shared)}]" if cls is not TrainConfig and len(shared) > 1 else ""
-            help_text = f"{f.metadata.get('help', '')}{note} (default: {default})".replace("%", "%%")
+            text = f.metadata.get("help", "")
+            shown = "" if "(default:" in text else f" (default: {default})"  # some knobs' help names their default
+            help_text = f"{text}{note}{shown}".replace("%", "%%")
             if f.name == "method":
                 group.add_argument(_flag(f.name), choices=METHODS, default=argparse.SUPPRESS, help=help_text)
                 continue
             typ = _arg_type(hints[f.name])
-            if typ is None:
+            if f.metadata.get("choices"):
+                group.add_argument(_flag(f.name), choices=f.metadata["choices"], default=argparse.SUPPRESS, help=help_text)
+            elif typ is None:
                 group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
             else:
                 group.add_argument(_flag(f.name), type=typ, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
@@ -84,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_overrides(args: dict[str, Any], *, cuda_available: bool) -> dict[str, Any]:
-    """Merge profile defaults, the preset and explicit flags into flat overrides."""
-    from .glue import normalize_task
+    """Merge profile defaults, the preset and explicit flags into flat overrides. With your own data
+    (``--train-file`` / ``--dataset``) the data are read here once: their shape picks the defaults."""
+    from .data import OwnData, is_glue_task, load_source, normalize_task
     from .presets import learned_nothing, load_preset, preset_overrides
 
     preset_path = args.pop("preset", None)
@@ -93,11 +102,21 @@ def resolve_overrides(args: dict[str, Any], *, cuda_available: bool) -> dict[str
     if preset is not None and learned_nothing(preset):
         print(f"warning: preset {preset_path}: {learned_nothing(preset)}", file=sys.stderr)
     pre = preset_overrides(preset) if preset else {}
-    task = normalize_task(args.get("task") or pre.get("task") or TrainConfig.task)
     method = args.get("method") or pre.get("method") or "increlora"
     profile = resolve_profile(args.pop("profile", "auto"), cuda_available)
+    own = OwnData.from_knobs(args) if "task" not in args or not is_glue_task(args["task"]) else None
+    if own is None and (args.get("train_file") or args.get("dataset")):
+        raise UsageError(f"--task {args['task']}: is a GLUE task; with --train-file or --dataset, --task only names "
+                         f"your data: leave it out or choose another name")
+    if own is not None:
+        cfg = dict(args)  # the config's own checks first (e.g. no validation file and no --holdout-samples)
+        cfg.update(task=own.name, method=method)
+        build_run_config(cfg)
+        task, defaults_for = own.name, load_source(own, need_eval=args.get("holdout_samples") is None).spec
+    else:
+        task = defaults_for = normalize_task(args.get("task") or pre.get("task") or TrainConfig.task)
     budget = args.get("target_rank") or pre.get("target_rank") or args.get("r") or 2.0
-    merged: dict[str, Any] = {**task_defaults(task, method, profile, float(budget))}
+    merged: dict[str, Any] = {**task_defaults(defaults_for, method, profile, float(budget))}
     merged.update({k: v for k, v in pre.items() if k != "task"})
     merged.update(args)
     merged["task"], merged["method"] = task, method
@@ -113,10 +132,12 @@ def default_output_dir(cfg: Any) -> Path:
 
 
 def _summary(result, out_dir: Optional[str]) -> str:
+    from .data import TASKS
+
     alloc = list(result.allocation.values())
     lines = [
         f"task {result.task}  method {result.method}  model {result.model}",
-        f"GLUE score: last {result.glue_score:.2f}  best {result.best_glue_score:.2f} (step {result.best_step})  "
+        f"{'GLUE score' if result.task in TASKS else 'score'}: last {result.glue_score:.2f}  best {result.best_glue_score:.2f} (step {result.best_step})  "
         + "  ".join(f"{k}={v:.2f}" for k, v in result.metrics.items()),
         f"adapter params {result.adapter_params:,} (active)  peak trainable {result.peak_trainable_params:,}  "
         f"head {result.head_params:,}",
@@ -142,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
 
         from .backbone import BackboneError  # noqa: F401  (subclass of ConfigError)
-        from .glue import GlueError
+        from .data import GlueError
         from .presets import PresetError
         from .trainer import TrainingDiverged, train
 

@@ -27,7 +27,7 @@ from . import schedule
 from .registry import method_spec
 from .run_config import RunConfig
 from .batching import batch_indices, batches, collate
-from .glue import PreparedData, Split, normalize_task, prepare_data
+from .data import PreparedData, Split, data_source, prepare_data
 from .lr_schedule import GroupLinearSchedule
 from .metrics import compute_metrics, glue_score
 from .precision import autocast, resolve_precision, store_frozen_weights_in_bf16
@@ -91,6 +91,8 @@ class TrainResult:
     device: str = "cpu"
     precision: str = "fp32"  # the resolved training precision (bf16 or fp32)
     version: str = __version__
+    data: dict[str, Any] = field(default_factory=dict)  # the data's fingerprint, labels and metrics
+
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,7 +170,7 @@ def evaluate(
                 logits = predict_logits(model, split, batch_size=batch_size, pad_id=pad_id, device=device, sort_by_length=fast,
                                         precision=resolved)
                 pred = logits[:, 0] if data.is_regression else logits.argmax(-1)
-                metrics = compute_metrics(data.task, pred, np.asarray(split.labels))
+                metrics = compute_metrics(data.task_spec, pred, np.asarray(split.labels))
                 prefix = f"{split_name}/" if len(data.evals) > 1 else ""
                 out.update({prefix + k: v for k, v in metrics.items()})
     finally:
@@ -211,10 +213,12 @@ def train(
     on_evaluate: Optional[Callable[[EvalEvent], None]] = None,
     tokenizer: Any = None,
 ) -> TrainResult:
-    """Fine-tune ``cfg.train.model`` on ``cfg.train.task`` with ``cfg.method``; see module doc."""
+    """Fine-tune ``cfg.train.model`` on ``cfg.train.task`` (or on your own data: ``train_file`` /
+    ``dataset``) with ``cfg.method``; see module doc."""
     t_start = time.perf_counter()
     t = cfg.train
-    task = normalize_task(t.task)
+    source = data_source(vars(t))
+    task = source if isinstance(source, str) else source.name
     if t.threads:
         torch.set_num_threads(t.threads)
     device = pick_device(t.device)
@@ -224,7 +228,7 @@ def train(
         tokenizer = load_tokenizer(model_path)
     if data is None:
         data = prepare_data(
-            task,
+            source,
             tokenizer,
             data_dir=t.data_dir,
             train_samples=t.train_samples,
@@ -233,6 +237,7 @@ def train(
             seed=t.seed,
             holdout_samples=t.holdout_samples,
         )
+    spec = data.task_spec
     seed_everything(t.seed)
     model = load_model(model_path, num_labels=data.num_labels, is_regression=data.is_regression, classifier_dropout=t.classifier_dropout)
     total = total_steps_for(cfg, data.train_size)
@@ -294,7 +299,7 @@ def train(
                                         fast=t.fast_eval, precision=precision)
                 eval_rows += data.eval_size
                 eval_time += time.perf_counter() - t_eval
-                last_score = glue_score(task, last_metrics)
+                last_score = glue_score(spec, last_metrics)
                 if last_score > best_score:
                     best_score, best_metrics, best_step = last_score, dict(last_metrics), step
                 event = EvalEvent(
@@ -349,6 +354,8 @@ def train(
         history=history,
         device=str(device),
         precision=precision,
+        data={**data.fingerprint, "num_labels": data.num_labels, "labels": list(data.label_names),
+              "metrics": list(spec.metric_names)},
     )
     if t.output_dir:
         out = Path(t.output_dir).expanduser().resolve()

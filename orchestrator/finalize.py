@@ -75,7 +75,8 @@ def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[
     return export_presets(results.trials, out_dir, task=r.task, model=r.model, search_name=r.name,
                           package_version=r.package_version or "unknown", train_size=r.train_size,
                           tolerance=float(r.tolerance if tolerance is None else tolerance),
-                          chance_score=float(r.chance_score), evaluated_on=r.evaluated_on, eval_rows=r.eval_size or None)
+                          chance_score=float(r.chance_score), evaluated_on=r.evaluated_on, eval_rows=r.eval_size or None,
+                          data=r.data_fingerprint or None)
 
 
 def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:

@@ -27,6 +27,7 @@ class RunFacts:
     train_size: int
     eval_size: int
     chance_score: float
+    data_fingerprint: dict[str, Any]  # the data's fingerprint (increlora.data.sources), recorded by presets
 
 
 def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
@@ -36,7 +37,7 @@ def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
     from increlora.task_defaults import resolve_profile, task_defaults
 
     profile = resolve_profile(settings.profile, gpus_per_trial > 0)
-    base = task_defaults(settings.task, settings.method, profile)
+    base = task_defaults(settings.task_spec or settings.task, settings.method, profile)
     if profile == "cpu":
         base.update(CPU_SEARCH_DEFAULTS)
     flags = {"model": settings.model, "data_dir": settings.data_dir, **settings.trial_flags}
@@ -52,14 +53,16 @@ def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
 
 
 def prepare_data(task: str, base: dict[str, Any]) -> Any:
-    """Tokenise the task once (in the driver); the trials share it through Ray's object store."""
+    """Tokenise the task (a GLUE task, or own data when ``base`` names files or a dataset) once, in the
+    driver; the trials share it through Ray's object store."""
     from increlora.backbone import BackboneError, load_tokenizer
-    from increlora.glue import GlueError
-    from increlora.glue import prepare_data as prepare
+    from increlora.data import GlueError, data_source
+    from increlora.data import prepare_data as prepare
 
     try:
+        source = data_source({**base, "task": task})
         tokenizer = load_tokenizer(base.get("model"))
-        return prepare(task, tokenizer, data_dir=base.get("data_dir"), train_samples=base.get("train_samples"),
+        return prepare(source, tokenizer, data_dir=base.get("data_dir"), train_samples=base.get("train_samples"),
                        eval_samples=base.get("eval_samples"), max_length=base["max_length"], seed=base["seed"],
                        holdout_samples=base.get("holdout_samples"))
     except (GlueError, BackboneError) as exc:
@@ -80,7 +83,8 @@ def run_facts(protocol: Protocol, data: Any, evaluations: int) -> RunFacts:
     first_split = next(iter(data.evals.values()))
     return RunFacts(total_steps=total, max_evaluations=schedule.evaluation_count(total, base["eval_steps"]),
                     train_size=data.train_size, eval_size=data.eval_size,
-                    chance_score=majority_score(data.task, first_split.labels))
+                    chance_score=majority_score(data.task_spec, first_split.labels),
+                    data_fingerprint=dict(data.fingerprint))
 
 
 def build_space(settings: SearchSettings, base: dict[str, Any]) -> Any:

@@ -53,6 +53,7 @@ def export_presets(
     chance_score: Optional[float] = None,
     evaluated_on: str = "dev",
     eval_rows: Optional[int] = None,
+    data: Optional[dict[str, Any]] = None,
 ) -> list[Path]:
     """Write ``<out_dir>/<task>-<label>.yaml`` for the best, smallest and knee trials.
 
@@ -64,6 +65,9 @@ def export_presets(
     two labels pick the same trial (``provenance.selected_as`` lists all labels of that trial).
     ``evaluated_on`` (``dev`` or ``holdout``: held-out training rows) and ``eval_rows`` say where the
     scores that chose the preset come from; a comparison on the dev set needs a ``holdout`` preset.
+    ``data``: the data's fingerprint (:meth:`increlora.data.sources.LoadedData.fingerprint`: its ``sha256``,
+    the files' hashes or the dataset's name and split sizes, own data's columns and metric), kept as
+    ``provenance.data`` so a preset says which data it was found on.
     Raises ValueError when no trial is COMPLETE. Returns the written paths in label order.
     """
     done = complete_trials(trials)
@@ -95,6 +99,8 @@ def export_presets(
             "front_size": len(front),
             "tolerance": float(tolerance),
         }
+        if data:
+            provenance["data"] = dict(data)
         if chance_score is not None:
             learned = above_chance(float(trial["score"]), float(chance_score))
             provenance["chance_score"] = round(float(chance_score), 4)

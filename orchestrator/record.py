@@ -98,6 +98,7 @@ class SearchRecord:
     train_size: int = 0
     eval_size: int = 0
     chance_score: float = 0.0
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)  # sha256 of the data, its files or dataset
     # the space and its seeds
     space: dict[str, Any] = field(default_factory=dict)
     space_source: str = ""

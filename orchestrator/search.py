@@ -231,7 +231,7 @@ def new_record(settings: SearchSettings, resources: Any, protocol: Any, facts: A
         gpus_per_trial=resources.gpus_per_trial, max_concurrent=resources.max_concurrent, cluster=resources.cluster,
         profile=protocol.profile, eval_steps_fixed=protocol.eval_steps_fixed, base=protocol.base,
         total_steps=facts.total_steps, max_evaluations=facts.max_evaluations, train_size=facts.train_size,
-        eval_size=facts.eval_size, chance_score=facts.chance_score,
+        eval_size=facts.eval_size, chance_score=facts.chance_score, data_fingerprint=facts.data_fingerprint,
         space=space.to_dict(), space_source=space.source, space_text=space.describe(),
         presets=[path for path, _ in settings.presets], package_version=package_version(), git_commit=git_commit(),
         created=_now(),

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, get_type_hints
+from typing import Any, Optional, Sequence, Union, get_type_hints
 
 from increlora.cli import OneLineParser, prog_name
 from increlora.domains import SEED, Domain, real, whole
@@ -60,6 +60,16 @@ FLAG_DOMAINS: dict[str, Domain] = {
 }
 # Knobs with a flag of their own: --set would bypass the flag's checks (or be overridden by it).
 OWN_FLAG_KNOBS = ("task", "method", "seed", "model", "data_dir")
+# Your own data instead of a GLUE --task (TrainConfig knobs too; docs/own-data.md).
+OWN_DATA_FLAGS = {
+    "train_file": "none: a GLUE --task",
+    "validation_file": "none",
+    "dataset": "none",
+    "dataset_config": "none",
+    "text_columns": "sentence1,sentence2, else text, else sentence",
+    "label_column": "label",
+    "metric": "by the labels",
+}
 
 
 class SearchError(Exception):
@@ -83,11 +93,12 @@ def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) ->
 
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     hint = str(get_type_hints(TrainConfig)[name])
-    typ = TRAIN_DOMAINS[name].parser() if "int" in hint or "float" in hint else str
+    typ = split_list if "list" in hint else TRAIN_DOMAINS[name].parser() if "int" in hint or "float" in hint else str
     text = f.metadata["help"]
     if "default" not in text:  # some knobs' help already names their default
         text += f" (default: {default_text})"
-    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text.replace("%", "%%"))
+    group.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=text.replace("%", "%%"),
+                       choices=f.metadata.get("choices"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     g = p.add_argument_group("search")
-    g.add_argument("--task", default="cola", help="GLUE task: cola sst2 mrpc qqp stsb mnli qnli rte wnli (default: %(default)s)")
+    g.add_argument("--task", default=None, help="GLUE task: cola sst2 mrpc qqp stsb mnli qnli rte wnli; with your own data "
+                                                 "(--train-file or --dataset) a name for it (default: cola; own data: the "
+                                                 "file's stem or the dataset's name)")
     g.add_argument("--method", default="increlora", choices=METHODS, help="adapter method searched (default: %(default)s)")
     g.add_argument("--trials", type=_typed("trials"), default=DEFAULT_TRIALS, help="number of trials (default: %(default)s)")
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
@@ -153,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix any increlora.config knob for every trial, e.g. --set lora_alpha=16 (repeatable; default: none)")
     t.add_argument("--save-adapters", action=argparse.BooleanOptionalAction, default=True,
                    help="save each trial's adapter in its folder and log it to its MLflow run (default: on)")
+
+    d = p.add_argument_group("your own data instead of a GLUE --task (docs/own-data.md)")
+    for name, default_text in OWN_DATA_FLAGS.items():
+        _trial_flag(d, name, default_text)
 
     r = p.add_argument_group("resources")
     r.add_argument("--max-concurrent", type=_typed("max_concurrent"), default=0,
@@ -239,7 +256,10 @@ def check_set_knobs(knobs: dict[str, Any], method: str) -> dict[str, Any]:
     return out
 
 
-def split_list(items: Sequence[str]) -> list[str]:
+def split_list(items: Union[str, Sequence[str]]) -> list[str]:
+    """``"a,b"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    if isinstance(items, str):
+        items = [items]
     return [x.strip() for item in items for x in item.split(",") if x.strip()]
 
 
@@ -256,12 +276,13 @@ class SearchSettings:
     search_extra: tuple[str, ...]
     space: Any  # a search_spaces.Space from --space, or None for the built-in one
     presets: tuple[tuple[str, Any], ...]  # (absolute path, Preset)
-    trial_flags: dict[str, Any]  # training flags given on the command line (None = unset)
+    trial_flags: dict[str, Any]  # training flags given on the command line (None = unset), own data's included
     set_knobs: dict[str, Any]  # --set KNOB=VALUE
     gpus_per_trial: Optional[float]
     max_concurrent: int
     num_cpus: Optional[int]
     address: Optional[str]
+    task_spec: Any = None  # own data's TaskSpec (its shape picks the default knobs); None for a GLUE task
 
     def __getattr__(self, name: str) -> Any:
         if name != "choices" and "choices" in self.__dict__:
@@ -272,13 +293,18 @@ class SearchSettings:
     def from_args(cls, args: argparse.Namespace, argv: Sequence[str]) -> "SearchSettings":
         """Check everything that can be checked before Ray starts; SearchError on bad input."""
         from increlora.backbone import BackboneError, resolve_model
-        from increlora.glue import GlueError, normalize_task
+        from increlora.data import GlueError, normalize_task
         from orchestrator import tracking
 
-        try:
-            task = normalize_task(args.task)
-        except GlueError as exc:
-            raise SearchError(f"--task: {exc}") from None
+        own_flags = own_data_flags(args)
+        task_spec = None
+        if own_flags:
+            task, task_spec = check_own_data(args, own_flags)
+        else:
+            try:
+                task = normalize_task(args.task or "cola")
+            except GlueError as exc:
+                raise SearchError(f"--task: {exc}") from None
         set_knobs = check_set_knobs(parse_set(args.set), args.method)
         name = check_name(args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
         search_dir = check_output_dir(args.output_dir) / name
@@ -319,10 +345,41 @@ class SearchSettings:
             name=name, search_dir=search_dir, choices=choices, profile=args.profile, budget=args.budget,
             search_extra=tuple(split_list(args.search_extra)), space=_load_space(args.space, args.method),
             presets=_load_presets(args.preset, args.method),
-            trial_flags={name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, set_knobs=set_knobs,
-            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, num_cpus=args.num_cpus,
-            address=args.address,
+            trial_flags={**{name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, **own_flags},
+            set_knobs=set_knobs, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+            num_cpus=args.num_cpus, address=args.address, task_spec=task_spec,
         )
+
+
+def own_data_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The own-data flags given (files as absolute paths: trials and --resume may run elsewhere); checked
+    against each other and --holdout-samples as TrainConfig checks them. Empty for a GLUE task."""
+    from increlora.config import ConfigError, TrainConfig
+
+    flags = {name: getattr(args, name) for name in OWN_DATA_FLAGS if getattr(args, name) is not None}
+    for name in ("train_file", "validation_file"):
+        if name in flags:
+            flags[name] = str(Path(flags[name]).expanduser().resolve())
+    try:
+        TrainConfig(**flags, holdout_samples=args.holdout_samples).validate()
+    except ConfigError as exc:
+        raise SearchError(str(exc)) from None
+    return flags
+
+
+def check_own_data(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[str, Any]:
+    """Read and check own data before anything starts (bad data: one line, exit 2); its name and TaskSpec."""
+    from increlora.data import GlueError, OwnData, is_glue_task, load_source
+
+    if args.task and is_glue_task(args.task):
+        raise SearchError(f"--task {args.task}: is a GLUE task; with --train-file or --dataset, --task only names "
+                          f"your data: leave it out or choose another name")
+    try:
+        own = OwnData.from_knobs({**flags, "task": args.task})
+        assert own is not None
+        return own.name, load_source(own, need_eval=args.holdout_samples is None).spec
+    except GlueError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def _load_space(path: Optional[str], method: str) -> Any:

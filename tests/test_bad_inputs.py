@@ -44,6 +44,31 @@ def _preset(path: Path, text: str) -> str:
     return str(path)
 
 
+def _data_files(root: Path) -> dict[str, str]:
+    """Small own-data files (``{data:NAME}``): a good training and validation CSV, and broken ones."""
+    folder = root / "own-data"
+    folder.mkdir()
+    rows = [f"{i},a {'fine' if i % 2 else 'dull'} film number {i},{'pos' if i % 2 else 'neg'}" for i in range(12)]
+    files = {
+        "train": ("train.csv", "id,text,label\n" + "\n".join(rows) + "\n"),
+        "dev": ("dev.csv", "id,text,label\n" + "\n".join(rows[:6]) + "\n"),
+        "empty": ("empty.csv", ""),
+        "new-label": ("new-label.csv", "id,text,label\n1,a film,pos\n2,another film,maybe\n"),
+        "one-label": ("one-label.csv", "text,label\n" + "".join(f"film {i},pos\n" for i in range(6))),
+        "words": ("words.csv", "text,label\n" + "".join(f"film {i},{'high' if i % 2 else 'low'}\n" for i in range(8))),
+        "broken-json": ("broken.json", '[{"text": "a film", "label": "pos"},\n {"text": "another film", "label": '),
+    }
+    out = {}
+    for key, (name, text) in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        out[f"data:{key}"] = str(folder / name)
+    latin = folder / "latin1.csv"
+    latin.write_bytes(("text,label\n" + "".join(f"caf\u00e9 {i},{'pos' if i % 2 else 'neg'}\n" for i in range(8)))
+                      .encode("latin-1"))
+    out["data:latin1"] = str(latin)
+    return out
+
+
 def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False, empty_study: bool = False,
                    tracking: str = "") -> str:
     """A search folder as a finished search leaves it: search.json and a real Optuna study with one
@@ -137,14 +162,16 @@ def placeholders(tmp_path_factory, glue_dir, servers) -> dict[str, str]:
         "searches": str(root / "searches"),
         **servers,
         **models,
+        **_data_files(root),
     }
     return out
 
 
 def _argv(cli: str, args: str, values: dict[str, str], tiny_model_dir: str, glue_dir: Path, work: Path) -> list[str]:
     argv = shlex.split(re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], args))
+    own_data = "--train-file" in argv or "--dataset" in argv
     if cli in ("train", "search"):
-        if "--data-dir" not in argv:
+        if "--data-dir" not in argv and not own_data:
             argv += ["--data-dir", str(glue_dir)]
         if "--model" not in argv:
             argv += ["--model", tiny_model_dir]

@@ -82,7 +82,7 @@ def test_bf16_keeps_trained_tensors_and_optimizer_state_in_fp32(method, knobs, t
 def test_bf16_evaluation_keeps_the_adapter_on_its_own_path(tiny_model_dir, glue_dir):
     """Under bf16 evaluation does not merge: the fast and plain evaluations agree, and no weight changes."""
     from increlora.backbone import load_model, load_tokenizer
-    from increlora.glue import prepare_data
+    from increlora.data import prepare_data
 
     tok = load_tokenizer(tiny_model_dir)
     data = prepare_data("cola", tok, data_dir=glue_dir, train_samples=64, eval_samples=200, max_length=32, seed=0)

@@ -27,7 +27,7 @@ from increlora.trainer import build_method, evaluate, predict_logits
 @pytest.fixture(scope="module")
 def cola(tiny_model_dir, glue_dir):
     from increlora.backbone import load_tokenizer
-    from increlora.glue import prepare_data
+    from increlora.data import prepare_data
 
     tok = load_tokenizer(tiny_model_dir)
     return prepare_data("cola", tok, data_dir=glue_dir, train_samples=64, eval_samples=300, max_length=64, seed=0)

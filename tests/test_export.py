@@ -37,7 +37,7 @@ print(json.dumps(preds))
                                           ("lora", {"r": 2}), ("adalora", {"init_r": 3, "target_r": 1.0})])
 def test_an_exported_adapter_loads_elsewhere_with_plain_peft(method, knobs, glue_dir, tmp_path):
     from increlora.backbone import load_tokenizer
-    from increlora.glue import prepare_data
+    from increlora.data import prepare_data
 
     cfg = build_run_config({"task": "sst2", "method": method, "data_dir": str(glue_dir), "train_samples": 64,
                             "eval_samples": 48, "max_steps": 8, "batch_size": 16, "max_length": 32, "progress": False,

@@ -1,4 +1,4 @@
-"""increlora.glue: task registry, TSV loading, subsampling, tokenisation and batching."""
+"""increlora.data: task registry, TSV loading, subsampling, tokenisation and batching."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from increlora.batching import batches, num_batches
-from increlora.glue import (
+from increlora.data import (
     TASKS,
     GlueError,
     RawSplit,
@@ -279,10 +279,10 @@ def test_batches_shuffle_seeded_and_regression() -> None:
 
 
 def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    import increlora.glue as glue
+    import increlora.data.readers as readers
 
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "GLUE_DIR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(glue, "hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setattr(readers, "hub_reachable", lambda timeout_s=3.0: False)
     with pytest.raises(GlueError, match="pass --data-dir DIR .* or set GLUE_DIR; the Hugging Face hub is unreachable"):
         load_task("sst2")

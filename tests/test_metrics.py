@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from increlora.glue import GlueError
+from increlora.data import GlueError
 from increlora.metrics import compute_metrics, glue_score, main_metric_names
 
 

@@ -359,7 +359,7 @@ def test_help_lists_every_flag_with_its_default():
 def test_budget_params_range_matches_the_trainers_count(tiny_model_dir, glue_dir):
     """``--budget params`` derives its range from the model; average rank 1 must cost what the trainer counts."""
     from increlora.backbone import load_tokenizer
-    from increlora.glue import prepare_data
+    from increlora.data import prepare_data
     from increlora.trainer import train
 
     from increlora.budget import adapted_shapes, uniform_rank_cost

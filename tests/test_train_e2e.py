@@ -177,7 +177,7 @@ def test_a_diverging_run_stops_within_a_few_steps(tiny_model_dir, glue_dir, tmp_
 
 def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(tiny_model_dir, glue_dir):
     from increlora.backbone import load_tokenizer
-    from increlora.glue import GlueError, holdout_labels, prepare_data
+    from increlora.data import GlueError, holdout_labels, prepare_data
 
     tok = load_tokenizer(tiny_model_dir)
     with_dev = prepare_data("rte", tok, data_dir=glue_dir, train_samples=300, max_length=512, seed=3)

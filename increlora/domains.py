@@ -108,13 +108,6 @@ class Domain:
             except GlueError as exc:
                 return str(exc)
             return None
-        if self.kind == METHOD:
-            from increlora.registry import REGISTRY
-
-            if not REGISTRY:
-                import increlora.methods  # noqa: F401  (registers every method)
-            ok = isinstance(value, str) and value in REGISTRY
-            return None if ok else f"unknown method {_shown(value)}; choose one of {', '.join(REGISTRY)}"
         raise ValueError(f"unknown domain kind {self.kind!r}")
 
     def _number_problem(self, value: Any) -> Optional[str]:
@@ -218,6 +211,5 @@ FLAG = Domain(BOOL)
 ANY_TEXT = Domain(TEXT)
 MODULE_NAMES = Domain(NAMES)
 GLUE_TASK = Domain(TASK)
-ADAPTER_METHOD = Domain(METHOD)
 SEED = whole(ge=0, le=SEED_MAX, why="numpy seeds are 32-bit")
 RANK = whole(ge=1, le=MAX_RANK, why="larger than any adapted encoder's hidden size")

@@ -18,6 +18,7 @@ password), said in one line.
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Optional
 
@@ -42,9 +43,17 @@ def _why(exc: OSError, timeout: float) -> str:
 
 
 def _redact(uri: str) -> str:
-    from orchestrator.tracking import redact
-
     return redact(uri)
+
+
+_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URI in it left out (``postgresql://u:pw@h/db`` ->
+    ``postgresql://u@h/db``): records, params, tags and logs never hold credentials. PostgreSQL then
+    takes the password from ``PGPASSWORD`` or ``~/.pgpass``, MLflow from ``MLFLOW_TRACKING_PASSWORD``."""
+    return _CREDENTIALS_RE.sub(lambda m: f"{m.group('scheme')}{m.group('user')}@", text)
 
 
 def tcp_connect(host: str, port: int, timeout: float = TIMEOUT_S) -> socket.socket:

@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 from increlora.methods import METHODS  # noqa: F401  (imported for its registrations)
 from increlora.naming import parse_key, rank_metric_name, type_key
 from increlora.registry import REGISTRY
+from orchestrator.probes import ProbeError, check_database, redact  # noqa: F401  (redact: part of this module's API)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -77,16 +78,6 @@ def absolute_uri(uri: str, cwd: Path) -> str:
         query = uri.split("?", 1)[1] if "?" in uri else ""
         return f"sqlite:///{(Path(cwd) / path).resolve()}" + (f"?{query}" if query else "")
     return uri
-
-
-_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of every URI in it left out (``postgresql://u:pw@h/db`` ->
-    ``postgresql://u@h/db``): records, params, tags and logs never hold credentials. PostgreSQL then
-    takes the password from ``PGPASSWORD`` or ``~/.pgpass``, MLflow from ``MLFLOW_TRACKING_PASSWORD``."""
-    return _CREDENTIALS_RE.sub(lambda m: f"{m.group('scheme')}{m.group('user')}@", text)
 
 
 def is_remote(uri: str) -> bool:
@@ -135,8 +126,6 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
     if path is not None:
         check_sqlite_file(path, "--tracking-uri")
     elif parsed.scheme not in ("databricks",):  # a database server: answers and lets us in, within the timeout
-        from orchestrator.probes import ProbeError, check_database
-
         try:
             check_database(uri, "--tracking-uri", timeout)
         except ProbeError as exc:

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from increlora.config import REGRESSION_METRICS
+from increlora.data.tasks import REGRESSION_METRICS
 
 from .readers import RawSplit, Table, dataset_label, load_hub_dataset, read_table
 from .tasks import GlueError, TaskSpec, is_glue_task

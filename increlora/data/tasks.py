@@ -127,3 +127,8 @@ def is_glue_task(name: str) -> bool:
     except GlueError:
         return False
     return True
+
+
+# Your own data's metrics (increlora.data.own): pearson and spearman make the task a regression.
+OWN_DATA_METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
+REGRESSION_METRICS = ("pearson", "spearman")

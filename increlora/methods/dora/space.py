@@ -1,28 +1,18 @@
-"""DoRA's search space: one rank ``r`` for every adapted module (1..16, log), as LoRA's.
+"""DoRA's search space: LoRA's, one rank ``r`` for every adapted module (1..16, log).
 
 ``extra`` may add ``learning_rate`` (log range around the search's base rate).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
+from increlora.methods.lora.space import OPTIONAL_KNOBS, rank_space, sample  # noqa: F401  (the space's interface)
+from increlora.methods.space import Space
 
 METHOD = "dora"
-OPTIONAL_KNOBS = ("learning_rate",)
 
 
 def default_space(task: str = "cola", *, extra: Sequence[str] = (), learning_rate: float = 1e-3) -> Space:
     """The built-in DoRA space for ``task`` (normalised name), plus the ``extra`` knobs."""
-    params = [Param("r", "int", 1, 16, log=True)]
-    for name in extra:
-        if name not in OPTIONAL_KNOBS:
-            raise SpaceError(f"{name}: not an optional knob of the {METHOD} space; choose from {', '.join(OPTIONAL_KNOBS)}")
-        params.append(learning_rate_param(learning_rate))
-    return Space(METHOD, tuple(params), {}, source=f"builtin:{task}")
-
-
-def sample(trial: Any, space: Space, context: SpaceContext) -> dict[str, Any]:
-    """Suggest every knob of ``space`` (no constraints between DoRA knobs)."""
-    return sample_params(trial, space.params)
+    return rank_space(METHOD, task, extra=extra, learning_rate=learning_rate)

@@ -201,23 +201,22 @@ class IncreLoRAMethod(AdapterMethod):
         """The step a group added at ``step`` starts its schedule from (official: the next step, at LR 0)."""
         return step + 1 if self.behaviour.new_group_lr_from_next_step else step
 
+    def _add_group(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], step: int, name: str, *,
+                   full_lr_once: bool) -> None:
+        """The tensors a step created, as one new optimizer group on its own schedule (nothing when empty)."""
+        if params:
+            add_param_group(optimizer, params, lr=0.0, weight_decay=self.weight_decay, start_step=self._new_group_start(step),
+                            name=name, full_lr_once=full_lr_once,
+                            base_lr=optimizer.param_groups[0].get("base_lr", self.base_lr))
+        self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
+
     def _add_pending_reserves(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         """Official: every module's first reserves, created after the first backward pass, as a new group."""
         self._reserves_pending = False
         params: list[nn.Parameter] = []
         for m in self.modules:
             params += self._add_reserve(m, self.n_add)
-        if params:
-            add_param_group(
-                optimizer,
-                params,
-                lr=0.0,
-                weight_decay=self.weight_decay,
-                start_step=self._new_group_start(step),
-                name=f"reserves@{step}",
-                base_lr=optimizer.param_groups[0].get("base_lr", self.base_lr),
-            )
-        self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
+        self._add_group(optimizer, params, step, f"reserves@{step}", full_lr_once=False)
 
     @property
     def accumulate_scores(self) -> bool:
@@ -254,18 +253,7 @@ class IncreLoRAMethod(AdapterMethod):
         for k, grant in picks:
             new_params += self._grow(self.modules[k], grant, optimizer, refill=refill)
             self.events.append({"step": step, "module": self.names[k], "added": grant, "rank": self.modules[k].rank})
-        if new_params:
-            add_param_group(
-                optimizer,
-                new_params,
-                lr=0.0,
-                weight_decay=self.weight_decay,
-                start_step=self._new_group_start(step),
-                name=f"growth@{step}",
-                full_lr_once=self.behaviour.full_lr_first_step,
-                base_lr=optimizer.param_groups[0].get("base_lr", self.base_lr),
-            )
-        self.peak_trainable = max(self.peak_trainable, self.trainable_param_count())
+        self._add_group(optimizer, new_params, step, f"growth@{step}", full_lr_once=self.behaviour.full_lr_first_step)
         if finished:
             self._finish(step, optimizer)
 

@@ -16,12 +16,17 @@ OPTIONAL_KNOBS = ("learning_rate",)
 
 def default_space(task: str = "cola", *, extra: Sequence[str] = (), learning_rate: float = 1e-3) -> Space:
     """The built-in LoRA space for ``task`` (normalised name), plus the ``extra`` knobs (``learning_rate``: the base rate)."""
+    return rank_space(METHOD, task, extra=extra, learning_rate=learning_rate)
+
+
+def rank_space(method: str, task: str, *, extra: Sequence[str] = (), learning_rate: float = 1e-3) -> Space:
+    """One rank ``r`` everywhere (1..16, log), plus the ``extra`` knobs: LoRA's space, and any method's alike."""
     params = [Param("r", "int", 1, 16, log=True)]
     for name in extra:
         if name not in OPTIONAL_KNOBS:
-            raise SpaceError(f"{name}: not an optional knob of the {METHOD} space; choose from {', '.join(OPTIONAL_KNOBS)}")
+            raise SpaceError(f"{name}: not an optional knob of the {method} space; choose from {', '.join(OPTIONAL_KNOBS)}")
         params.append(learning_rate_param(learning_rate))
-    return Space(METHOD, tuple(params), {}, source=f"builtin:{task}")
+    return Space(method, tuple(params), {}, source=f"builtin:{task}")
 
 
 def sample(trial: Any, space: Space, context: SpaceContext) -> dict[str, Any]:

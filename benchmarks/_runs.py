@@ -240,22 +240,74 @@ def record_precision(record: dict[str, Any]) -> str:
     return str(record.get("precision") or "fp32")
 
 
-def chosen_rates(records: Sequence[dict[str, Any]], grid: Sequence[float] = LR_GRID) -> dict[tuple[str, str], float]:
+def chosen_rates(records: Sequence[dict[str, Any]], grid: Sequence[float] = LR_GRID, *,
+                 widen: bool = False) -> dict[tuple[str, str], float]:
     """(task, method) -> the rate of ``grid`` with the best held-out score (ties: the lower rate).
 
     Only held-out (``eval_on == "holdout"``) runs of the current implementation count, and only a
     (task, method) with a held-out run at every rate of ``grid`` has a choice (a half-run selection
-    chooses nothing): the fidelity benchmark's learning-rate choice, which the regime table reuses."""
-    wanted = {float(x) for x in grid}
+    chooses nothing): the fidelity benchmark's learning-rate choice, which the regime table reuses.
+    ``widen``: a choice at the grid's edge also needs the rates beyond it (:func:`edge_rates`) and is
+    made over the widened grid; until those runs exist the (task, method) has no choice."""
+    extra = edge_rates(records, grid) if widen else {}
     best: dict[tuple[str, str], tuple[float, float]] = {}
     seen: dict[tuple[str, str], set[float]] = {}
     for r in records:
-        if r.get("eval_on") == "holdout" and not r.get("superseded") and float(r["learning_rate"]) in wanted:
+        if r.get("eval_on") == "holdout" and not r.get("superseded"):
             key, cand = (r["task"], r["method"]), (float(r["glue_score"]), -float(r["learning_rate"]))
+            rates = {float(x) for x in grid} | set(extra.get(key, ()))
+            if float(r["learning_rate"]) not in rates:
+                continue
             seen.setdefault(key, set()).add(float(r["learning_rate"]))
             if key not in best or cand > best[key]:
                 best[key] = cand
-    return {k: -v[1] for k, v in best.items() if seen[k] == wanted}
+    return {k: -v[1] for k, v in best.items()
+            if seen[k] == {float(x) for x in grid} | set(extra.get(k, ()))}
+
+
+# A choice at the edge of the grid has not found the best rate: the next rate beyond that edge joins the
+# (task, method)'s grid (x2 above the top, /3 below the bottom), until the best is inside or these limits.
+EDGE_LIMITS = (1e-5, 1e-1)
+
+
+def edge_rates(records: Sequence[dict[str, Any]], grid: Sequence[float] = LR_GRID) -> dict[tuple[str, str], list[float]]:
+    """(task, method) -> the rates beyond ``grid`` its held-out choice asks for (see :data:`EDGE_LIMITS`).
+
+    For each (task, method) with a held-out run at every rate of ``grid`` (two at least): while the best score
+    (ties: the lower rate) sits at the highest (lowest) rate run so far and beats its neighbour, the next rate
+    up (down) is added; the list stops at the first added rate not run yet (it is the one to run next) or at
+    the limits."""
+    wanted = {float(x) for x in grid}
+    scores: dict[tuple[str, str], dict[float, float]] = {}
+    for r in records:
+        if r.get("eval_on") == "holdout" and not r.get("superseded"):
+            scores.setdefault((r["task"], r["method"]), {})[float(r["learning_rate"])] = float(r["glue_score"])
+    out: dict[tuple[str, str], list[float]] = {}
+    for key, by_rate in scores.items():
+        if len(wanted) < 2 or not wanted <= set(by_rate):
+            continue
+        rates, extra = sorted(wanted), []
+        while True:
+            best = max(rates, key=lambda lr: (by_rate[lr], -lr))
+            # an edge counts only when it beats its neighbour (a flat end, e.g. every rate at the majority class, is no edge)
+            if best == rates[-1] and by_rate[best] > by_rate[rates[-2]] and best * 2 <= EDGE_LIMITS[1] * (1 + 1e-9):
+                nxt = _rate(best * 2)
+            elif best == rates[0] and by_rate[best] > by_rate[rates[1]] and best / 3 >= EDGE_LIMITS[0] * (1 - 1e-9):
+                nxt = _rate(best / 3)
+            else:
+                break
+            extra.append(nxt)
+            if nxt not in by_rate:
+                break
+            rates = sorted(rates + [nxt])
+        if extra:
+            out[key] = extra
+    return out
+
+
+def _rate(x: float) -> float:
+    """A learning rate rounded to 3 significant digits (so 1e-2 x 2 is 0.02, not 0.020000000000000004)."""
+    return float(f"{x:.3g}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,7 +48,18 @@ from typing import Any, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, ROOT, chance_level, csv_list, md_table, module_shapes, resolve_inputs, write_report  # noqa: E402
-from _runs import LR_GRID, Job, Size, chosen_rates, lora_params, preset_knobs, run_jobs, run_knobs, run_path  # noqa: E402
+from _runs import (  # noqa: E402
+    LR_GRID,
+    Job,
+    Size,
+    chosen_rates,
+    edge_rates,
+    lora_params,
+    preset_knobs,
+    run_jobs,
+    run_knobs,
+    run_path,
+)
 
 CORE = ("lora", "adalora", "increlora", "increlora-official", "dora")
 # The paired differences reported per budget: (method, baseline); a verdict names a winner only when both
@@ -141,7 +152,9 @@ class Plan:
     def size(self, task: str) -> Size:
         return Size.parse(self.args.sizes.get(task, REGIME.get(task, "1000x3")))
 
-    def selection(self) -> list[Job]:
+    def selection(self, extra: Optional[dict[tuple[str, str], list[float]]] = None) -> list[Job]:
+        """The held-out runs of the learning-rate choice: the grid, plus ``extra`` rates beyond its edge for a
+        (task, method) whose choice sits there (:func:`_runs.edge_rates`)."""
         from increlora.data import get_task, load_task
 
         jobs = []
@@ -150,7 +163,7 @@ class Plan:
             size = selection_size(self.size(task), n, self.args.holdout)
             for m in self.args.methods:
                 if m in CORE:
-                    for lr in self.args.lrs:
+                    for lr in [*self.args.lrs, *(extra or {}).get((task, m), [])]:
                         jobs.append(self.job(m, task, 2, SELECT_SEED, size, learning_rate=lr, holdout_samples=self.args.holdout))
         return jobs
 
@@ -195,24 +208,26 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
     lines = ["# Fidelity: IncreLoRA vs LoRA and AdaLoRA at equal final adapter parameters, paired by seed", ""]
     lines += [f"Packaged MiniLM-L6 on CPU, every run in {args.precision}. Trial size per task (benchmarks/regime.py): "
               + ", ".join(f"{get_task(t).folder} {plan.size(t).label()}" for t in args.tasks)
-              + f". Learning rates from {', '.join(f'{x:g}' for x in args.lrs)}, chosen per task and method on "
+              + f". Learning rates from {', '.join(f'{x:g}' for x in args.lrs)} (a choice at the grid's edge adds the next "
+              "rate beyond it, x2 or /3, until the best is inside), chosen per task and method on "
               f"{args.holdout} held-out training rows (seed {SELECT_SEED}, average rank 2); the dev set is only used for "
               "the scores below. Cells: final dev GLUE score, mean ± seed sd (n). Differences: mean of the per-seed "
               f"differences with a 95 % bootstrap interval ({BOOTSTRAP:,} resamples of the seeds) and the 95 % paired t "
               "interval; a verdict names a winner only when both intervals exclude zero (with 5 seeds the bootstrap "
               "interval alone is too narrow).", ""]
-    # learning-rate selection
+    # learning-rate selection: the grid's columns, and any rate beyond its edge that a choice asked for
+    columns = sorted(set(args.lrs) | {float(r["learning_rate"]) for r in selection})
     lines += ["## Learning rate chosen on held-out training rows", ""]
     rows = []
     for task in args.tasks:
         chance = holdout_chance(task, [r for r in selection if r["task"] == task], args.data_dir)
         for m in [m for m in args.methods if m in CORE]:
             got = {float(r["learning_rate"]): float(r["glue_score"]) for r in selection if r["task"] == task and r["method"] == m}
-            cells = [f"{got[lr]:.2f}" if lr in got else "–" for lr in args.lrs]
+            cells = [f"{got[lr]:.2f}" if lr in got else "–" for lr in columns]
             chosen = lrs.get((task, m))
             rows.append([get_task(task).folder, m, *cells, f"{chosen:g}" if chosen else "–",
                          "–" if chance is None else f"{chance:.2f}"])
-    lines += [md_table(["task", "method", *[f"lr {x:g}" for x in args.lrs], "chosen", "held-out majority"], rows), ""]
+    lines += [md_table(["task", "method", *[f"lr {x:g}" for x in columns], "chosen", "held-out majority"], rows), ""]
     # main tables
     by: dict[tuple, dict[int, dict]] = {}
     for r in grid:
@@ -295,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nice", type=int, default=19, help="niceness of the runs (default: %(default)s)")
     p.add_argument("--results-dir", default=None, help="run cache (default: benchmarks/results/fidelity[-smoke])")
     p.add_argument("--report-only", action="store_true", help="print the tables from cached runs, train nothing")
+    p.add_argument("--no-widen", dest="widen", action="store_false",
+                   help="choose within --lrs only, even at its edge (default: a choice at the edge adds the rate beyond it)")
     p.add_argument("--output", default=None, help="report file (default: <results dir>.md, -bf16 for bf16 runs)")
     p.add_argument("--smoke", action="store_true", help="1 task, 2 seeds, 4 steps on 64 rows, 2 learning rates")
     return p
@@ -342,6 +359,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.sizes = dict(item.split("=", 1) for item in csv_list(args.sizes))
     if args.smoke:
         args.tasks, args.seeds, args.lrs, args.holdout = args.tasks[:1], args.seeds[:2], args.lrs[:2], 32
+        args.widen = False
         args.sizes = {args.tasks[0]: "96s4"}
         args.eval_samples = 32
     args.results_dir = args.results_dir or str(RESULTS / ("fidelity-smoke" if args.smoke else "fidelity"))
@@ -354,8 +372,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     plan = Plan(args, module_shapes(args.model_path), preset)
     run = dict(workers=args.workers, threads=1 if args.workers > 1 else None, nice=args.nice, dry_run=args.report_only)
+    extra: dict[tuple[str, str], list[float]] = {}
     selection = run_jobs(plan.selection(), **run)
-    lrs = chosen_rates(selection, args.lrs)
+    for _ in range(8 if args.widen else 0):  # each round adds at most one rate beyond the edge per (task, method)
+        wider = edge_rates(selection, args.lrs)
+        if wider == extra:
+            break
+        extra = wider
+        selection = run_jobs(plan.selection(extra), **run)
+    lrs = chosen_rates(selection, args.lrs, widen=args.widen)
     grid = run_jobs(plan.grid(lrs), **run)
     text = report(plan, selection, grid, lrs)
     if preset is not None:

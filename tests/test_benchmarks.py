@@ -356,3 +356,24 @@ def test_gpu_packing_refuses_to_run_without_a_gpu(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "no CUDA GPU" in res.stderr
     assert not (tmp_path / "gp.md").exists()
+
+
+def test_a_learning_rate_chosen_at_the_grids_edge_widens_the_grid():
+    """A grid whose best value sits at its edge has not found the best value: the next rate beyond it joins
+    the (task, method)'s grid, one at a time, and the choice waits for it."""
+    runs = load("_runs")
+
+    def rec(lr, score, method="increlora"):
+        return {"task": "sst2", "method": method, "learning_rate": lr, "glue_score": score, "eval_on": "holdout"}
+
+    grid = (1e-3, 3e-3, 1e-2)
+    records = [rec(1e-3, 70.0), rec(3e-3, 80.0), rec(1e-2, 82.0), rec(1e-3, 75.0, "lora"), rec(3e-3, 74.0, "lora"),
+               rec(1e-2, 50.0, "lora")]
+    assert runs.edge_rates(records, grid) == {("sst2", "increlora"): [0.02], ("sst2", "lora"): [0.000333]}
+    assert runs.chosen_rates(records, grid) == {("sst2", "increlora"): 1e-2, ("sst2", "lora"): 1e-3}
+    assert runs.chosen_rates(records, grid, widen=True) == {}  # both wait for their rate beyond the edge
+    records += [rec(0.02, 83.0), rec(0.000333, 60.0, "lora")]
+    assert runs.edge_rates(records, grid) == {("sst2", "increlora"): [0.02, 0.04], ("sst2", "lora"): [0.000333]}
+    assert runs.chosen_rates(records, grid, widen=True) == {("sst2", "lora"): 1e-3}
+    records.append(rec(0.04, 10.0))  # past the best: the choice is inside now
+    assert runs.chosen_rates(records, grid, widen=True) == {("sst2", "increlora"): 0.02, ("sst2", "lora"): 1e-3}

@@ -7,13 +7,15 @@ to copy are shell-quoted.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from increlora.budget import CHANCE_MARGIN
+from orchestrator.probes import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.record import SearchRecord
@@ -57,6 +59,43 @@ def mlflow_ui_command(uri: str) -> str:
             command("mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", "5000", "--workers", "1"))
 
 
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where mlflow_ui_command's server listens
+
+
+def mlflow_ui_base(uri: str) -> str:
+    """The MLflow UI's address for a tracking URI: the server itself, or the local server of :func:`mlflow_ui_command`."""
+    from orchestrator import tracking
+
+    return redact(uri).rstrip("/") if tracking.is_remote(uri) else LOCAL_MLFLOW_UI
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """A run in MLflow's model-training view (MLflow 3 opens its GenAI view otherwise)."""
+    return f"{mlflow_ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def compare_link(uri: str, experiment_id: str, run_ids: Sequence[str]) -> str:
+    """MLflow's compare view of ``run_ids`` (their metrics, params and allocation charts side by side)."""
+    from urllib.parse import quote
+
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe="")
+    experiments = quote(json.dumps([str(experiment_id)], separators=(",", ":")), safe="")
+    return f"{mlflow_ui_base(uri)}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def search_links(record: "SearchRecord") -> dict[str, str]:
+    """The parent run's link and a compare link for the front's trials (empty where MLflow holds none)."""
+    out: dict[str, str] = {}
+    if not (record.experiment_id and record.parent_run_id):
+        return out
+    out["parent"] = run_link(record.tracking_uri, record.experiment_id, record.parent_run_id)
+    front = record.results.front if record.results else []
+    ids = [str(r["mlflow_run_id"]) for r in front if r.get("mlflow_run_id")]
+    if ids:
+        out["compare"] = compare_link(record.tracking_uri, record.experiment_id, ids)
+    return out
+
+
 def resume_command(record: "SearchRecord") -> str:
     return command("python", "-m", "orchestrator.search", "--resume", "--name", record.name,
                    "--output-dir", Path(record.search_dir).parent)
@@ -68,7 +107,6 @@ def print_summary(record: "SearchRecord") -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from orchestrator.tracking import redact
 
     console = Console(highlight=False, width=max(100, shutil.get_terminal_size((140, 24)).columns))
     results = record.results
@@ -91,6 +129,11 @@ def print_summary(record: "SearchRecord") -> None:
 
     line(f"MLflow:   {redact(mlflow_ui_command(record.tracking_uri))}   "
          f"(experiment {record.experiment_name}, parent run {record.parent_run_id})")
+    links = search_links(record)
+    if links.get("parent"):
+        line(f"Search:   {links['parent']}")
+    if links.get("compare"):
+        line(f"Compare:  {links['compare']}   (the front's trials side by side)")
     line(f"Optuna:   optuna-dashboard {shlex.quote(redact(record.storage))} --host 127.0.0.1 --port 8080   "
          f"(study {record.study_name})")
     for path in outputs.get("presets", []):

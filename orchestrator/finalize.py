@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 from increlora.naming import allocation_summary
 from increlora.budget import above_chance
 from orchestrator.pareto import hypervolume_text
-from orchestrator.console import not_learned_text, plural
+from orchestrator.console import not_learned_text, plural, search_links
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
 from orchestrator.trial_files import one_line
@@ -134,6 +134,12 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
     for label, rec in picks.items():
         lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), score {float(rec['score']):.2f}, "
                      f"{int(rec['adapter_params']):,} adapter params")
+    links = search_links(record)
+    if links:
+        lines.append("Open in MLflow (with the server of the closing lines): "
+                     + " · ".join(f"[{text}]({links[key]})" for key, text in (("parent", "this search"),
+                                                                             ("compare", "the front's trials side by side"))
+                                  if key in links))
     best = max((float(r["score"]) for r in picks.values()), default=None)
     if best is not None and not above_chance(best, record.chance_score):
         lines.append(f"**Not above chance:** {not_learned_text(best, record.chance_score)}")

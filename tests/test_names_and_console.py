@@ -73,3 +73,19 @@ def test_a_name_with_a_newline_is_one_line_exit_2_and_writes_nothing(tmp_path, m
         lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert rc == 2 and len(lines) == 1 and lines[0].startswith("error:"), (argv, lines)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_links_open_mlflows_model_training_view_and_compare_view():
+    import json
+    from urllib.parse import unquote
+
+    from orchestrator.console import compare_link, run_link
+
+    assert run_link("sqlite:////tmp/m.db", "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert run_link("http://u:secret@host:5001/", "3", "abc").startswith("http://u@host:5001/#/experiments/3/runs/abc")
+    link = compare_link("http://127.0.0.1:5001", "7", ["r1", "r2"])
+    head, query = link.split("#/compare-runs?")
+    runs, experiments = (part.split("=", 1)[1] for part in query.split("&"))
+    assert head == "http://127.0.0.1:5001/" and json.loads(unquote(runs)) == ["r1", "r2"]
+    assert json.loads(unquote(experiments)) == ["7"]

@@ -145,6 +145,10 @@ def test_mlflow_holds_one_parent_and_four_finished_children(plain_search):
             "search/trials_complete"} <= set(m) and 0 <= m["search/hypervolume_pct"] <= 100
     assert not {"best_glue_score", "hypervolume", "front_size"} & set(m)
     assert summary["name"] in parent.data.tags["mlflow.note.content"]
+    note = parent.data.tags["mlflow.note.content"]  # one click to the search and to the front's trials side by side
+    assert f"#/experiments/{summary['experiment_id']}/runs/{parent.info.run_id}?workflowType=machine_learning" in note
+    front_ids = [r["mlflow_run_id"] for r in summary["front"] if r.get("mlflow_run_id")]
+    assert front_ids and "#/compare-runs?runs=" in note and all(i in note for i in front_ids)
     artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
     assert {"pareto_front.csv", "pareto.png", "presets", "search.json"} <= artifacts
     assert len(c.list_artifacts(parent.info.run_id, "presets")) == 3

@@ -73,6 +73,9 @@ LAUNCH_FILE = "overhead_launch.json"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=8, help="trials of the search (default: %(default)s)")
+    p.add_argument("--confirm", type=int, default=0,
+                   help="the search's --confirm (default: %(default)s: the overhead of the trials themselves; a confirmation "
+                        "stage shows as its own row and counts as overhead in the ratio)")
     p.add_argument("--task", default="cola", help="GLUE task (default: %(default)s)")
     p.add_argument("--train-samples", type=int, default=None, help="training rows (default: the search's, 1000 on CPU)")
     p.add_argument("--eval-samples", type=int, default=None, help="dev rows (default: the search's, 500 on CPU)")
@@ -113,7 +116,7 @@ def launch(args: argparse.Namespace, out_dir: Path) -> Path:
     uri = f"sqlite:///{out_dir / 'mlflow.db'}"
     warm_tracking(uri, args.task, str(out_dir / "mlartifacts"))
     cmd = [sys.executable, "-m", "orchestrator.search", "--task", args.task, "--trials", str(args.trials),
-           "--name", name, "--output-dir", str(out_dir), "--tracking-uri", uri]
+           "--name", name, "--output-dir", str(out_dir), "--tracking-uri", uri, "--confirm", str(args.confirm)]
     for flag, value in (("--train-samples", args.train_samples), ("--eval-samples", args.eval_samples),
                         ("--epochs", args.epochs), ("--max-steps", args.max_steps), ("--model", args.model_path),
                         ("--data-dir", args.data_dir), ("--num-cpus", args.num_cpus),
@@ -238,6 +241,7 @@ def analyze(sdir: Path, target: float) -> tuple[str, bool]:
         row("tuner.fit: MLflow calls within the trial's child run", S_mlflow / c, f"sum(MLflow child run span - trainer wall) / {c}"),
         row("tuner.fit: trial function outside its child run (worker imports, MLflow client + run creation, closing report)", S_rest / c, f"sum(Ray time_total_s - child run span) / {c}"),
         row("tuner.fit: Tune scheduling, actor start, idle slots", idle, "timings.tuner_fit_s - the five lines above"),
+        row("confirmation stage (its runs counted whole, not split)", float(timings.get("confirm_s", 0.0)), "timings.confirm_s"),
         row("finalize (front, plots, presets, MLflow parent logging)", float(timings.get("finalize_s", 0.0)), "timings.finalize_s"),
         row("search.json, summary print, Ray shutdown, exit", post, "timings.finished_unix -> process exit"),
     ]

@@ -92,7 +92,9 @@ def search_command(args: argparse.Namespace, name: str, sampler: str, seed: int,
            "--train-samples", str(args.train_samples),
            "--eval-samples", str(args.eval_samples if args.eval_samples else FULL_DEV),
            "--epochs", str(args.epochs), "--population-size", str(args.population_size), "--budget", args.budget,
-           "--no-save-adapters"]
+           "--no-save-adapters", "--confirm", str(args.confirm)]
+    if args.space == "knobs":
+        cmd.append("--knobs-only")
     if args.max_steps:
         cmd += ["--max-steps", str(args.max_steps)]
     if args.evaluations:
@@ -270,6 +272,33 @@ def paired_vs(curves: dict[tuple[str, int], list[float]], samplers: list[str], s
     return rows
 
 
+def confirmation_rows(summaries: dict[tuple[str, int], dict], seeds: list[int], samplers: list[str],
+                      ref: tuple[float, float], box: float, task: str) -> list[list[str]]:
+    """Per search that ran the confirmation stage: the single-run and the confirmed front's HV % (the confirmed
+    front: its configurations' means, from search.json's ``front``), how many configurations it confirmed, the
+    pooled seed sd and the stage's cost (``timings.confirm_s`` / ``timings.tuner_fit_s``)."""
+    from orchestrator.pareto import hypervolume
+
+    rows = []
+    for seed in seeds:
+        for sampler in samplers:
+            summary = summaries.get((sampler, seed))
+            if not summary or not summary.get("confirmed"):
+                continue
+            front = [(float(r["glue_score"]), float(r["adapter_params"])) for r in summary.get("front") or []]
+            points = read_json(Path(summary["search_dir"]) / POINTS_FILE) or {}
+            single = [(float(s_), float(p_)) for _, s_, p_ in points.get("complete", [])]
+            t = summary.get("timings") or {}
+            share = (f"{100 * float(t['confirm_s']) / float(t['tuner_fit_s']):.0f} %"
+                     if t.get("confirm_s") and t.get("tuner_fit_s") else "–")
+            sd = summary.get("noise_sd")
+            n_conf = summary.get("confirmed_configurations", "–")
+            rows.append([f"{sampler} s{seed}", f"{100 * hypervolume(single, ref) / box:.2f}" if single else "–",
+                         f"{100 * hypervolume(front, ref) / box:.2f}" if front else "–", str(n_conf),
+                         f"{float(sd):.2f}" if sd is not None else "–", share])
+    return rows
+
+
 def shared_start(points: list[list[Optional[tuple[float, float]]]]) -> int:
     """How many leading trials the given searches (one seed, several samplers) have in common."""
     n = 0
@@ -292,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluations", type=int, default=None, help="evaluations per trial (default: the search's, 4)")
     p.add_argument("--population-size", type=int, default=16, help="NSGA-II population (default: %(default)s)")
     p.add_argument("--budget", choices=("rank", "params"), default="rank", help="IncreLoRA budget knob searched (default: %(default)s)")
+    p.add_argument("--space", choices=("default", "knobs"), default="default",
+                   help="default: the search's default space (the method's knobs and the learning rate), results in "
+                        "search_efficiency_lr/; knobs: the method's knobs alone (--knobs-only), results in search_efficiency/ "
+                        "(default: %(default)s)")
+    p.add_argument("--confirm", type=int, default=None,
+                   help="the searches' --confirm (default: 3 with --space default, 0 with knobs, as those results were run)")
     p.add_argument("--model", default=None, help="model folder; 'tiny' = tiny random BERT for smoke runs (default: packaged MiniLM)")
     p.add_argument("--data-dir", default=None, help="GLUE TSV folder (default: $GLUE_DIR, else ../shared/data/glue)")
     p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: the search's: CPUs / 1)")
@@ -322,10 +357,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.max_concurrent = args.max_concurrent or 2
         checkpoints = [1, 2, 3]
     checkpoints = [c for c in checkpoints if 1 <= c <= args.trials] or [args.trials]
+    if args.confirm is None:
+        args.confirm = (1 if args.smoke else 3) if args.space == "default" else 0
     resolve_inputs(args)
-    out_dir = (Path(args.output_dir) if args.output_dir else RESULTS / ("search_efficiency-smoke" if args.smoke else "search_efficiency")).resolve()
+    stem = "search_efficiency" + ("_lr" if args.space == "default" else "")
+    out_dir = (Path(args.output_dir) if args.output_dir else RESULTS / (stem + ("-smoke" if args.smoke else ""))).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = Path(args.plot) if args.plot else (out_dir.with_suffix(".png") if args.smoke else DOCS / "search_efficiency.png")
+    plot_path = Path(args.plot) if args.plot else (out_dir.with_suffix(".png") if args.smoke else DOCS / f"{stem}.png")
 
     plan = [(s, seed) for seed in seeds for s in samplers]
     say(f"search efficiency: {args.task}, {len(plan)} searches x {args.trials} trials in {out_dir}")
@@ -400,7 +438,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               for seed in seeds if sum((s, seed) in all_points for s in samplers) > 1]
     any_summary = next(iter(summaries.values()), {})
     lines = [
-        f"# Search efficiency: hypervolume against trials ({spec.folder}, IncreLoRA space)",
+        f"# Search efficiency: hypervolume against trials ({spec.folder}, IncreLoRA "
+        f"{'default space: knobs and learning rate' if args.space == 'default' else 'knobs-only space'})",
         "",
         f"{len(samplers)} samplers x {len(seeds)} seeds, {args.trials} trials each; "
         f"{any_summary.get('train_size', args.train_samples)} training rows, {any_summary.get('eval_size', '?')} dev rows, "
@@ -422,6 +461,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if starts:
         lines += ["Trials the samplers' searches of a seed share at the start (same seeded start-up): "
                   + ", ".join(f"s{seed}: {n}" for seed, n in starts) + ".", ""]
+    confirmed = confirmation_rows(summaries, seeds, samplers, ref, box, args.task)
+    if confirmed:
+        lines += [f"Confirmed fronts (each search's front configurations and those within its measured noise on "
+                  f"{args.confirm} more seeds; means): hypervolume under the same reference point, and the stage's "
+                  "wall time as a share of the trials':", "",
+                  md_table(["search", f"HV % single runs (all {args.trials})", "HV % confirmed front",
+                            "confirmed configurations", "seed sd", "confirmation time / trials' time"], confirmed), ""]
     vs = paired_vs(curves, samplers, seeds, args.trials)
     if vs and "random" in samplers:
         lines += [f"Paired by seed, HV % after {args.trials} trials minus random's:", "",

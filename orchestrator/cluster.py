@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from orchestrator.settings import SearchError
+from orchestrator.warm import SETUP_HOOK
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,10 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
             env = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
             # "local": always a fresh runtime of our own; without it Ray joins whatever
             # /tmp/ray/ray_current_cluster names (a `ray start` left running, or a stale file).
+            # Workers import what a trial needs as they start (orchestrator.warm), while the driver prepares.
+            runtime_env = {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}
             with _loopback_only():
-                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, runtime_env={"env_vars": env},
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, runtime_env=runtime_env,
                          _node_ip_address=LOOPBACK, **kwargs)
     except Exception as exc:
         where = f"--address {address}" if address else "a local Ray runtime"

@@ -111,14 +111,30 @@ def print_summary(record: "SearchRecord") -> None:
     console = Console(highlight=False, width=max(100, shutil.get_terminal_size((140, 24)).columns))
     results = record.results
     counts = results.counts if results else {}
-    table = Table(title=escape(f"Pareto front of {record.name} "
+    confirmed = bool(results and results.confirmed)
+    kind = "Confirmed Pareto front" if confirmed else "Pareto front"
+    table = Table(title=escape(f"{kind} of {record.name} "
                                f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items()))})"))
-    for col in ("trial", "GLUE score", "adapter params", "total rank", "preset", "run"):
-        table.add_column(col, justify="right" if col in ("trial", "GLUE score", "adapter params", "total rank") else "left")
+    score_cols = ("mean GLUE score", "95 % interval", "seeds", "first run") if confirmed else ("GLUE score",)
+    for col in ("trial", *score_cols, "adapter params", "total rank", "preset", "run"):
+        table.add_column(col, justify="left" if col in ("preset", "run") else "right")
     for row in results.front if results else []:
-        table.add_row(str(row["trial"]), f"{float(row['glue_score']):.2f}", f"{int(row['adapter_params']):,}",
+        scores = [f"{float(row['glue_score']):.2f}"]
+        if confirmed:
+            ci = (f"[{float(row['ci_low']):.2f}, {float(row['ci_high']):.2f}]"
+                  if row.get("ci_low") not in (None, "") else "-")
+            scores += [ci, str(row.get("n", 1)), f"{float(row.get('single_score', row['glue_score'])):.2f}"]
+        table.add_row(str(row["trial"]), *scores, f"{int(row['adapter_params']):,}",
                       str(row["total_rank"]), escape(str(row["labels"])), escape(str(row["run_name"])))
     console.print(table)
+    if results is not None and results.front:
+        from orchestrator.finalize import distinguishable_text
+
+        console.print(distinguishable_text(results), markup=False, soft_wrap=True)
+    if results is not None and results.importance:
+        from orchestrator.importance import Importance
+
+        console.print("Which knobs matter: " + Importance(**results.importance).sentence(), markup=False, soft_wrap=True)
     if results and results.above_chance is False and results.front:
         best = max(float(r["glue_score"]) for r in results.front)
         console.print(f"[bold red]warning: not above chance[/]: {escape(not_learned_text(best, float(results.chance_score or 0.0)))}")

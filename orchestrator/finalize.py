@@ -30,13 +30,14 @@ PARETO_PNG = "pareto.png"
 HYPERVOLUME_PNG = "hypervolume.png"
 PRESETS_DIR = "presets"
 ALLOCATIONS_PNG = "allocations.png"
+IMPORTANCE_PNG = "importance.png"
 MAX_PANELS = 48  # heatmaps in allocations.png, smallest budget first
 
 
 def write_front_csv(results: SearchResults, path: Path) -> list[dict[str, Any]]:
     """``pareto_front.csv``: one row per front trial, sorted by adapter params; returns the rows."""
     labels = results.labels()
-    front = sorted((results.complete[i] for i in results.front),
+    front = sorted((results.pool[i] for i in results.front),
                    key=lambda t: (float(t["adapter_params"]), -float(t["score"]), t["number"]))
     param_names = sorted({k for t in front for k in t["params"]})
     rows = []
@@ -45,6 +46,12 @@ def write_front_csv(results: SearchResults, path: Path) -> list[dict[str, Any]]:
         row = {
             "trial": t["number"],
             "glue_score": t["score"],
+            "n": int(t.get("n") or 1),
+            "sd": _csv_num(t.get("sd")),
+            "ci_low": _csv_num(t.get("ci_low")),
+            "ci_high": _csv_num(t.get("ci_high")),
+            "single_score": t.get("single_score", t["score"]),
+            "seed_scores": ";".join(f"{k}:{float(v):.4f}" for k, v in sorted((t.get("seed_scores") or {}).items())),
             "adapter_params": int(t["adapter_params"]),
             "total_rank": sum(int(v) for v in alloc.values()) if alloc else "",
             "labels": ",".join(labels.get(t["number"], [])),
@@ -55,11 +62,16 @@ def write_front_csv(results: SearchResults, path: Path) -> list[dict[str, Any]]:
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
-        fieldnames = ["trial", "glue_score", "adapter_params", "total_rank", "labels", "run_name", "mlflow_run_id", *param_names]
+        fieldnames = ["trial", "glue_score", "n", "sd", "ci_low", "ci_high", "single_score", "seed_scores", "adapter_params",
+                      "total_rank", "labels", "run_name", "mlflow_run_id", *param_names]
         writer = csv.DictWriter(fh, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def _csv_num(value: Any) -> Any:
+    return "" if value is None else float(value)
 
 
 def read_front_csv(path: Path) -> list[dict[str, str]]:
@@ -72,7 +84,7 @@ def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[
     from orchestrator.presets import export_presets
 
     r = results.record
-    return export_presets(results.trials, out_dir, task=r.task, model=r.model, search_name=r.name,
+    return export_presets(results.pool, out_dir, task=r.task, model=r.model, search_name=r.name,
                           package_version=r.package_version or "unknown", train_size=r.train_size,
                           tolerance=float(r.tolerance if tolerance is None else tolerance),
                           chance_score=float(r.chance_score), evaluated_on=r.evaluated_on, eval_rows=r.eval_size or None,
@@ -132,8 +144,16 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
            if hv is not None else "."),
     ]
     for label, rec in picks.items():
-        lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), score {float(rec['score']):.2f}, "
+        score = (f"mean score {float(rec['score']):.2f} [{float(rec['ci_low']):.2f}, {float(rec['ci_high']):.2f}] over "
+                 f"{rec['n']} seeds" if rec.get("ci_low") is not None else f"score {float(rec['score']):.2f}")
+        lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), {score}, "
                      f"{int(rec['adapter_params']):,} adapter params")
+    if record.results is not None:
+        lines.append(distinguishable_text(record.results))
+        if record.results.importance:
+            from orchestrator.importance import Importance
+
+            lines.append("Which knobs matter: " + Importance(**record.results.importance).sentence() + ".")
     links = search_links(record)
     if links:
         lines.append("Open in MLflow (with the server of the closing lines): "
@@ -192,9 +212,13 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
     if results.complete:
         title = f"{record.task} {record.method}: {record.name}"
         reference = baseline_reference(record) if mlflow else {}
-        outputs["pareto_png"] = str(plots.pareto_plot(results.points(), results.front, search_dir / PARETO_PNG,
-                                                      title=title, highlight=results.picks,
-                                                      pruned=results.pruned_points(), reference=reference))
+        intervals = [(t["ci_low"], t["ci_high"]) if t.get("ci_low") is not None else None for t in results.pool]
+        outputs["pareto_png"] = str(plots.pareto_plot(
+            results.points(), results.front, search_dir / PARETO_PNG,
+            title=title + (" (confirmed: means over seeds)" if results.confirmed else ""), highlight=results.picks,
+            pruned=results.pruned_points(), reference=reference, intervals=intervals,
+            single_runs=results.single_points() if results.confirmed else None,
+            ylabel="GLUE score" + (" (mean over seeds)" if results.confirmed else "")))
         if reference:
             outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
         outputs["hypervolume_png"] = str(plots.hypervolume_plot(
@@ -206,6 +230,12 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
         if grid is not None:
             outputs["allocations_png"] = str(grid)
     outputs["presets"] = [str(p) for p in preset_paths]
+    noise = pooled_noise(results)
+    importance = compute_importance(record, noise)
+    if importance is not None and importance.score:
+        outputs["importance_png"] = str(plots.importance_plot(
+            importance.score, importance.params, search_dir / IMPORTANCE_PNG, seed_share=importance.seed_share,
+            title=f"which knobs matter: {record.name} ({importance.evaluator}, {importance.trials} trials)"))
     vmax = results.vmax
     record.results = FrontSummary(
         counts=counts,
@@ -218,6 +248,12 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
         nodes={str(t["number"]): t["node"] for t in results.trials if t.get("node")},
         chance_score=float(record.chance_score),
         above_chance=results.above_chance(),
+        confirmed=results.confirmed,
+        confirmed_hypervolume=results.confirmed_hypervolume(),
+        confirmed_configurations=sum(1 for t in results.pool if int(t.get("n") or 1) >= 2),
+        noise_sd=noise,
+        distinguishable=distinguishable_rows(results),
+        importance=importance.to_dict() if importance is not None else {},
     )
     if mlflow and record.parent_run_id and mlflow_problem is None:
         try:
@@ -230,6 +266,59 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
         print(f"warning: MLflow {outputs['mlflow']}", file=sys.stderr)
     record.save()
     return record.results
+
+
+def pooled_noise(results: SearchResults) -> Optional[float]:
+    """The seed standard deviation pooled over the pool's configurations with at least 2 seeds."""
+    from orchestrator.seed_stats import pooled_sd
+
+    return pooled_sd([results.seed_stats(t) for t in results.pool])
+
+
+def compute_importance(record: SearchRecord, noise: Optional[float]) -> Any:
+    """:class:`orchestrator.importance.Importance` of the search's study (None when it cannot be computed)."""
+    from orchestrator.importance import knob_importance
+    from orchestrator.results import load_study
+
+    try:
+        return knob_importance(load_study(record), seed_sd=noise)
+    except Exception as exc:  # importance is a reading aid; a study it cannot digest must not stop the finalisation
+        print(f"warning: knob importance not computed ({one_line(exc)})", file=sys.stderr)
+        return None
+
+
+def distinguishable_rows(results: SearchResults) -> list[dict[str, Any]]:
+    """Neighbouring front configurations (fewer parameters first) and their paired score difference."""
+    out = []
+    for row in results.distinguishable():
+        d = row["difference"]
+        out.append({"smaller": row["smaller"], "larger": row["larger"],
+                    "difference": None if d is None else round(d.mean, 4),
+                    "ci_low": None if d is None or d.interval is None else round(d.interval[0], 4),
+                    "ci_high": None if d is None or d.interval is None else round(d.interval[1], 4),
+                    "n": 0 if d is None else d.n, "separable": bool(d is not None and d.separable)})
+    return out
+
+
+def distinguishable_text(summary: FrontSummary) -> str:
+    """One plain sentence on whether the front's score differences can be told apart from seed noise."""
+    rows = summary.distinguishable
+    if not summary.confirmed:
+        return "The front is single runs (no confirmation): its score differences are not tested against seed noise."
+    if not rows:
+        return "The confirmed front has one configuration."
+    separable = [r for r in rows if r["separable"]]
+    if not separable and len(rows) == 1:
+        return ("The score difference between the front's two configurations is not separable from seed noise (its "
+                "paired 95 % interval includes 0): they score alike within the noise, so pick by size.")
+    if not separable:
+        return (f"None of the {len(rows)} score differences between neighbouring front configurations is separable from "
+                "seed noise (every paired 95 % interval includes 0): the front's configurations score alike within the "
+                "noise, so pick by size.")
+    parts = [f"t{r['larger']:03d} vs t{r['smaller']:03d} {r['difference']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+             for r in separable]
+    return (f"{len(separable)} of {len(rows)} score differences between neighbouring front configurations are separable "
+            f"(paired 95 % interval excludes 0): " + "; ".join(parts) + ".")
 
 
 def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float]) -> dict[str, float]:
@@ -247,6 +336,25 @@ def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]],
     for label, rec in results.pick_records().items():
         metrics[f"search/pick_{label}_glue_score"] = float(rec["score"])
         metrics[f"search/pick_{label}_adapter_params"] = float(rec["adapter_params"])
+        if rec.get("ci_low") is not None:
+            metrics[f"search/pick_{label}_ci_low"] = float(rec["ci_low"])
+            metrics[f"search/pick_{label}_ci_high"] = float(rec["ci_high"])
+            metrics[f"search/pick_{label}_seeds"] = float(rec["n"])
+    summary = results.record.results
+    if results.confirmed:
+        chv = results.confirmed_hypervolume()
+        ref = results.reference_point()
+        if chv is not None and ref is not None and (100.0 - float(ref[0])) * float(ref[1]) > 0:
+            metrics["search/confirmed_hypervolume_pct"] = 100.0 * float(chv) / ((100.0 - float(ref[0])) * float(ref[1]))
+    if summary is not None:
+        if summary.noise_sd is not None:
+            metrics["search/seed_sd"] = float(summary.noise_sd)
+        imp = summary.importance or {}
+        for objective in ("score", "params"):
+            for knob, value in (imp.get(objective) or {}).items():
+                metrics[f"importance/{objective}/{knob}"] = float(value)
+        if imp.get("seed_share") is not None:
+            metrics["importance/score/seed"] = float(imp["seed_share"])
     return metrics
 
 
@@ -261,7 +369,7 @@ def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequen
              for t in results.trials if t["mlflow_run_id"] and t["allocation"]]
     rerender_heatmaps(uri, items, float(vmax))
     tracking.log_metrics(c, parent, parent_metrics(results, front_rows, hv))
-    for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, ALLOCATIONS_PNG, "space.yaml"):
+    for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, ALLOCATIONS_PNG, IMPORTANCE_PNG, "space.yaml"):
         if (search_dir / name).is_file():
             c.log_artifact(parent, str(search_dir / name))
     if (search_dir / PRESETS_DIR).is_dir():

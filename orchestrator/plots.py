@@ -70,8 +70,15 @@ def pareto_plot(
     highlight: Optional[dict[str, int]] = None,
     reference: Optional[dict[str, list[tuple[float, float]]]] = None,
     pruned: Optional[list[tuple[float, float]]] = None,
+    intervals: Optional[Sequence[Optional[tuple[float, float]]]] = None,
+    single_runs: Optional[list[tuple[float, float]]] = None,
+    ylabel: str = "GLUE score",
 ) -> Path:
     """Score vs adapter parameters with the Pareto front as a step line.
+
+    ``intervals`` (one per point, or None) draws each point's 95 % interval as an error bar (a confirmed
+    front: the points are means over seeds); ``single_runs`` draws every trial's own run as small grey dots
+    behind them.
 
     ``points`` are ``(score, params)``; ``front_idx`` indexes them (e.g. from
     :func:`orchestrator.pareto.pareto_front`). ``highlight`` marks chosen points with stars and
@@ -91,7 +98,20 @@ def pareto_plot(
                    label="pruned", zorder=1)
         xs_all += [p[1] for p in pr]
 
+    sr = _finite(single_runs)
+    if sr:
+        ax.scatter([p[1] for p in sr], [p[0] for p in sr], color="#c8c8c8", s=12, label="single runs", zorder=1)
+        xs_all += [p[1] for p in sr]
+
     valid = [i for i, p in enumerate(points) if math.isfinite(float(p[0])) and math.isfinite(float(p[1]))]
+    if intervals is not None:
+        bars = [i for i in valid if i < len(intervals) and intervals[i] is not None]
+        if bars:
+            ys = [float(points[i][0]) for i in bars]
+            ax.errorbar([float(points[i][1]) for i in bars], ys, fmt="none", ecolor="#5b7fa8", elinewidth=1.0, capsize=3,
+                        yerr=[[y - float(intervals[i][0]) for y, i in zip(ys, bars)],
+                              [float(intervals[i][1]) - y for y, i in zip(ys, bars)]],
+                        label="95 % interval (seeds)", zorder=2)
     front_set = set(front_idx)
     others = [i for i in valid if i not in front_set]
     if others:
@@ -139,7 +159,7 @@ def pareto_plot(
     else:
         ax.xaxis.set_major_formatter(FuncFormatter(format_count))
     ax.set_xlabel("adapter parameters")
-    ax.set_ylabel("GLUE score")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     handles, _labels = ax.get_legend_handles_labels()
@@ -170,4 +190,28 @@ def hypervolume_plot(curves: dict[str, list[float]], path: PathLike, *, title: s
     ax.grid(True, alpha=0.3)
     if drawn:
         ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def importance_plot(score: dict[str, float], params: dict[str, float], path: PathLike, *, title: str,
+                    seed_share: Optional[float] = None) -> Path:
+    """Each knob's share of the variance of the two objectives (fANOVA), as horizontal bars, with the seed's
+    share of the score variance as a dashed line."""
+    knobs = sorted(set(score) | set(params), key=lambda k: score.get(k, 0.0))
+    fig = new_figure(7.0, 0.5 * len(knobs) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    ys = list(range(len(knobs)))
+    ax.barh([y + 0.2 for y in ys], [100 * score.get(k, 0.0) for k in knobs], height=0.4, color="#1f4e8c",
+            label="score")
+    ax.barh([y - 0.2 for y in ys], [100 * params.get(k, 0.0) for k in knobs], height=0.4, color="#e8a100",
+            label="adapter parameters")
+    if seed_share is not None:
+        ax.axvline(100 * seed_share, color="#b22222", linestyle="--", linewidth=1.2,
+                   label=f"seed (score): {100 * seed_share:.0f} %")
+    ax.set_yticks(ys)
+    ax.set_yticklabels(knobs)
+    ax.set_xlabel("share of the objective's variance explained (%)")
+    ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)

@@ -4,7 +4,7 @@ facts (steps, evaluations, chance score) and the search space."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from orchestrator.settings import CPU_SEARCH_DEFAULTS, SearchError, SearchSettings
 
@@ -52,9 +52,10 @@ def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
     return Protocol(base=base, profile=profile, eval_steps_fixed="eval_steps" in settings.set_knobs)
 
 
-def prepare_data(task: str, base: dict[str, Any]) -> Any:
+def prepare_data(task: str, base: dict[str, Any], *, eval_seed: Optional[int] = None) -> Any:
     """Tokenise the task (a GLUE task, or own data when ``base`` names files or a dataset) once, in the
-    driver; the trials share it through Ray's object store."""
+    driver; the trials share it through Ray's object store. ``eval_seed``: the seed of the dev subset
+    (default ``base["seed"]``; a run on another seed keeps the search's dev rows)."""
     from increlora.backbone import BackboneError, load_tokenizer
     from increlora.data import GlueError, data_source
     from increlora.data import prepare_data as prepare
@@ -64,7 +65,7 @@ def prepare_data(task: str, base: dict[str, Any]) -> Any:
         tokenizer = load_tokenizer(base.get("model"))
         return prepare(source, tokenizer, data_dir=base.get("data_dir"), train_samples=base.get("train_samples"),
                        eval_samples=base.get("eval_samples"), max_length=base["max_length"], seed=base["seed"],
-                       holdout_samples=base.get("holdout_samples"))
+                       holdout_samples=base.get("holdout_samples"), eval_seed=eval_seed)
     except (GlueError, BackboneError) as exc:
         raise SearchError(str(exc)) from None
     except OSError as exc:
@@ -104,6 +105,7 @@ def build_space(settings: SearchSettings, base: dict[str, Any]) -> Any:
                 raise SpaceError(f"--budget params applies to the increlora space only, not {settings.method}")
             budget = params_budget_range(adapted_shapes(base.get("model")))
         return default_space(settings.method, settings.task, extra=settings.search_extra,
-                             learning_rate=float(base["learning_rate"]), budget_params=budget)
+                             learning_rate=float(base["learning_rate"]), budget_params=budget,
+                             knobs_only=settings.knobs_only)
     except SpaceError as exc:
         raise SearchError(str(exc)) from None

@@ -65,6 +65,9 @@ def export_presets(
     two labels pick the same trial (``provenance.selected_as`` lists all labels of that trial).
     ``evaluated_on`` (``dev`` or ``holdout``: held-out training rows) and ``eval_rows`` say where the
     scores that chose the preset come from; a comparison on the dev set needs a ``holdout`` preset.
+    ``trials`` may be configuration records (:attr:`orchestrator.results.SearchResults.pool`): then ``score``
+    is the mean over the configuration's seeds, and the provenance records ``seeds`` (n), ``score_sd``,
+    ``score_interval`` (95 %), ``single_score`` (the first run's) and ``seed_scores``.
     ``data``: the data's fingerprint (:meth:`increlora.data.sources.LoadedData.fingerprint`: its ``sha256``,
     the files' hashes or the dataset's name and split sizes, own data's columns and metric), kept as
     ``provenance.data`` so a preset says which data it was found on.
@@ -98,7 +101,13 @@ def export_presets(
             "selected_as": [lab for lab in LABELS if picks[lab] == idx],
             "front_size": len(front),
             "tolerance": float(tolerance),
+            "seeds": int(trial.get("n") or 1),
         }
+        if trial.get("ci_low") is not None:  # a configuration trained on several seeds: its mean, sd and interval
+            provenance["score_sd"] = round(float(trial["sd"]), 4)
+            provenance["score_interval"] = [round(float(trial["ci_low"]), 4), round(float(trial["ci_high"]), 4)]
+            provenance["single_score"] = round(float(trial.get("single_score", trial["score"])), 4)
+            provenance["seed_scores"] = {int(k): round(float(v), 4) for k, v in (trial.get("seed_scores") or {}).items()}
         if data:
             provenance["data"] = dict(data)
         if chance_score is not None:

@@ -150,3 +150,29 @@ class SearchProgress(tune.Callback):
             self._live.update(self._panel())
             self._live.stop()
             self._live = None
+
+
+class ConfirmProgress(tune.Callback):
+    """The confirmation stage's progress: one line per finished run,
+    ``  confirm t007 seed 2: score 8.31 (3/12, 0:04:10)``. ``configs``: the stage's job configs."""
+
+    def __init__(self, total: int, configs: list[dict[str, Any]]) -> None:
+        self.total = total
+        self.configs = configs
+        self.done = 0
+        self.started = time.time()
+
+    def _line(self, trial: Any, text: str) -> None:
+        from orchestrator.confirmation import CONFIRM_OF_KEY, SEED_INDEX_KEY
+
+        self.done += 1
+        job = self.configs[int((trial.config or {}).get("job", 0))]
+        say(f"  confirm t{int(job[CONFIRM_OF_KEY]):03d} seed {int(job[SEED_INDEX_KEY])}: {text} "
+            f"({self.done}/{self.total}, {_clock(time.time() - self.started)})")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        report = TrialReport.from_result(trial.last_result)
+        self._line(trial, f"score {report.glue_score:.2f}" if report is not None and report.final else "stopped")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "failed")

@@ -42,6 +42,12 @@ class FrontSummary:
     nodes: dict[str, str] = field(default_factory=dict)  # trial number -> the Ray node it ran on
     chance_score: Optional[float] = None  # the majority-class GLUE score of the dev rows
     above_chance: Optional[bool] = None  # the best trial beat it by > 1 point (None: no COMPLETE trial)
+    confirmed: bool = False  # the front ranks means over seeds (the confirmation stage ran)
+    confirmed_hypervolume: Optional[float] = None  # hypervolume of the confirmed front (means)
+    confirmed_configurations: int = 0  # configurations trained on >= 2 seeds
+    noise_sd: Optional[float] = None  # seed standard deviation pooled over the configurations with >= 2 seeds
+    distinguishable: list[dict[str, Any]] = field(default_factory=list)  # neighbouring front points, paired
+    importance: dict[str, Any] = field(default_factory=dict)  # orchestrator.importance.Importance.to_dict()
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class SearchChoices:
     cpus_per_trial: int
     argv: list[str]
     max_failures: Optional[int] = None  # stop the search after this many failed trials
+    confirm: int = 0  # new seeds per confirmed configuration (orchestrator.confirmation); 0: no confirmation
+    confirm_share: float = 0.25  # the confirmation trains at most this share of the trials
+    dedupe: bool = False  # a configuration proposed again trains on the next seed (orchestrator.searcher)
 
 
 @dataclass

@@ -46,7 +46,9 @@ class ReportData:
 
     @property
     def done(self) -> list[dict[str, Any]]:
-        return self.results.complete
+        """The configurations the front ranks (:attr:`orchestrator.results.SearchResults.pool`; with the
+        confirmation stage, means over seeds); ``front_idx`` and ``picks`` index these."""
+        return self.results.pool
 
     @property
     def front_idx(self) -> list[int]:
@@ -130,8 +132,8 @@ def collect(search: str, *, output_dir: str = "searches", trials: Sequence[int] 
             raise ReportError(f"--trial {n}: the search has no trial {n} (trials: {', '.join(map(str, sorted(known)))})")
     if not numbers:
         for label in ("best", "knee", "smallest"):
-            if label in results.picks and results.complete[results.picks[label]]["number"] not in numbers:
-                numbers.append(results.complete[results.picks[label]]["number"])
+            if label in results.picks and results.pool[results.picks[label]]["number"] not in numbers:
+                numbers.append(results.pool[results.picks[label]]["number"])
     for n in numbers:
         result = _result_record(uri, record.dir, results.trial(n))
         if result is None:
@@ -215,6 +217,43 @@ def chance_text(summary: dict[str, Any]) -> str:
             "the front ranks noise and its presets are marked above_chance: false")
 
 
+def confirmation_text(summary: dict[str, Any]) -> str:
+    """The confirmation stage in one line, then whether the front's differences are separable."""
+    from orchestrator.finalize import distinguishable_text
+    from orchestrator.record import FrontSummary, SearchRecord
+
+    if not int(summary.get("confirm") or 0):
+        return "off (--confirm 0): the front ranks single runs"
+    try:
+        front = SearchRecord.from_dict(summary).results
+    except Exception:
+        front = None
+    if front is None:
+        return "not run yet"
+    noise = f", seed sd {float(summary['noise_sd']):.2f}" if summary.get("noise_sd") is not None else ""
+    return (f"{summary.get('confirm')} new seeds per front configuration{noise}; "
+            + distinguishable_text(front))
+
+
+def importance_text(summary: dict[str, Any]) -> str:
+    from orchestrator.importance import Importance
+
+    imp = summary.get("importance") or {}
+    return Importance(**imp).sentence() if imp else "-"
+
+
+def front_score_cells(row: dict[str, Any], confirmed: bool) -> list[str]:
+    """The score cells of a front row: the score, and with confirmation its 95 % interval and seed count."""
+    if not confirmed:
+        return [num(row["score"])]
+    ci = f"[{num(row['ci_low'])}, {num(row['ci_high'])}]" if row.get("ci_low") is not None else "-"
+    return [num(row["score"]), ci, str(row.get("n") or 1)]
+
+
+def front_score_headers(confirmed: bool) -> list[str]:
+    return ["mean GLUE score", "95 % interval", "seeds"] if confirmed else ["GLUE score"]
+
+
 def overview(data: ReportData) -> list[tuple[str, str]]:
     s = data.summary
     from orchestrator.console import mlflow_ui_command
@@ -234,6 +273,8 @@ def overview(data: ReportData) -> list[tuple[str, str]]:
         ("space", str(s.get("space_text") or "")),
         ("hypervolume", hypervolume_text(s.get("hypervolume"), (s.get("outputs") or {}).get("hypervolume_reference"))),
         ("above chance", chance_text(s)),
+        ("confirmation", confirmation_text(s)),
+        ("which knobs matter", importance_text(s)),
         ("heatmap scale", f"rank 0 to {data.vmax:g} (the largest rank of the search) for every heatmap"),
         ("MLflow", f"{ui}  (experiment {s.get('experiment_name')}, parent run {s.get('parent_run_id')})"),
         ("Optuna", f"optuna-dashboard {shlex.quote(str(s.get('storage')))}  (study {s.get('study_name')})"),

@@ -14,6 +14,8 @@ from typing import Any, Optional, Sequence
 from orchestrator.console import plural
 from orchestrator.report_data import (
     ReportData,
+    front_score_cells,
+    front_score_headers,
     count,
     front_records,
     knob,
@@ -44,9 +46,11 @@ def _figures(data: ReportData, tmp: Path) -> dict[str, Any]:
         points = [(float(r["score"]), float(r["adapter_params"])) for r in data.done]
         pruned = [(float(r["score"]), float(r["adapter_params"])) for r in data.records
                   if r["state"] == "PRUNED" and r["score"] is not None and r["adapter_params"] is not None]
+        intervals = [(r["ci_low"], r["ci_high"]) if r.get("ci_low") is not None else None for r in data.done]
         out["pareto"] = plots.pareto_plot(points, data.front_idx, tmp / "pareto.png",
                                           title=f"{s['task']} {s['method']}: {s['name']}", highlight=data.picks,
-                                          pruned=pruned, reference=data.reference)
+                                          pruned=pruned, reference=data.reference, intervals=intervals,
+                                          single_runs=data.results.single_points() if data.results.confirmed else None)
     labels = labels_of(data)
     front = [r for r in front_records(data) if r["allocation"]]
 
@@ -235,11 +239,14 @@ def render_html(data: ReportData, *, interactive: Optional[bool] = None) -> str:
                 parts.append("<figure>" + _img(figs["hypervolume"], "hypervolume", id_="hypervolume")
                              + "<figcaption>hypervolume after each trial</figcaption></figure>")
             parts.append("</div>")
-            rows = [[row["trial"], num(row["score"]), count(row["adapter_params"]), row["total_rank"],
+            confirmed = data.results.confirmed
+            rows = [[row["trial"], *front_score_cells(row, confirmed), count(row["adapter_params"]), row["total_rank"],
                      row["labels"], row["also_trials"], data.record(int(row["trial"])).get("run_name") or "",
                      row.get("mlflow_run_id") or ""] for row in data.front_rows]
-            parts.append(_table(["trial", "GLUE score", "adapter params", "total rank", "presets", "same result as",
-                                 "run", "MLflow run id"], rows, left=(4, 5, 6, 7), id_="front-table"))
+            extra = 2 if confirmed else 0
+            parts.append(_table(["trial", *front_score_headers(confirmed), "adapter params", "total rank", "presets",
+                                 "same result as", "run", "MLflow run id"], rows,
+                                left=tuple(i + extra for i in (4, 5, 6, 7)), id_="front-table"))
         parts.append('<h2 id="allocations">Allocations on the front</h2>')
         if "front_heatmaps" in figs:
             parts.append(f"<p>Final rank of every adapted module (rows: layers, columns: q k v o f1 f2), the front's "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from orchestrator.console import plural
-from orchestrator.report_data import ReportData, count, num, overview, trial_rows, type_rows
+from orchestrator.report_data import (ReportData, count, front_score_cells, front_score_headers, num, overview, trial_rows,
+                                      type_rows)
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -21,11 +22,14 @@ def render_markdown(data: ReportData) -> str:
     s = data.summary
     out = [f"# Search {s['name']}: {s.get('method')} on {s.get('task')}", ""]
     out += [f"- {k}: {v}" for k, v in overview(data)]
-    out += ["", "## Pareto front", ""]
+    confirmed = data.results.confirmed
+    out += ["", "## Confirmed Pareto front (means over seeds)" if confirmed else "## Pareto front", ""]
     if data.front_rows:
-        rows = [[row["trial"], num(row["score"]), count(row["adapter_params"]), row["total_rank"], row["labels"],
-                 row["also_trials"], data.record(int(row["trial"])).get("run_name") or ""] for row in data.front_rows]
-        out.append(_md_table(["trial", "GLUE score", "adapter params", "total rank", "presets", "same result as", "run"], rows))
+        rows = [[row["trial"], *front_score_cells(row, confirmed), count(row["adapter_params"]), row["total_rank"],
+                 row["labels"], row["also_trials"], data.record(int(row["trial"])).get("run_name") or ""]
+                for row in data.front_rows]
+        out.append(_md_table(["trial", *front_score_headers(confirmed), "adapter params", "total rank", "presets",
+                              "same result as", "run"], rows))
         if data.reference:
             out += ["", "Reference points in the experiment: "
                     + ", ".join(f"{k}: " + ", ".join(f"{p[0]:.2f} @ {count(p[1])}" for p in sorted(v, key=lambda p: p[1]))

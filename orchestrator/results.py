@@ -12,7 +12,19 @@ A trial record is a plain dict::
      "config": {...every knob of the trial...}, "params": {...the searched knobs...},
      "allocation": {"bert.encoder.layer.0.attention.self.query": 3, ...},
      "mlflow_run_id": "ab12...", "run_name": "t007-r2.50-cola-increlora", "preset": None,
-     "state_reason": "final", "fail_reason": None, "rerun_of": None}
+     "state_reason": "final", "fail_reason": None, "rerun_of": None,
+     "replicate_of": None, "seed_index": 0}
+
+``replicate_of`` names the trial whose configuration a trial repeats on another seed (the sampler proposed a
+configuration already trained; :mod:`orchestrator.searcher`), ``seed_index`` the seed it trained on
+(:mod:`orchestrator.seed_stats`).
+
+**Configurations, not trials, are what the front ranks.** A trial and its replicates are one configuration,
+and the confirmation stage (:mod:`orchestrator.confirmation`) adds seeds to the front's configurations
+(``trials/tNNN/seed-J/result.json``). :attr:`SearchResults.pool` holds one record per configuration, scored
+by its mean over its seeds (``n``, ``sd``, ``ci_low``/``ci_high``, ``seed_scores``, ``single_score``: the
+first run's); once the confirmation stage has run, the pool holds the configurations trained on at least two
+seeds only, so the front, the picks and the presets are confirmed ones. ``front`` and ``picks`` index the pool.
 
 ``state_reason`` says why a trial ended as it did (``final``, ``recovered`` from its result file after
 a kill, ``pruned``, ``fail``, ``interrupted``: cut off by a stop of the search and re-run by
@@ -28,6 +40,7 @@ from typing import Any, Optional, Sequence
 from increlora.naming import allocation_summary
 from orchestrator.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
 from orchestrator.record import RecordError, SearchRecord
+from orchestrator.seed_stats import SeedStats, paired_difference
 
 LABELS = ("best", "smallest", "knee")
 
@@ -73,8 +86,14 @@ class SearchResults:
     record: SearchRecord
     trials: list[dict[str, Any]]  # every Optuna trial, by number
     complete: list[dict[str, Any]]  # the COMPLETE ones, by number
-    front: list[int]  # indices into complete, by params ascending
-    picks: dict[str, int]  # label -> index into complete
+    front: list[int]  # indices into pool, by params ascending
+    picks: dict[str, int]  # label -> index into pool
+    pool: list[dict[str, Any]] = None  # type: ignore[assignment]  # one record per configuration (see the module docstring)
+    confirmed: bool = False  # the confirmation stage has run: the pool holds configurations with >= 2 seeds
+
+    def __post_init__(self) -> None:
+        if self.pool is None:
+            self.pool = list(self.complete)
 
     def trial(self, number: int) -> dict[str, Any]:
         return next(t for t in self.trials if t["number"] == number)
@@ -88,17 +107,38 @@ class SearchResults:
         out: dict[int, list[str]] = {}
         for label in LABELS:
             if label in self.picks:
-                out.setdefault(self.complete[self.picks[label]]["number"], []).append(label)
+                out.setdefault(self.pool[self.picks[label]]["number"], []).append(label)
         return out
 
     def pick_records(self) -> dict[str, dict[str, Any]]:
-        return {label: self.complete[i] for label, i in self.picks.items()}
+        return {label: self.pool[i] for label, i in self.picks.items()}
 
     def front_numbers(self) -> set[int]:
-        return {self.complete[i]["number"] for i in self.front}
+        return {self.pool[i]["number"] for i in self.front}
 
     def points(self) -> list[tuple[float, float]]:
+        """(score, params) of the pool (the configurations; ``front`` and ``picks`` index these)."""
+        return points(self.pool)
+
+    def single_points(self) -> list[tuple[float, float]]:
+        """(score, params) of every COMPLETE trial, one run each."""
         return points(self.complete)
+
+    def seed_stats(self, record: dict[str, Any]) -> SeedStats:
+        """The seeds of a pool record (one seed for a record without ``seed_scores``)."""
+        scores = record.get("seed_scores") or {0: float(record["score"])}
+        return SeedStats({int(k): float(v) for k, v in scores.items()})
+
+    def distinguishable(self) -> list[dict[str, Any]]:
+        """Neighbouring front configurations (small to large) and whether their paired score difference is
+        separable: ``{"smaller", "larger", "difference": Difference or None}``."""
+        rows = [self.pool[i] for i in sorted(self.front, key=lambda i: (float(self.pool[i]["adapter_params"]),
+                                                                        int(self.pool[i]["number"])))]
+        out = []
+        for small, large in zip(rows, rows[1:]):
+            out.append({"smaller": small["number"], "larger": large["number"],
+                        "difference": paired_difference(self.seed_stats(large), self.seed_stats(small))})
+        return out
 
     def pruned_points(self) -> list[tuple[float, float]]:
         return [(float(t["score"]), float(t["adapter_params"])) for t in self.trials
@@ -139,16 +179,22 @@ class SearchResults:
         return None if best is None else above_chance(best, float(self.record.chance_score))
 
     def hypervolume(self) -> Optional[float]:
+        """Hypervolume of the single runs (every COMPLETE trial's first score), comparable across searches."""
         ref = self.reference_point()
-        return None if ref is None else hypervolume(self.points(), ref)
+        return None if ref is None else hypervolume(self.single_points(), ref)
+
+    def confirmed_hypervolume(self) -> Optional[float]:
+        """Hypervolume of the confirmed front (the pool's means); None before the confirmation stage ran."""
+        ref = self.reference_point()
+        return None if ref is None or not self.confirmed or not self.pool else hypervolume(self.points(), ref)
 
     def hypervolume_curve(self) -> list[float]:
         ref = self.reference_point()
-        return [] if ref is None else hypervolume_curve(self.points(), ref)
+        return [] if ref is None else hypervolume_curve(self.single_points(), ref)
 
     def front_rows(self) -> list[dict[str, Any]]:
         """The front as rows, one per distinct (score, params) (see :func:`front_rows`)."""
-        return front_rows(self.complete, self.front, self.picks)
+        return front_rows(self.pool, self.front, self.picks)
 
 
 def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: dict[str, int]) -> list[dict[str, Any]]:
@@ -170,6 +216,10 @@ def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: 
         row = {
             "trial": int(t["number"]),
             "score": float(t["score"]),
+            "n": int(t.get("n") or 1),
+            "sd": t.get("sd"),
+            "ci_low": t.get("ci_low"),
+            "ci_high": t.get("ci_high"),
             "adapter_params": int(t["adapter_params"]),
             "total_rank": allocation_summary(t.get("allocation"))["total_rank"],
             "method": (t.get("config") or {}).get("method"),
@@ -269,15 +319,69 @@ def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
             "state_reason": attrs.get("state_reason"),
             "fail_reason": attrs.get("fail_reason"),
             "rerun_of": attrs.get("rerun_of"),
+            "replicate_of": attrs.get("replicate_of"),
+            "seed_index": int(attrs.get("seed_index") or 0),
             "node": attrs.get("node"),
         })
     return out
 
 
+def configuration_pool(record: SearchRecord, complete: Sequence[dict[str, Any]],
+                       confirmations: dict[int, dict[int, dict[str, float]]]) -> tuple[list[dict[str, Any]], bool]:
+    """One record per configuration (a trial with its replicates and confirmation runs), scored by its mean;
+    and whether the confirmation stage has run (then only configurations with >= 2 seeds are kept)."""
+    groups: dict[int, dict[str, Any]] = {}
+    for t in complete:
+        origin = t.get("replicate_of")
+        key = int(origin) if origin is not None else int(t["number"])
+        g = groups.setdefault(key, {"rep": None, "scores": {}, "params": {}, "members": []})
+        if int(t["number"]) == key or g["rep"] is None:
+            g["rep"] = t
+        index = int(t.get("seed_index") or 0)
+        g["scores"].setdefault(index, float(t["score"]))
+        g["params"].setdefault(index, float(t["adapter_params"]))
+        g["members"].append(int(t["number"]))
+    confirmed = False
+    for number, runs in confirmations.items():
+        if number not in groups:
+            continue
+        for index, run in runs.items():
+            confirmed = True
+            groups[number]["scores"].setdefault(int(index), float(run["score"]))
+            groups[number]["params"].setdefault(int(index), float(run["adapter_params"]))
+    pool = []
+    for key in sorted(groups):
+        g = groups[key]
+        stats = SeedStats(dict(g["scores"]))
+        if confirmed and stats.n < 2:
+            continue
+        ci = stats.interval
+        rec = dict(g["rep"])
+        rec.update({
+            "number": key,
+            "score": stats.mean,
+            "adapter_params": round(sum(g["params"].values()) / len(g["params"])),
+            "seed_scores": {int(k): v for k, v in sorted(g["scores"].items())},
+            "single_score": float(g["rep"]["score"]),
+            "n": stats.n,
+            "sd": stats.sd,
+            "ci_low": ci[0] if ci else None,
+            "ci_high": ci[1] if ci else None,
+            "members": sorted(g["members"]),
+        })
+        pool.append(rec)
+    return pool, confirmed
+
+
 def load_results(record: SearchRecord) -> SearchResults:
     """Read a search's study into :class:`SearchResults`; RecordError when the study is missing."""
+    from orchestrator.confirmation import read_confirmations
+
     check_study_exists(record)
-    trials = trial_records(load_study(record), record)
+    study = load_study(record)
+    trials = trial_records(study, record)
     complete = complete_trials(trials)
-    front, picks = front_and_picks(complete, float(record.tolerance))
-    return SearchResults(record=record, trials=trials, complete=complete, front=front, picks=picks)
+    pool, confirmed = configuration_pool(record, complete, read_confirmations(record, study))
+    front, picks = front_and_picks(pool, float(record.tolerance))
+    return SearchResults(record=record, trials=trials, complete=complete, front=front, picks=picks, pool=pool,
+                         confirmed=confirmed)

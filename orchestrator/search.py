@@ -77,6 +77,52 @@ def git_commit() -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+class EarlyData:
+    """The search's data, prepared in a thread while Ray starts (tokenising overlaps Ray's start-up).
+
+    The trial protocol depends on the GPUs a trial gets, known only once Ray is up; the thread prepares the data
+    for the protocol of ``--gpus-per-trial`` (0 when unset: a CPU search), and :meth:`take` hands it over only when
+    the real protocol is the same (otherwise the search prepares it again: a GPU search pays the old cost)."""
+
+    def __init__(self, protocol: Any, thread: Any, box: dict[str, Any]) -> None:
+        self.protocol = protocol
+        self.thread = thread
+        self.box = box
+
+    @classmethod
+    def start(cls, settings: SearchSettings) -> "EarlyData":
+        import threading
+
+        from orchestrator.preparation import prepare_data, trial_protocol
+
+        box: dict[str, Any] = {}
+        try:
+            protocol = trial_protocol(settings, float(settings.gpus_per_trial or 0.0))
+        except SearchError:  # the real call after Ray's start says it
+            return cls(None, None, box)
+
+        def work() -> None:
+            try:
+                box["data"] = prepare_data(settings.task, dict(protocol.base))
+            except BaseException as exc:  # handed to the driver by take()
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name="increlora-data", daemon=True)
+        thread.start()
+        return cls(protocol, thread, box)
+
+    def take(self, protocol: Any) -> Any:
+        """The data when it was prepared for ``protocol``'s knobs (its error, raised, if that failed); else None."""
+        if self.thread is None:
+            return None
+        self.thread.join()
+        if self.protocol.base != protocol.base:
+            return None
+        if "error" in self.box:
+            raise self.box["error"]
+        return self.box.get("data")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -100,6 +146,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     _keep_offline(settings.model)
     timer.mark("checks")
     record: Optional[SearchRecord] = None
+    early = EarlyData.start(settings)  # tokenise while Ray starts
     with contextlib.ExitStack() as owned, \
             cluster.ray_session(settings.address, settings.num_cpus, on_exit=lambda: _sweep_runs(record)):
         # (the folder's lock, taken below, is let go after Ray is shut down: no trial of ours is left then)
@@ -107,7 +154,9 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         resources = cluster.resolve_resources(settings.cpus_per_trial, settings.gpus_per_trial,
                                               settings.max_concurrent, settings.trials)
         protocol = trial_protocol(settings, resources.gpus_per_trial)
-        data = prepare_data(settings.task, protocol.base)
+        data = early.take(protocol)
+        if data is None:
+            data = prepare_data(settings.task, protocol.base)
         facts = run_facts(protocol, data, settings.evaluations)
         timer.mark("data_prep")
         space = build_space(settings, protocol.base)
@@ -261,6 +310,7 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     from orchestrator.results import load_results
 
     tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+    confirmation = confirm_front(record, timer)
     record.status = "finalizing"
     finalize(record)
     results = load_results(record)
@@ -292,7 +342,38 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
         return 1
     if failures:
         say(f"{len(failures)} of {done} trials failed{why}")
+    if confirmation is not None and confirmation.missing:
+        say(f"{len(confirmation.missing)} confirmation run(s) failed ("
+            + ", ".join(f"t{n:03d} seed {j}" for n, j in confirmation.missing)
+            + "): their configurations are confirmed on fewer seeds; --resume trains them again")
     return 0
+
+
+def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
+    """The confirmation stage (:mod:`orchestrator.confirmation`) once every requested trial has finished and
+    ``--confirm`` is on; its :class:`~orchestrator.confirmation.Outcome`, or None when it does not apply. A stop
+    during the stage leaves the search ``interrupted`` (``--resume`` trains the runs still missing)."""
+    from orchestrator import tracking
+    from orchestrator.confirmation import run_confirmation
+    from orchestrator.results import load_results
+
+    if not int(record.confirm):
+        return None
+    results = load_results(record)
+    if not results.complete or results.finished() < int(record.trials):
+        return None
+    record.status = "confirming"
+    record.save()
+    try:
+        outcome = run_confirmation(record, session=int(record.sessions))
+    except BaseException as exc:
+        tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+        _tracking_client(record).set_terminated(record.parent_run_id, "KILLED")
+        record.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.save()
+        raise
+    timer.mark("confirm")
+    return outcome
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,11 @@
   run id, the final allocation and the objectives are stored as user attributes at the end, so
   the study alone is enough to export presets;
 - presets can be enqueued with user attributes (their full knob set), see
-  :func:`search_spaces.preset_point`.
+  :func:`search_spaces.preset_point`;
+- a configuration the sampler proposes again (the same searched values as a trial that did not fail) is
+  not trained twice on one seed: it becomes a *replicate* (user attributes ``replicate_of`` and
+  ``seed_index``) trained on the next seed of that configuration (:func:`orchestrator.seed_stats.seed_for`),
+  and the results count it as one more seed of it (:func:`orchestrator.results.configuration_pool`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from increlora.naming import compact_allocation
+from orchestrator.confirmation import SEED_INDEX_KEY
+from search_spaces.common import PRESET_CONFIG_ATTR
+from orchestrator.seed_stats import seed_for
 from orchestrator.trial_files import read_error
 from orchestrator.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
 
@@ -84,9 +91,11 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         enqueue: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
         search_dir: Optional[str] = None,
         stopped_by_scheduler: Optional[set[str]] = None,
+        base_seed: Optional[int] = None,
     ) -> None:
         """``stopped_by_scheduler``: Ray trial ids the scheduler stopped (shared with it; those are
-        PRUNED); ``search_dir``: where failed trials leave their ``error.txt``."""
+        PRUNED); ``search_dir``: where failed trials leave their ``error.txt``; ``base_seed``: the search's
+        training seed (a replicate trains on another; None: no replicates, a repeat is trained as it is)."""
         super().__init__(
             space=space,
             metric=list(METRICS),
@@ -99,6 +108,7 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
             self._ot_study.enqueue_trial(params, user_attrs=user_attrs)
         self.search_dir = search_dir
         self.stopped_by_scheduler = stopped_by_scheduler if stopped_by_scheduler is not None else set()
+        self.base_seed = base_seed
 
     @property
     def study(self) -> optuna.Study:
@@ -109,6 +119,16 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]
+        replicate = self._replicate(ot_trial) if self.base_seed is not None else None
+        if replicate is not None:
+            origin, index = replicate
+            config["seed"] = seed_for(self.base_seed, index)
+            config[SEED_INDEX_KEY] = index
+            try:
+                ot_trial.set_user_attr("replicate_of", origin)
+                ot_trial.set_user_attr(SEED_INDEX_KEY, index)
+            except Exception as exc:
+                log.warning("could not mark Optuna trial %s as a replicate: %s", ot_trial.number, exc)
         try:
             ot_trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
             ot_trial.set_user_attr("ray_trial_id", trial_id)
@@ -116,6 +136,22 @@ class MultiObjectiveOptunaSearch(OptunaSearch):
             log.warning("could not store the config of Optuna trial %s: %s", ot_trial.number, exc)
         config[TRIAL_NUMBER_KEY] = ot_trial.number
         return config
+
+    def _replicate(self, ot_trial: Any) -> Optional[tuple[int, int]]:
+        """(the trial whose configuration this one repeats, the next seed index of that configuration), or
+        None when no earlier trial that did not fail has the same searched values."""
+        params = dict(ot_trial.params)
+        if not params:
+            return None
+        preset = ot_trial.user_attrs.get(PRESET_CONFIG_ATTR)
+        same = [t for t in self._ot_study.get_trials(deepcopy=False)
+                if t.number != ot_trial.number and t.state != TrialState.FAIL and dict(t.params) == params
+                and t.user_attrs.get(PRESET_CONFIG_ATTR) == preset]
+        if not same:
+            return None
+        origin = min(int(t.user_attrs.get("replicate_of", t.number)) for t in same)
+        used = [int(t.user_attrs.get(SEED_INDEX_KEY) or 0) for t in same]
+        return origin, max(used) + 1
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -57,7 +57,11 @@ FLAG_DOMAINS: dict[str, Domain] = {
     "cpus_per_trial": whole(ge=1),
     "gpus_per_trial": real(ge=0),
     "num_cpus": whole(ge=1),
+    "confirm": whole(ge=0),
+    "confirm_share": real(gt=0, le=1),
 }
+DEFAULT_CONFIRM = 3  # new seeds per confirmed configuration (the cpu profile's K; orchestrator.confirmation)
+DEFAULT_CONFIRM_SHARE = 0.25
 # Knobs with a flag of their own: --set would bypass the flag's checks (or be overridden by it).
 OWN_FLAG_KNOBS = ("task", "method", "seed", "model", "data_dir")
 # Your own data instead of a GLUE --task (TrainConfig knobs too; docs/own-data.md).
@@ -145,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this preset's configuration first (repeatable; default: none)")
     g.add_argument("--max-failures", type=_typed("max_failures"), default=None, metavar="K",
                    help="stop the search after K failed trials (default: never; a failed trial's reason is shown)")
+    g.add_argument("--knobs-only", action="store_true",
+                   help="search the method's own knobs only (IncreLoRA: budget, growth interval, warm-up, beta1, beta2), "
+                        "with the learning rate fixed at the profile's; the default space also searches the learning rate "
+                        "on the method's range (default: off)")
+    g.add_argument("--confirm", type=_typed("confirm"), default=DEFAULT_CONFIRM, metavar="K",
+                   help="after the trials, train the front's configurations, and those within the measured seed noise "
+                        "of it, on K new seeds each; the front, presets and summary then rank means with 95%% intervals; "
+                        "0 turns it off (default: %(default)s)")
+    g.add_argument("--confirm-share", type=_typed("confirm_share"), default=DEFAULT_CONFIRM_SHARE, metavar="F",
+                   help="the confirmation trains at most F x --trials runs (default: %(default)s)")
     g.add_argument("--tolerance", type=_typed("tolerance"), default=1.0,
                    help="the 'smallest' preset: fewest parameters within this many GLUE points of the best (default: %(default)s)")
     g.add_argument("--name", default=None, help="search name (default: <task>-<method>-<date>-<time>)")
@@ -274,6 +288,7 @@ class SearchSettings:
     profile: str
     budget: str
     search_extra: tuple[str, ...]
+    knobs_only: bool  # --knobs-only: the built-in space without the learning rate
     space: Any  # a search_spaces.Space from --space, or None for the built-in one
     presets: tuple[tuple[str, Any], ...]  # (absolute path, Preset)
     trial_flags: dict[str, Any]  # training flags given on the command line (None = unset), own data's included
@@ -340,10 +355,12 @@ class SearchSettings:
             artifact_root=tracking.default_artifact_root(uri, Path.cwd()),
             experiment_name=check_experiment(f"increlora-{task}" if args.experiment is None else args.experiment), save_adapters=args.save_adapters,
             cpus_per_trial=args.cpus_per_trial, argv=list(argv), max_failures=args.max_failures,
+            confirm=args.confirm, confirm_share=args.confirm_share, dedupe=True,
         )
         return cls(
             name=name, search_dir=search_dir, choices=choices, profile=args.profile, budget=args.budget,
-            search_extra=tuple(split_list(args.search_extra)), space=_load_space(args.space, args.method),
+            search_extra=tuple(split_list(args.search_extra)), knobs_only=bool(args.knobs_only),
+            space=_load_space(args.space, args.method),
             presets=_load_presets(args.preset, args.method),
             trial_flags={**{name: getattr(args, name) for name in list(TRIAL_FLAGS)[2:]}, **own_flags},
             set_knobs=set_knobs, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,

@@ -22,8 +22,10 @@ from typing import Any, Optional
 from increlora.naming import allocation_history, allocation_summary
 from orchestrator.tracking import NOTE_TAG, TrackingInfo, allocation_metrics
 from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
-from orchestrator.trial_files import one_line, trial_dir, trial_label, write_error
+from increlora.atomic import write_text_atomic
+from orchestrator.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
+from orchestrator.confirmation import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,25 @@ def trial_dirname(trial: Any) -> str:
     return f"{label}_{trial.trial_id}"
 
 
+JOB_KEYS = (TRIAL_NUMBER_KEY, CONFIRM_OF_KEY, SEED_INDEX_KEY)
+
+
 def split_config(method: str, config: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """(Optuna trial number, the knobs ``build_run_config`` accepts) from a Ray trial config."""
     number = int(config.get(TRIAL_NUMBER_KEY, -1))
-    return number, {k: v for k, v in config.items() if k != TRIAL_NUMBER_KEY}
+    return number, {k: v for k, v in config.items() if k not in JOB_KEYS}
+
+
+def data_for_seed(data: Any, ctx: TrialContext, seed: Optional[int]) -> Any:
+    """The trial's data: the search's (tokenised once, in the driver) on the search's seed; on another seed
+    (a replicate or a confirmation run) a new training subset drawn and tokenised here, scored on the search's
+    dev rows (the eval subset keeps the search's seed)."""
+    base_seed = int(ctx.base.get("seed", 42))
+    if data is not None and (seed is None or int(seed) == base_seed):
+        return data
+    from orchestrator.preparation import prepare_data
+
+    return prepare_data(ctx.task, {**ctx.base, "seed": int(base_seed if seed is None else seed)}, eval_seed=base_seed)
 
 
 def _finite_or_none(value: Any) -> Optional[float]:
@@ -86,8 +103,13 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
     _quiet_worker()
     t0 = time.perf_counter()
     number, knobs = split_config(ctx.method, config)
-    name = run_name(ctx.task, ctx.method, number, knobs)
-    out_dir = trial_dir(ctx.search_dir, number)
+    confirm_of = config.get(CONFIRM_OF_KEY)  # a confirmation run of trial ``number`` (orchestrator.confirmation)
+    seed_index = int(config.get(SEED_INDEX_KEY) or 0)
+    name = run_name(ctx.task, ctx.method, number, knobs) + (f"-seed{seed_index}" if seed_index else "")
+    out_dir = trial_dir(ctx.search_dir, number) if confirm_of is None else confirm_dir(ctx.search_dir, number, seed_index)
+    tags = ({"trial": str(number)} if confirm_of is None else {"confirms": str(number)})
+    if seed_index:
+        tags["seed_index"] = str(seed_index)
     overrides = {
         **ctx.base,
         **knobs,
@@ -98,11 +120,12 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
         "save_adapter": ctx.save_adapter,
     }
     node = _node_id()
-    run = (ChildRun.start(ctx.tracking, run_name=name, tags={"trial": str(number), "search": ctx.search_name, "node": node},
+    run = (ChildRun.start(ctx.tracking, run_name=name, tags={**tags, "search": ctx.search_name, "node": node},
                           folder=out_dir) if ctx.tracking else None)
     run_id = run.run_id if run else None
     try:
         cfg = build_run_config(overrides)
+        data = data_for_seed(data, ctx, cfg.train.seed)
         if run:
             params = {k: v for k, v in cfg.flat().items() if v is not None}  # one value per knob: unset ones left out
             params.update({k: v for k, v in config.items() if k not in params and k != TRIAL_NUMBER_KEY and v is not None})
@@ -146,7 +169,10 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
             run.finish("FINISHED")
     except Exception as exc:
         reason = one_line(exc)
-        write_error(ctx.search_dir, number, reason)  # read by the searcher (Optuna) and the console
+        if confirm_of is None:
+            write_error(ctx.search_dir, number, reason)  # read by the searcher (Optuna) and the console
+        else:
+            write_text_atomic(out_dir / ERROR_FILE, reason + "\n")
         if run:
             try:
                 run.set_tags({"error": reason})

@@ -93,6 +93,7 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
         enqueue=enqueue,
         search_dir=record.search_dir,
         stopped_by_scheduler=stopped,
+        base_seed=int(record.base.get("seed", 42)) if record.dedupe else None,
     )
     name_objectives(searcher.study)
     scheduler = RecordingASHA.create(record, stopped) if record.scheduler == "asha" else None

@@ -11,6 +11,7 @@ a ``functools.partial`` of a module-level function over plain data, so it pickle
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
@@ -66,12 +67,15 @@ def default_space(
     extra: Sequence[str] = (),
     learning_rate: float = 1e-3,
     budget_params: Optional[tuple[int, int]] = None,
+    knobs_only: bool = True,
 ) -> Space:
     """The built-in space of ``method`` for a normalised ``task`` name.
 
     ``extra`` adds optional knobs (:func:`optional_knobs`); ``learning_rate`` is the search's base
-    rate (the centre of its range when searched); ``budget_params`` makes the IncreLoRA space
-    search a parameter budget in that range instead of ``target_rank``.
+    rate (the centre of its range when ``extra`` names it); ``budget_params`` makes the IncreLoRA space
+    search a parameter budget in that range instead of ``target_rank``. ``knobs_only=False`` (the search's
+    default) also searches the learning rate on the method's ``LEARNING_RATE_RANGE`` (log), chosen from the
+    fidelity benchmark's held-out learning-rate choices.
     """
     module = method_module(method)
     unknown = [k for k in extra if k not in module.OPTIONAL_KNOBS]
@@ -82,8 +86,13 @@ def default_space(
     if budget_params is not None:
         if method != "increlora":
             raise SpaceError("budget_params: only the increlora space searches a parameter budget")
-        return module.default_space(task, extra=extra, learning_rate=learning_rate, budget_params=budget_params)
-    return module.default_space(task, extra=extra, learning_rate=learning_rate)
+        space = module.default_space(task, extra=extra, learning_rate=learning_rate, budget_params=budget_params)
+    else:
+        space = module.default_space(task, extra=extra, learning_rate=learning_rate)
+    if knobs_only or space.param("learning_rate") is not None:
+        return space
+    low, high = module.LEARNING_RATE_RANGE
+    return dataclasses.replace(space, params=space.params + (Param("learning_rate", "float", low, high, log=True),))
 
 
 def make_space_fn(space: Space, context: SpaceContext) -> SpaceFn:

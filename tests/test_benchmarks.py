@@ -326,6 +326,7 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
     assert plot.stat().st_size > 5000
     assert "Goal, paired by seed:" in report and "met on " in report
     assert "minus random's" in report and "| tpe − random |" in report and "share at the start" in report
+    assert "Confirmed fronts" in report and "HV % confirmed front" in report  # the smoke confirms on 1 seed
 
     # A fresh clone holds only search.json and points.json: the table is reprinted from them, studies gone.
     for sampler in ("tpe", "nsga2", "random"):

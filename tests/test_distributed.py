@@ -193,7 +193,7 @@ class Cluster:
                 "--data-dir", str(self.glue), "--train-samples", "64", "--eval-samples", "32", "--batch-size", "16",
                 "--name", name, "--output-dir", str(self.root / "searches"), "--address", self.address,
                 "--storage", self.uri("optuna", storage_password), "--tracking-uri", self.tracking, "--seed", "5",
-                *extra]
+                "--confirm", "0", *extra]
 
 
 @pytest.fixture(scope="module")

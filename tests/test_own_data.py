@@ -231,5 +231,8 @@ def test_search_on_a_csv_end_to_end(local_ray, tiny_model_dir, tmp_path: Path, m
     experiment = client.get_experiment_by_name("increlora-tickets")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.search = 'own'")
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == 3 and all({"eval/mcc", "glue_score"} <= set(r.data.metrics) for r in children)
+    trials = [r for r in children if "trial" in r.data.tags]
+    confirmations = [r for r in children if "confirms" in r.data.tags]  # the confirmation stage, on own data too
+    assert len(trials) == 3 and all({"eval/mcc", "glue_score"} <= set(r.data.metrics) for r in children)
+    assert len(confirmations) == len(children) - 3 and len(confirmations) >= 1 and record["confirmed"]
     assert all(r.data.params["train_file"] == train for r in children)

@@ -34,7 +34,7 @@ def search_args(tiny_model_dir: str, glue_dir: Path, out: Path, name: str, track
     return [sys.executable, "-m", "orchestrator.search", "--task", "sst2", "--model", tiny_model_dir,
             "--data-dir", str(glue_dir), "--train-samples", "64", "--eval-samples", "32", "--max-steps", "16",
             "--batch-size", "16", "--name", name, "--output-dir", str(out / "searches"), "--tracking-uri", tracking,
-            "--seed", "3", "--max-concurrent", "2", *extra]
+            "--seed", "3", "--max-concurrent", "2", "--confirm", "0", *extra]
 
 
 def start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:

@@ -55,6 +55,7 @@ def small(tmp_path_factory, tiny_model_dir, glue_dir) -> dict:
         "--task", TASK, "--model", tiny_model_dir, "--data-dir", str(glue_dir),
         "--train-samples", "64", "--eval-samples", "64", "--max-steps", "12", "--batch-size", "16",
         "--output-dir", str(work / "searches"), "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", "--seed", "42",
+        "--confirm", "0",
     ]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)  # the experiment's artifact root is <cwd>/mlartifacts

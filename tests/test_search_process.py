@@ -62,7 +62,7 @@ def test_a_running_search_listens_on_loopback_only_and_owns_its_folder(tiny_mode
     cmd = [sys.executable, "-m", "orchestrator.search", "--task", "sst2", "--model", tiny_model_dir,
            "--data-dir", str(glue_dir), "--train-samples", "64", "--eval-samples", "32", "--max-steps", "100000",
            "--batch-size", "16", "--trials", "2", "--max-concurrent", "1", "--name", "owned", "--output-dir", str(out),
-           "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--num-cpus", "1"]
+           "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--num-cpus", "1", "--confirm", "0"]
     log = tmp_path / "search.log"
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)

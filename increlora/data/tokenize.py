@@ -116,6 +116,7 @@ def prepare_data(
     max_length: int = 128,
     seed: int = 42,
     holdout_samples: Optional[int] = None,
+    eval_seed: Optional[int] = None,
 ) -> PreparedData:
     """Load, subsample and tokenise a task: a GLUE task's name, or your own data (:class:`OwnData`, e.g.
     from :func:`increlora.data.data_source`; ``data_dir`` is for GLUE only).
@@ -127,6 +128,9 @@ def prepare_data(
     ``holdout_samples``: evaluate on that many *training-file* rows instead of the dev set - a seeded,
     stratified draw from the rows the training subset left out (the training subset itself is the
     same as without it), so knobs can be chosen without ever looking at dev (eval split ``holdout``).
+
+    ``eval_seed``: the seed of the dev subset (default ``seed``), so runs on several training seeds can be
+    scored on the same dev rows.
     """
     own = isinstance(task, OwnData)
     if not own:
@@ -147,7 +151,8 @@ def prepare_data(
     else:
         for split in spec.eval_splits:
             part = raw[split]
-            part = part.select(subsample_indices(part.labels, eval_samples, seed, stratify))
+            part = part.select(subsample_indices(part.labels, eval_samples, seed if eval_seed is None else eval_seed,
+                                                  stratify))
             evals[split] = tokenize_split(part, tokenizer, max_length)
     train = tokenize_split(train_raw, tokenizer, max_length)
     return PreparedData(

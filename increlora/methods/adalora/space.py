@@ -14,6 +14,9 @@ from typing import Any, Sequence
 from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
 
 METHOD = "adalora"
+# The learning rate's range in the default space (log): the fidelity benchmark's held-out choices 3e-3 (CoLA, MRPC) and 5e-3 (SST-2)
+# (benchmarks/results/fidelity.md), with a factor of about 3 either side.
+LEARNING_RATE_RANGE = (1e-3, 1.5e-2)
 OPTIONAL_KNOBS = ("learning_rate", "orth_reg_weight")
 # tinit + tfinal stay below this fraction of the run, leaving AdaLoRA a budgeting phase.
 MAX_FIXED_SHARE = 0.9

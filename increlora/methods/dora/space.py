@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from increlora.methods.lora.space import OPTIONAL_KNOBS, rank_space, sample  # noqa: F401  (the space's interface)
+from increlora.methods.lora.space import LEARNING_RATE_RANGE, OPTIONAL_KNOBS, rank_space, sample  # noqa: F401  (the space's interface)
 from increlora.methods.space import Space
 
 METHOD = "dora"

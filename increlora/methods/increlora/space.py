@@ -15,6 +15,9 @@ from typing import Any, Optional, Sequence
 from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
 
 METHOD = "increlora"
+# The learning rate's range in the default space (log): the fidelity benchmark's held-out choices 3e-3 (CoLA), 5e-3 (CoLA, official mode), 1e-2 at the grid's top (SST-2)
+# (benchmarks/results/fidelity.md), with a factor of about 3 either side.
+LEARNING_RATE_RANGE = (1e-3, 3e-2)
 OPTIONAL_KNOBS = ("learning_rate", "top_h", "n_add", "orth_reg_weight")
 
 

@@ -11,6 +11,9 @@ from typing import Any, Sequence
 from increlora.methods.space import Param, Space, SpaceContext, SpaceError, learning_rate_param, sample_params
 
 METHOD = "lora"
+# The learning rate's range in the default space (log): the fidelity benchmark's held-out choices 3e-4 (CoLA, SST-2) and 1e-3 (MRPC)
+# (benchmarks/results/fidelity.md), with a factor of about 3 either side.
+LEARNING_RATE_RANGE = (1e-4, 3e-3)
 OPTIONAL_KNOBS = ("learning_rate",)
 
 

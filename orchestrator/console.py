@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from increlora.budget import CHANCE_MARGIN
 from orchestrator.probes import redact
+from orchestrator.seed_stats import distinguishable_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.record import SearchRecord
@@ -128,9 +129,7 @@ def print_summary(record: "SearchRecord") -> None:
                       str(row["total_rank"]), escape(str(row["labels"])), escape(str(row["run_name"])))
     console.print(table)
     if results is not None and results.front:
-        from orchestrator.finalize import distinguishable_text
-
-        console.print(distinguishable_text(results), markup=False, soft_wrap=True)
+        console.print(distinguishable_text(results.distinguishable, results.confirmed), markup=False, soft_wrap=True)
     if results is not None and results.importance:
         from orchestrator.importance import Importance
 

@@ -22,6 +22,7 @@ from orchestrator.pareto import hypervolume_text
 from orchestrator.console import not_learned_text, plural, search_links
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
+from orchestrator.seed_stats import distinguishable_text
 from orchestrator.trial_files import one_line
 from orchestrator.trial_run import replay_spools
 
@@ -149,7 +150,7 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
         lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), {score}, "
                      f"{int(rec['adapter_params']):,} adapter params")
     if record.results is not None:
-        lines.append(distinguishable_text(record.results))
+        lines.append(distinguishable_text(record.results.distinguishable, record.results.confirmed))
         if record.results.importance:
             from orchestrator.importance import Importance
 
@@ -298,27 +299,6 @@ def distinguishable_rows(results: SearchResults) -> list[dict[str, Any]]:
                     "ci_high": None if d is None or d.interval is None else round(d.interval[1], 4),
                     "n": 0 if d is None else d.n, "separable": bool(d is not None and d.separable)})
     return out
-
-
-def distinguishable_text(summary: FrontSummary) -> str:
-    """One plain sentence on whether the front's score differences can be told apart from seed noise."""
-    rows = summary.distinguishable
-    if not summary.confirmed:
-        return "The front is single runs (no confirmation): its score differences are not tested against seed noise."
-    if not rows:
-        return "The confirmed front has one configuration."
-    separable = [r for r in rows if r["separable"]]
-    if not separable and len(rows) == 1:
-        return ("The score difference between the front's two configurations is not separable from seed noise (its "
-                "paired 95 % interval includes 0): they score alike within the noise, so pick by size.")
-    if not separable:
-        return (f"None of the {len(rows)} score differences between neighbouring front configurations is separable from "
-                "seed noise (every paired 95 % interval includes 0): the front's configurations score alike within the "
-                "noise, so pick by size.")
-    parts = [f"t{r['larger']:03d} vs t{r['smaller']:03d} {r['difference']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
-             for r in separable]
-    return (f"{len(separable)} of {len(rows)} score differences between neighbouring front configurations are separable "
-            f"(paired 95 % interval excludes 0): " + "; ".join(parts) + ".")
 
 
 def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float]) -> dict[str, float]:

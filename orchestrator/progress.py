@@ -15,6 +15,7 @@ from typing import Any, Optional
 from ray import tune
 
 from orchestrator.console import say
+from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY
 from orchestrator.trial_files import read_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
@@ -163,8 +164,6 @@ class ConfirmProgress(tune.Callback):
         self.started = time.time()
 
     def _line(self, trial: Any, text: str) -> None:
-        from orchestrator.confirmation import CONFIRM_OF_KEY, SEED_INDEX_KEY
-
         self.done += 1
         job = self.configs[int((trial.config or {}).get("job", 0))]
         say(f"  confirm t{int(job[CONFIRM_OF_KEY]):03d} seed {int(job[SEED_INDEX_KEY])}: {text} "

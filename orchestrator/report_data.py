@@ -19,6 +19,7 @@ from increlora.naming import allocation_summary
 from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
 from orchestrator.pareto import hypervolume_text
 from orchestrator.results import SearchResults
+from orchestrator.seed_stats import distinguishable_text
 
 
 class ReportError(RuntimeError):
@@ -219,20 +220,13 @@ def chance_text(summary: dict[str, Any]) -> str:
 
 def confirmation_text(summary: dict[str, Any]) -> str:
     """The confirmation stage in one line, then whether the front's differences are separable."""
-    from orchestrator.finalize import distinguishable_text
-    from orchestrator.record import FrontSummary, SearchRecord
-
     if not int(summary.get("confirm") or 0):
         return "off (--confirm 0): the front ranks single runs"
-    try:
-        front = SearchRecord.from_dict(summary).results
-    except Exception:
-        front = None
-    if front is None:
+    if "confirmed" not in summary:
         return "not run yet"
     noise = f", seed sd {float(summary['noise_sd']):.2f}" if summary.get("noise_sd") is not None else ""
     return (f"{summary.get('confirm')} new seeds per front configuration{noise}; "
-            + distinguishable_text(front))
+            + distinguishable_text(summary.get("distinguishable") or [], bool(summary.get("confirmed"))))
 
 
 def importance_text(summary: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence
 from increlora.naming import allocation_summary
 from orchestrator.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
 from orchestrator.record import RecordError, SearchRecord
+from orchestrator.seed_runs import read_confirmations
 from orchestrator.seed_stats import SeedStats, paired_difference
 
 LABELS = ("best", "smallest", "knee")
@@ -375,8 +376,6 @@ def configuration_pool(record: SearchRecord, complete: Sequence[dict[str, Any]],
 
 def load_results(record: SearchRecord) -> SearchResults:
     """Read a search's study into :class:`SearchResults`; RecordError when the study is missing."""
-    from orchestrator.confirmation import read_confirmations
-
     check_study_exists(record)
     study = load_study(record)
     trials = trial_records(study, record)

@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from increlora.naming import compact_allocation
-from orchestrator.confirmation import SEED_INDEX_KEY
+from orchestrator.seed_runs import SEED_INDEX_KEY
 from search_spaces.common import PRESET_CONFIG_ATTR
 from orchestrator.seed_stats import seed_for
 from orchestrator.trial_files import read_error

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 SEED_STRIDE = 1000  # seed index j trains with seed base + 1000 j
 
@@ -111,3 +111,24 @@ def pooled_sd(groups: list[SeedStats]) -> Optional[float]:
             num += (g.n - 1) * g.sd ** 2
             den += g.n - 1
     return math.sqrt(num / den) if den else None
+
+
+def distinguishable_text(rows: list[dict[str, Any]], confirmed: bool) -> str:
+    """One plain sentence on whether the front's score differences can be told apart from seed noise; ``rows``:
+    neighbouring front configurations as ``search.json``'s ``distinguishable`` holds them."""
+    if not confirmed:
+        return "The front is single runs (no confirmation): its score differences are not tested against seed noise."
+    if not rows:
+        return "The confirmed front has one configuration."
+    separable = [r for r in rows if r["separable"]]
+    if not separable and len(rows) == 1:
+        return ("The score difference between the front's two configurations is not separable from seed noise (its "
+                "paired 95 % interval includes 0): they score alike within the noise, so pick by size.")
+    if not separable:
+        return (f"None of the {len(rows)} score differences between neighbouring front configurations is separable from "
+                "seed noise (every paired 95 % interval includes 0): the front's configurations score alike within the "
+                "noise, so pick by size.")
+    parts = [f"t{r['larger']:03d} vs t{r['smaller']:03d} {r['difference']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+             for r in separable]
+    return (f"{len(separable)} of {len(rows)} score differences between neighbouring front configurations are separable "
+            f"(paired 95 % interval excludes 0): " + "; ".join(parts) + ".")

@@ -25,7 +25,7 @@ from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from increlora.atomic import write_text_atomic
 from orchestrator.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
-from orchestrator.confirmation import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
+from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 from scipy import stats
 
-from orchestrator.confirmation import NOISE_SDS, plan_stage1, plan_stage2, read_confirmations
+from orchestrator.confirmation import NOISE_SDS, plan_stage1, plan_stage2
+from orchestrator.seed_runs import read_confirmations
 from orchestrator.results import SearchResults, configuration_pool, front_and_picks
 from orchestrator.seed_stats import SeedStats, paired_difference, pooled_sd, seed_for
 

@@ -113,8 +113,9 @@ def print_summary(record: "SearchRecord") -> None:
     counts = results.counts if results else {}
     table = Table(title=escape(f"Pareto front of {record.name} "
                                f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items()))})"))
-    for col in ("trial", "GLUE score", "adapter params", "total rank", "preset", "run"):
-        table.add_column(col, justify="right" if col in ("trial", "GLUE score", "adapter params", "total rank") else "left")
+    score = record.score_name  # "GLUE score", or own data's metric ("accuracy", "F1"...)
+    for col in ("trial", score, "adapter params", "total rank", "preset", "run"):
+        table.add_column(col, justify="right" if col in ("trial", score, "adapter params", "total rank") else "left")
     for row in results.front if results else []:
         table.add_row(str(row["trial"]), f"{float(row['glue_score']):.2f}", f"{int(row['adapter_params']):,}",
                       str(row["total_rank"]), escape(str(row["labels"])), escape(str(row["run_name"])))

@@ -107,7 +107,7 @@ def front_type_table(results: SearchResults) -> str:
     rows = [results.trial(int(r["trial"])) for r in results.front_rows()]
     if not rows:
         return ""
-    head = "| trial | GLUE score | adapter params | " + " | ".join(MODULE_TYPE_LABELS[t] for t in MODULE_TYPES) + " | total rank |"
+    head = f"| trial | {results.record.score_name} | adapter params | " + " | ".join(MODULE_TYPE_LABELS[t] for t in MODULE_TYPES) + " | total rank |"
     lines = [head, "|---|---:|---:|" + "---:|" * (len(MODULE_TYPES) + 1)]
     for t in rows:
         by_type = allocation_summary(t.get("allocation")).get("rank_by_type", {})
@@ -124,7 +124,7 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
         f"({record.model or 'packaged all-MiniLM-L6-v2'}), {plural(record.trials, 'trial')} requested; "
         + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ".",
         f"Sampler {record.sampler} (seed {record.seed}), scheduler {record.scheduler}, "
-        f"objectives: GLUE score ({record.objective} evaluation, max) and adapter parameters (min); "
+        f"objectives: {record.score_name} ({record.objective} evaluation, max) and adapter parameters (min); "
         f"{record.train_size} training rows, {record.total_steps} steps per trial, scored on {record.scored_on}.",
         f"Space: {record.space_text}",
         f"Pareto front: {plural(len(front_rows), 'trial')}"
@@ -194,7 +194,8 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
         reference = baseline_reference(record) if mlflow else {}
         outputs["pareto_png"] = str(plots.pareto_plot(results.points(), results.front, search_dir / PARETO_PNG,
                                                       title=title, highlight=results.picks,
-                                                      pruned=results.pruned_points(), reference=reference))
+                                                      pruned=results.pruned_points(), reference=reference,
+                                                      ylabel=record.score_name))
         if reference:
             outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
         outputs["hypervolume_png"] = str(plots.hypervolume_plot(

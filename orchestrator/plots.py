@@ -70,14 +70,15 @@ def pareto_plot(
     highlight: Optional[dict[str, int]] = None,
     reference: Optional[dict[str, list[tuple[float, float]]]] = None,
     pruned: Optional[list[tuple[float, float]]] = None,
+    ylabel: str = "GLUE score",
 ) -> Path:
     """Score vs adapter parameters with the Pareto front as a step line.
 
     ``points`` are ``(score, params)``; ``front_idx`` indexes them (e.g. from
     :func:`orchestrator.pareto.pareto_front`). ``highlight`` marks chosen points with stars and
     labels (label -> index), ``reference`` draws baseline points per method with other markers,
-    ``pruned`` draws early-stopped trials as grey crosses. The x axis is logarithmic when the
-    parameter counts span more than 10x, and ticks read as K/M.
+    ``pruned`` draws early-stopped trials as grey crosses, ``ylabel`` names the score (own data's metric).
+    The x axis is logarithmic when the parameter counts span more than 10x, and ticks read as K/M.
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -139,7 +140,7 @@ def pareto_plot(
     else:
         ax.xaxis.set_major_formatter(FuncFormatter(format_count))
     ax.set_xlabel("adapter parameters")
-    ax.set_ylabel("GLUE score")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     handles, _labels = ax.get_legend_handles_labels()

@@ -41,6 +41,11 @@ class ReportData:
         return self.results.record.dir
 
     @property
+    def score_name(self) -> str:
+        """``GLUE score``, or own data's metric (``accuracy``, ``F1``...)."""
+        return self.results.record.score_name
+
+    @property
     def records(self) -> list[dict[str, Any]]:
         return self.results.trials
 
@@ -247,7 +252,7 @@ def trial_rows(data: ReportData) -> tuple[list[str], list[list[Any]], list[str]]
     knobs = knob_names(data)
     labels = labels_of(data)
     front = front_numbers(data)
-    headers = ["trial", "state", "GLUE score", "adapter params", "total rank", "front", "presets", "run", *knobs]
+    headers = ["trial", "state", data.score_name, "adapter params", "total rank", "front", "presets", "run", *knobs]
     rows, classes = [], []
     for r in sorted(data.records, key=lambda r: r["number"]):
         alloc = r.get("allocation") or {}

@@ -25,7 +25,7 @@ def render_markdown(data: ReportData) -> str:
     if data.front_rows:
         rows = [[row["trial"], num(row["score"]), count(row["adapter_params"]), row["total_rank"], row["labels"],
                  row["also_trials"], data.record(int(row["trial"])).get("run_name") or ""] for row in data.front_rows]
-        out.append(_md_table(["trial", "GLUE score", "adapter params", "total rank", "presets", "same result as", "run"], rows))
+        out.append(_md_table(["trial", data.score_name, "adapter params", "total rank", "presets", "same result as", "run"], rows))
         if data.reference:
             out += ["", "Reference points in the experiment: "
                     + ", ".join(f"{k}: " + ", ".join(f"{p[0]:.2f} @ {count(p[1])}" for p in sorted(v, key=lambda p: p[1]))

@@ -89,3 +89,31 @@ def test_links_open_mlflows_model_training_view_and_compare_view():
     runs, experiments = (part.split("=", 1)[1] for part in query.split("&"))
     assert head == "http://127.0.0.1:5001/" and json.loads(unquote(runs)) == ["r1", "r2"]
     assert json.loads(unquote(experiments)) == ["7"]
+
+
+def test_own_data_scores_are_named_by_their_metric_not_glue(tmp_path, capsys):
+    """A search on your own data calls its score by the metric's name in the closing table and the parent
+    run's description; a GLUE task's stays the GLUE score."""
+    import dataclasses
+
+    from increlora.data import score_label
+    from orchestrator.finalize import note_text
+
+    assert score_label(None) == "GLUE score" and score_label("f1") == "F1" and score_label("matthews") == "MCC"
+    assert score_label(None, own_data=True) == "score" and score_label("accuracy") == "accuracy"
+    glue = _record(str(tmp_path / "s1"))
+    assert glue.score_name == "GLUE score"
+    cases = [({"train_file": "/d/tickets.csv", "metric": "f1"}, {"metric": "f1"}, "F1"),
+             ({"train_file": "/d/tickets.csv"}, {"metric": "accuracy"}, "accuracy"),  # chosen by the rule
+             ({"dataset": "user/reviews"}, {"metric": "spearman"}, "Spearman"),
+             ({"train_file": "/d/tickets.csv"}, {}, "score")]  # an older record: no metric in the fingerprint
+    for base, fingerprint, name in cases:
+        record = dataclasses.replace(glue, base=base, data_fingerprint=fingerprint)
+        assert record.own_data and record.score_name == name
+        print_summary(record)
+        out = capsys.readouterr().out
+        assert "GLUE" not in out and f" {name} " in next(ln for ln in out.splitlines() if "adapter params" in ln), out
+        note = note_text(record, {"COMPLETE": 1}, record.results.front, None, {})
+        assert "GLUE" not in note and f"objectives: {name} (final evaluation, max)" in note
+    print_summary(glue)
+    assert "GLUE score" in capsys.readouterr().out

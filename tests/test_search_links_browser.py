@@ -171,7 +171,7 @@ def test_the_closing_lines_link_to_the_search_the_front_and_the_compare_view(fin
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium_browser():
     path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
     if path is None:
         pytest.skip("Chromium not found (apt-get install -y chromium): browser tests skipped")
@@ -218,8 +218,8 @@ def _on_screen(page, locator) -> bool:
 
 
 @pytest.mark.browser
-def test_the_search_link_opens_the_parent_run_in_the_model_training_view(finished, browser):
-    page = _open(browser, finished["links"]["search"])
+def test_the_search_link_opens_the_parent_run_in_the_model_training_view(finished, chromium_browser):
+    page = _open(chromium_browser, finished["links"]["search"])
     page.get_by_text("Child runs", exact=True).first.wait_for()
     for run in finished["front"]:
         page.get_by_role("link", name=run.info.run_name).first.wait_for()
@@ -243,9 +243,9 @@ _ROWS_JS = """() => { const rows = {};
 
 
 @pytest.mark.browser
-def test_the_front_link_shows_the_front_scores_and_allocations_on_the_first_screen(finished, browser):
+def test_the_front_link_shows_the_front_scores_and_allocations_on_the_first_screen(finished, chromium_browser):
     front = sorted(finished["front"], key=lambda r: -r.data.metrics["glue_score"])
-    page = _open(browser, finished["links"]["front"])
+    page = _open(chromium_browser, finished["links"]["front"])
     for run in front:
         page.get_by_text(run.info.run_name, exact=True).first.wait_for()
     page.wait_for_function(f"() => document.querySelectorAll('.ag-center-cols-container .ag-row').length === {len(front)}")
@@ -276,9 +276,9 @@ def test_the_front_link_shows_the_front_scores_and_allocations_on_the_first_scre
 
 
 @pytest.mark.browser
-def test_the_compare_link_opens_the_front_side_by_side_with_its_scores(finished, browser):
+def test_the_compare_link_opens_the_front_side_by_side_with_its_scores(finished, chromium_browser):
     front = finished["front"]
-    page = _open(browser, finished["links"]["compare"])
+    page = _open(chromium_browser, finished["links"]["compare"])
     page.get_by_text(f"Comparing {len(front)} Runs", exact=False).first.wait_for()
     for run in front:
         assert page.get_by_text(run.info.run_name, exact=True).count() >= 1, run.info.run_name

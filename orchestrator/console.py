@@ -84,14 +84,71 @@ def compare_link(uri: str, experiment_id: str, run_ids: Sequence[str]) -> str:
     return f"{mlflow_ui_base(uri)}/#/compare-runs?runs={runs}&experiments={experiments}"
 
 
+# MLflow's UI keeps a shared view of an experiment's runs table (the "Share" button) as an experiment tag with
+# this prefix; ``#/experiments/<id>/runs?viewStateShareKey=<key>`` opens it: its filter, sort and columns.
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+
+
+def front_view_key(parent_run_id: str) -> str:
+    """The shared view of a search's front (one per search: its parent run's id)."""
+    return f"increlora-front-{parent_run_id}"
+
+
+def front_view_columns() -> list[str]:
+    """The metrics the front's view shows, in this order: the score, the size, the total rank and the rank
+    per module type (``alloc/1q`` ... ``alloc/6f2``, :func:`orchestrator.tracking.allocation_metrics`)."""
+    from increlora.naming import MODULE_TYPES, type_key
+
+    return ["glue_score", "adapter_params", "alloc/total", *(f"alloc/{type_key(t)}" for t in MODULE_TYPES)]
+
+
+def front_view_state(run_ids: Sequence[str]) -> dict[str, Any]:
+    """The runs table of MLflow's model-training view showing only ``run_ids`` (the front's trials), best
+    score first, with :func:`front_view_columns` right after the run name: the state MLflow's "Share" button
+    stores (its search facets and the table's columns)."""
+    columns = [f"metrics.`{m}`" for m in front_view_columns()]
+    return {
+        "searchFilter": "attributes.run_id IN (" + ", ".join(f"'{i}'" for i in run_ids) + ")",
+        "orderByKey": "metrics.`glue_score`",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "selectedColumns": columns,
+        # every shown column, or the grid interleaves the unnamed ones (creation time, duration) with ours
+        "columnOrder": ["attributes.`Run Name`", *columns, "runDateAndNestInfo", "duration"],
+        # narrow columns: the score, the size and all six types fit a 1400-pixel-wide window
+        "columnWidths": {"runDateAndNestInfo": 130, **{c: (105 if i < 2 else 80 if i == 2 else 68)
+                                                          for i, c in enumerate(columns)}},
+        "runsHiddenMode": "SHOW_ALL",
+    }
+
+
+def front_view_link(uri: str, experiment_id: str, key: str) -> str:
+    """The shared view ``key`` of the experiment's runs table (written by :func:`front_view_state`'s caller)."""
+    from urllib.parse import quote
+
+    return (f"{mlflow_ui_base(uri)}/#/experiments/{experiment_id}/runs?viewStateShareKey={quote(key, safe='')}"
+            "&workflowType=machine_learning")
+
+
+def front_run_ids(record: "SearchRecord") -> list[str]:
+    """The MLflow run ids of the front's trials."""
+    front = record.results.front if record.results else []
+    return [str(r["mlflow_run_id"]) for r in front if r.get("mlflow_run_id")]
+
+
 def search_links(record: "SearchRecord") -> dict[str, str]:
-    """The parent run's link and a compare link for the front's trials (empty where MLflow holds none)."""
+    """The parent run's link (``parent``), the front's trials as a table of score, size and rank per module type
+    (``front``: where the finalisation wrote its shared view, ``outputs["front_view"]``) and side by side in
+    MLflow's compare view (``compare``); empty where MLflow holds none."""
     out: dict[str, str] = {}
     if not (record.experiment_id and record.parent_run_id):
         return out
     out["parent"] = run_link(record.tracking_uri, record.experiment_id, record.parent_run_id)
-    front = record.results.front if record.results else []
-    ids = [str(r["mlflow_run_id"]) for r in front if r.get("mlflow_run_id")]
+    ids = front_run_ids(record)
+    key = (record.results.outputs or {}).get("front_view") if record.results else None
+    if ids and key:
+        out["front"] = front_view_link(record.tracking_uri, record.experiment_id, str(key))
     if ids:
         out["compare"] = compare_link(record.tracking_uri, record.experiment_id, ids)
     return out
@@ -116,7 +173,8 @@ def print_summary(record: "SearchRecord") -> None:
     kind = "Confirmed Pareto front" if confirmed else "Pareto front"
     table = Table(title=escape(f"{kind} of {record.name} "
                                f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items()))})"))
-    score_cols = ("mean GLUE score", "95 % interval", "seeds", "first run") if confirmed else ("GLUE score",)
+    score = record.score_name  # "GLUE score", or own data's metric ("accuracy", "F1"...)
+    score_cols = (f"mean {score}", "95 % interval", "seeds", "first run") if confirmed else (score,)
     for col in ("trial", *score_cols, "adapter params", "total rank", "preset", "run"):
         table.add_column(col, justify="left" if col in ("preset", "run") else "right")
     for row in results.front if results else []:
@@ -147,8 +205,11 @@ def print_summary(record: "SearchRecord") -> None:
     links = search_links(record)
     if links.get("parent"):
         line(f"Search:   {links['parent']}")
+    if links.get("front"):
+        line(f"Front:    {links['front']}   (the front's trials in a table, best first: glue_score, adapter_params, "
+             "alloc/... the rank per module type)")
     if links.get("compare"):
-        line(f"Compare:  {links['compare']}   (the front's trials side by side)")
+        line(f"Compare:  {links['compare']}   (the front's trials side by side: every parameter and metric)")
     line(f"Optuna:   optuna-dashboard {shlex.quote(redact(record.storage))} --host 127.0.0.1 --port 8080   "
          f"(study {record.study_name})")
     for path in outputs.get("presets", []):

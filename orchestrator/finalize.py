@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Optional, Sequence
 from increlora.naming import allocation_summary
 from increlora.budget import above_chance
 from orchestrator.pareto import hypervolume_text
-from orchestrator.console import not_learned_text, plural, search_links
+from orchestrator.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_key, front_view_state, not_learned_text,
+                                  plural, search_links)
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
 from orchestrator.seed_stats import distinguishable_text
@@ -120,7 +122,7 @@ def front_type_table(results: SearchResults) -> str:
     rows = [results.trial(int(r["trial"])) for r in results.front_rows()]
     if not rows:
         return ""
-    head = "| trial | GLUE score | adapter params | " + " | ".join(MODULE_TYPE_LABELS[t] for t in MODULE_TYPES) + " | total rank |"
+    head = f"| trial | {results.record.score_name} | adapter params | " + " | ".join(MODULE_TYPE_LABELS[t] for t in MODULE_TYPES) + " | total rank |"
     lines = [head, "|---|---:|---:|" + "---:|" * (len(MODULE_TYPES) + 1)]
     for t in rows:
         by_type = allocation_summary(t.get("allocation")).get("rank_by_type", {})
@@ -137,7 +139,7 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
         f"({record.model or 'packaged all-MiniLM-L6-v2'}), {plural(record.trials, 'trial')} requested; "
         + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ".",
         f"Sampler {record.sampler} (seed {record.seed}), scheduler {record.scheduler}, "
-        f"objectives: GLUE score ({record.objective} evaluation, max) and adapter parameters (min); "
+        f"objectives: {record.score_name} ({record.objective} evaluation, max) and adapter parameters (min); "
         f"{record.train_size} training rows, {record.total_steps} steps per trial, scored on {record.scored_on}.",
         f"Space: {record.space_text}",
         f"Pareto front: {plural(len(front_rows), 'trial')}"
@@ -158,8 +160,10 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
     links = search_links(record)
     if links:
         lines.append("Open in MLflow (with the server of the closing lines): "
-                     + " · ".join(f"[{text}]({links[key]})" for key, text in (("parent", "this search"),
-                                                                             ("compare", "the front's trials side by side"))
+                     + " · ".join(f"[{text}]({links[key]})" for key, text in (
+                         ("parent", "this search"),
+                         ("front", f"the front's trials: {record.score_name}, size and rank per module type"),
+                         ("compare", "the front's trials side by side"))
                                   if key in links))
     best = max((float(r["score"]) for r in picks.values()), default=None)
     if best is not None and not above_chance(best, record.chance_score):
@@ -219,7 +223,7 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
             title=title + (" (confirmed: means over seeds)" if results.confirmed else ""), highlight=results.picks,
             pruned=results.pruned_points(), reference=reference, intervals=intervals,
             single_runs=results.single_points() if results.confirmed else None,
-            ylabel="GLUE score" + (" (mean over seeds)" if results.confirmed else "")))
+            ylabel=record.score_name + (" (mean over seeds)" if results.confirmed else "")))
         if reference:
             outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
         outputs["hypervolume_png"] = str(plots.hypervolume_plot(
@@ -338,6 +342,25 @@ def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]],
     return metrics
 
 
+def write_front_view(record: SearchRecord, c: Any) -> Optional[str]:
+    """Store the shared view of the front's trials in the search's experiment (MLflow's runs table: only those
+    trials, best score first, score, size and rank per module type as the first columns) and record its key in
+    ``outputs["front_view"]`` for :func:`orchestrator.console.search_links`. None (and no link) without a front,
+    or when MLflow refuses the tag (a front too large for one tag value)."""
+    ids = front_run_ids(record)
+    if not ids or record.results is None:
+        return None
+    key = front_view_key(record.parent_run_id)
+    try:
+        c.set_experiment_tag(record.experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(front_view_state(ids)))
+    except Exception as exc:  # the search's records stand without the view; the compare link remains
+        print(f"warning: MLflow: no shared view of the front ({one_line(exc)})", file=sys.stderr)
+        record.results.outputs.pop("front_view", None)
+        return None
+    record.results.outputs["front_view"] = key
+    return key
+
+
 def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float],
                 vmax: float) -> None:
     from orchestrator import tracking
@@ -354,6 +377,7 @@ def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequen
             c.log_artifact(parent, str(search_dir / name))
     if (search_dir / PRESETS_DIR).is_dir():
         c.log_artifacts(parent, str(search_dir / PRESETS_DIR), PRESETS_DIR)
+    write_front_view(record, c)
     c.set_tag(parent, tracking.NOTE_TAG, parent_note(record, results, front_rows, hv))
     if results.above_chance() is not None:
         c.set_tag(parent, "above_chance", str(results.above_chance()).lower())

@@ -83,8 +83,8 @@ def pareto_plot(
     ``points`` are ``(score, params)``; ``front_idx`` indexes them (e.g. from
     :func:`orchestrator.pareto.pareto_front`). ``highlight`` marks chosen points with stars and
     labels (label -> index), ``reference`` draws baseline points per method with other markers,
-    ``pruned`` draws early-stopped trials as grey crosses. The x axis is logarithmic when the
-    parameter counts span more than 10x, and ticks read as K/M.
+    ``pruned`` draws early-stopped trials as grey crosses, ``ylabel`` names the score (own data's metric).
+    The x axis is logarithmic when the parameter counts span more than 10x, and ticks read as K/M.
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 

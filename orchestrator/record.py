@@ -140,6 +140,21 @@ class SearchRecord:
         return "holdout" if self.base.get("holdout_samples") else "dev"
 
     @property
+    def own_data(self) -> bool:
+        """True when the trials train on your own data (``--train-file`` / ``--dataset``), not a GLUE task."""
+        return bool(self.base.get("train_file") or self.base.get("dataset"))
+
+    @property
+    def score_name(self) -> str:
+        """What the trials' score is called in tables, plots and notes: ``GLUE score`` on a GLUE task, the
+        metric's name on your own data (``accuracy``, ``F1``, ``MCC``...; the data's fingerprint holds the
+        metric in effect, chosen by the rule when ``--metric`` was not given)."""
+        from increlora.data import score_label
+
+        metric = self.data_fingerprint.get("metric") or self.base.get("metric")
+        return score_label(metric, own_data=self.own_data)
+
+    @property
     def scored_on(self) -> str:
         """Where the trials' scores come from, in words: ``500 dev rows`` / ``400 held-out training rows``."""
         return f"{self.eval_size} " + ("held-out training rows" if self.evaluated_on == "holdout" else "dev rows")

@@ -42,6 +42,11 @@ class ReportData:
         return self.results.record.dir
 
     @property
+    def score_name(self) -> str:
+        """``GLUE score``, or own data's metric (``accuracy``, ``F1``...)."""
+        return self.results.record.score_name
+
+    @property
     def records(self) -> list[dict[str, Any]]:
         return self.results.trials
 
@@ -244,8 +249,8 @@ def front_score_cells(row: dict[str, Any], confirmed: bool) -> list[str]:
     return [num(row["score"]), ci, str(row.get("n") or 1)]
 
 
-def front_score_headers(confirmed: bool) -> list[str]:
-    return ["mean GLUE score", "95 % interval", "seeds"] if confirmed else ["GLUE score"]
+def front_score_headers(confirmed: bool, score_name: str = "GLUE score") -> list[str]:
+    return [f"mean {score_name}", "95 % interval", "seeds"] if confirmed else [score_name]
 
 
 def overview(data: ReportData) -> list[tuple[str, str]]:
@@ -282,7 +287,7 @@ def trial_rows(data: ReportData) -> tuple[list[str], list[list[Any]], list[str]]
     knobs = knob_names(data)
     labels = labels_of(data)
     front = front_numbers(data)
-    headers = ["trial", "state", "GLUE score", "adapter params", "total rank", "front", "presets", "run", *knobs]
+    headers = ["trial", "state", data.score_name, "adapter params", "total rank", "front", "presets", "run", *knobs]
     rows, classes = [], []
     for r in sorted(data.records, key=lambda r: r["number"]):
         alloc = r.get("allocation") or {}

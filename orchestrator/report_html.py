@@ -50,7 +50,8 @@ def _figures(data: ReportData, tmp: Path) -> dict[str, Any]:
         out["pareto"] = plots.pareto_plot(points, data.front_idx, tmp / "pareto.png",
                                           title=f"{s['task']} {s['method']}: {s['name']}", highlight=data.picks,
                                           pruned=pruned, reference=data.reference, intervals=intervals,
-                                          single_runs=data.results.single_points() if data.results.confirmed else None)
+                                          single_runs=data.results.single_points() if data.results.confirmed else None,
+                                          ylabel=data.score_name)
     labels = labels_of(data)
     front = [r for r in front_records(data) if r["allocation"]]
 
@@ -162,7 +163,7 @@ def _plotly_front(data: ReportData) -> Optional[str]:
     log_x = bool(positive) and max(positive) / min(positive) > 10
     s = data.summary
     fig.update_layout(title=f"{s['task']} {s['method']}: {s['name']}", xaxis_title="adapter parameters",
-                      yaxis_title="GLUE score", template="plotly_white", height=480, margin=dict(l=60, r=20, t=50, b=50),
+                      yaxis_title=data.score_name, template="plotly_white", height=480, margin=dict(l=60, r=20, t=50, b=50),
                       legend=dict(orientation="h", y=-0.18))
     if log_x:
         fig.update_xaxes(type="log")
@@ -214,7 +215,7 @@ def render_html(data: ReportData, *, interactive: Optional[bool] = None) -> str:
             f"<title>{esc(s['name'])}: allocation report</title>",
             f"<style>{_CSS}</style></head><body>",
             f"<h1>Search {esc(s['name'])}</h1>",
-            f'<p class="sub">{esc(s.get("method", ""))} on {esc(s.get("task", ""))}: GLUE score against adapter parameters; '
+            f'<p class="sub">{esc(s.get("method", ""))} on {esc(s.get("task", ""))}: {esc(data.score_name)} against adapter parameters; '
             f"report written {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}</p>",
             "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in overview(data)) + "</dl>",
         ]
@@ -244,7 +245,7 @@ def render_html(data: ReportData, *, interactive: Optional[bool] = None) -> str:
                      row["labels"], row["also_trials"], data.record(int(row["trial"])).get("run_name") or "",
                      row.get("mlflow_run_id") or ""] for row in data.front_rows]
             extra = 2 if confirmed else 0
-            parts.append(_table(["trial", *front_score_headers(confirmed), "adapter params", "total rank", "presets",
+            parts.append(_table(["trial", *front_score_headers(confirmed, data.score_name), "adapter params", "total rank", "presets",
                                  "same result as", "run", "MLflow run id"], rows,
                                 left=tuple(i + extra for i in (4, 5, 6, 7)), id_="front-table"))
         parts.append('<h2 id="allocations">Allocations on the front</h2>')

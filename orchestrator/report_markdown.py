@@ -28,7 +28,7 @@ def render_markdown(data: ReportData) -> str:
         rows = [[row["trial"], *front_score_cells(row, confirmed), count(row["adapter_params"]), row["total_rank"],
                  row["labels"], row["also_trials"], data.record(int(row["trial"])).get("run_name") or ""]
                 for row in data.front_rows]
-        out.append(_md_table(["trial", *front_score_headers(confirmed), "adapter params", "total rank", "presets",
+        out.append(_md_table(["trial", *front_score_headers(confirmed, data.score_name), "adapter params", "total rank", "presets",
                               "same result as", "run"], rows))
         if data.reference:
             out += ["", "Reference points in the experiment: "

@@ -266,12 +266,14 @@ def log_result(run: ChildRun, result: dict[str, Any], wall: float) -> None:
 def trial_note(result: dict[str, Any]) -> str:
     """A trial run's description (Markdown, shown on its MLflow page): score, size and the allocation
     as a layers x module types table."""
+    from increlora.data import score_label
     from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
     from orchestrator.console import plural
 
     allocation = result.get("allocation") or {}
     schedule = result.get("schedule") or {}
-    head = (f"GLUE score **{result['glue_score']:.2f}** (best {result['best_glue_score']:.2f} at step {result['best_step']}), "
+    score = score_label((result.get("data") or {}).get("metric"))  # own data's fingerprint names its metric
+    head = (f"{score} **{result['glue_score']:.2f}** (best {result['best_glue_score']:.2f} at step {result['best_step']}), "
             f"**{int(result['adapter_params']):,}** adapter parameters, total rank {sum(allocation.values())} over "
             f"{len(allocation)} modules, {result['steps']} steps")
     if schedule.get("growth_rounds") is not None:

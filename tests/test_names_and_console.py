@@ -89,3 +89,62 @@ def test_links_open_mlflows_model_training_view_and_compare_view():
     runs, experiments = (part.split("=", 1)[1] for part in query.split("&"))
     assert head == "http://127.0.0.1:5001/" and json.loads(unquote(runs)) == ["r1", "r2"]
     assert json.loads(unquote(experiments)) == ["7"]
+
+
+def test_own_data_scores_are_named_by_their_metric_not_glue(tmp_path, capsys):
+    """A search on your own data calls its score by the metric's name in the closing table and the parent
+    run's description; a GLUE task's stays the GLUE score."""
+    import dataclasses
+
+    from increlora.data import score_label
+    from orchestrator.finalize import note_text
+
+    assert score_label(None) == "GLUE score" and score_label("f1") == "F1" and score_label("matthews") == "MCC"
+    assert score_label(None, own_data=True) == "score" and score_label("accuracy") == "accuracy"
+    glue = _record(str(tmp_path / "s1"))
+    assert glue.score_name == "GLUE score"
+    cases = [({"train_file": "/d/tickets.csv", "metric": "f1"}, {"metric": "f1"}, "F1"),
+             ({"train_file": "/d/tickets.csv"}, {"metric": "accuracy"}, "accuracy"),  # chosen by the rule
+             ({"dataset": "user/reviews"}, {"metric": "spearman"}, "Spearman"),
+             ({"train_file": "/d/tickets.csv"}, {}, "score")]  # an older record: no metric in the fingerprint
+    for base, fingerprint, name in cases:
+        record = dataclasses.replace(glue, base=base, data_fingerprint=fingerprint)
+        assert record.own_data and record.score_name == name
+        print_summary(record)
+        out = capsys.readouterr().out
+        assert "GLUE" not in out and f" {name} " in next(ln for ln in out.splitlines() if "adapter params" in ln), out
+        note = note_text(record, {"COMPLETE": 1}, record.results.front, None, {})
+        assert "GLUE" not in note and f"objectives: {name} (final evaluation, max)" in note
+    print_summary(glue)
+    assert "GLUE score" in capsys.readouterr().out
+
+
+def test_the_front_link_opens_a_shared_view_of_the_fronts_trials(tmp_path, capsys):
+    """``Front:``: MLflow's runs table as its "Share" button stores it (an experiment tag), showing only the
+    front's trials, best score first, score, size and rank per module type first (tests/test_search_links_browser.py
+    opens it in Chromium)."""
+    import dataclasses
+    import json
+
+    from orchestrator.console import front_view_key, front_view_link, front_view_state, search_links
+
+    state = front_view_state(["r1", "r2"])
+    assert state["searchFilter"] == "attributes.run_id IN ('r1', 'r2')"
+    assert state["orderByKey"] == "metrics.`glue_score`" and state["orderByAsc"] is False
+    assert state["selectedColumns"][:3] == ["metrics.`glue_score`", "metrics.`adapter_params`", "metrics.`alloc/total`"]
+    assert state["selectedColumns"][3:] == [f"metrics.`alloc/{t}`" for t in ("1q", "2k", "3v", "4o", "5f1", "6f2")]
+    assert state["columnOrder"][1:10] == state["selectedColumns"]
+    assert len(json.dumps(front_view_state([f"{i:032x}" for i in range(300)]))) < 20_000  # MLflow's tag limit
+    assert front_view_link("http://127.0.0.1:5001/", "4", front_view_key("p1")) == (
+        "http://127.0.0.1:5001/#/experiments/4/runs?viewStateShareKey=increlora-front-p1&workflowType=machine_learning")
+    record = _record(str(tmp_path / "s1"))
+    record = dataclasses.replace(record, choices=dataclasses.replace(record.choices, tracking_uri="http://127.0.0.1:5001"),
+                                 experiment_id="4", parent_run_id="p1")
+    record.results.front[0]["mlflow_run_id"] = "r1"
+    assert set(search_links(record)) == {"parent", "compare"}  # no shared view written: no front link
+    record.results.outputs["front_view"] = front_view_key("p1")
+    links = search_links(record)
+    assert links["front"].endswith("viewStateShareKey=increlora-front-p1&workflowType=machine_learning")
+    print_summary(record)
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines if ln.startswith(("Search:", "Front:", "Compare:"))] == ["Search:", "Front:", "Compare:"]

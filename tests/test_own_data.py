@@ -236,3 +236,16 @@ def test_search_on_a_csv_end_to_end(local_ray, tiny_model_dir, tmp_path: Path, m
     assert len(trials) == 3 and all({"eval/mcc", "glue_score"} <= set(r.data.metrics) for r in children)
     assert len(confirmations) == len(children) - 3 and len(confirmations) >= 1 and record["confirmed"]
     assert all(r.data.params["train_file"] == train for r in children)
+    # the score is the MCC, not a "GLUE score": in the closing table, the trials' and the parent's descriptions,
+    # the report
+    header = next(ln for ln in out.out.splitlines() if "adapter params" in ln)
+    assert " MCC " in header and "GLUE" not in header, header
+    assert all(r.data.tags["mlflow.note.content"].startswith("MCC **") for r in children)
+    parent = client.get_run(record["parent_run_id"])
+    assert "objectives: MCC (" in parent.data.tags["mlflow.note.content"]
+    assert "GLUE" not in parent.data.tags["mlflow.note.content"]
+    from orchestrator import report
+
+    assert report.main(["--search", str(folder), "--format", "markdown", "--no-mlflow"]) == 0
+    markdown = capsys.readouterr().out
+    assert "| trial | MCC | adapter params" in markdown and "GLUE" not in markdown

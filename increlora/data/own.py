@@ -45,6 +45,8 @@ DEFAULT_LABEL_COLUMN = "label"
 TEXT_COLUMN_GUESSES = (("sentence1", "sentence2"), ("text",), ("sentence",))
 # The key a metric has in a run's metrics (GLUE's name for the Matthews correlation is mcc).
 METRIC_KEYS = {"accuracy": "accuracy", "f1": "f1", "matthews": "mcc", "pearson": "pearson", "spearman": "spearman"}
+# What a score of own data is called in tables and notes (a GLUE task's is its "GLUE score").
+METRIC_LABELS = {"accuracy": "accuracy", "f1": "F1", "matthews": "MCC", "pearson": "Pearson", "spearman": "Spearman"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -105,6 +107,15 @@ def own_data_name(knobs: Mapping[str, Any]) -> str:
 def metric_key(metric: str) -> str:
     """The key of ``--metric`` in a run's metrics (``matthews`` -> ``mcc``)."""
     return METRIC_KEYS[metric]
+
+
+def score_label(metric: Optional[str] = None, *, own_data: Optional[bool] = None) -> str:
+    """What a run's score is called in tables, plots and notes: ``GLUE score`` on a GLUE task, the metric's
+    name on your own data (``accuracy``, ``F1``, ``MCC``, ``Pearson``, ``Spearman``; ``score`` when the metric
+    is unknown). ``own_data`` defaults to whether a metric is given."""
+    if not (metric is not None if own_data is None else own_data):
+        return "GLUE score"
+    return METRIC_LABELS.get(str(metric), "score")
 
 
 def defaults_task(is_regression: bool, is_pair: bool) -> str:

@@ -403,13 +403,17 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
         if failures:
             say(f"{len(failures)} of {done} trials failed{why}")
         code = 0
-    if "mlflow" in outputs:
-        err(f"MLflow at {tracking.redact(record.tracking_uri)} could not be reached at the end of search {record.name} "
+    if "mlflow" in outputs:  # the last line, after Ray's shutdown (whose late worker output would bury it)
+        LAST_WORDS.append(
+            f"MLflow at {tracking.redact(record.tracking_uri)} could not be reached at the end of search {record.name} "
             f"({_reason(outputs['mlflow'])}): its front, plots and presets are written in {record.search_dir} and "
             f"search.json says {record.status}; the MLflow records wait there. Once the tracking server is back, "
             f"run: {sync_command(record)}")
         code = code or 1
     return code
+
+
+LAST_WORDS: list[str] = []  # error lines printed once everything else is done (main)
 
 
 def _reason(note: str) -> str:
@@ -572,6 +576,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
+    finally:
+        while LAST_WORDS:
+            err(LAST_WORDS.pop(0))
 
 
 if __name__ == "__main__":  # pragma: no cover

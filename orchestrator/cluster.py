@@ -99,14 +99,61 @@ def node_address() -> Optional[str]:
 @contextmanager
 def ray_session(address: Optional[str], num_cpus: Optional[int], on_exit: Callable[[], None]) -> Iterator[None]:
     """Ray for the length of the block: started (or joined) on entry; on exit, if it was started
-    here, shut down and then ``on_exit()`` runs (no trial can still be running by then)."""
-    started = init_ray(address, num_cpus)
+    here, shut down and then ``on_exit()`` runs (no trial can still be running by then).
+
+    A local runtime started here gets a reaper (:mod:`orchestrator.reaper`), which ends whatever is left
+    of it once this process lets go of it or dies, however it dies. SIGTERM stops the search as Ctrl-C
+    does (Ray's own SIGTERM handler would end the process at once, leaving the search ``running``)."""
+    from orchestrator import reaper
+
+    with sigterm_as_sigint():
+        started = init_ray(address, num_cpus)
+        guard = reaper.start(session_dir()) if started and not address else None
+        try:
+            with sigterm_as_sigint():  # again: ray.init installed its own handler
+                yield
+        finally:
+            if started:
+                shutdown_ray()
+                on_exit()
+            if guard is not None:
+                guard.release()
+
+
+def session_dir() -> str:
+    """The session folder of the Ray runtime this process started or joined (``/tmp/ray/session_...``)."""
+    try:
+        import ray
+
+        return str(ray._private.worker._global_node.get_session_dir_path())
+    except Exception:  # pragma: no cover - a Ray without that attribute
+        return ""
+
+
+@contextmanager
+def sigterm_as_sigint() -> Iterator[None]:
+    """For the block (in the main thread): SIGTERM does what SIGINT does at that moment (Tune's "stop the
+    experiment" while trials run, KeyboardInterrupt elsewhere), so a ``kill`` ends the search as Ctrl-C
+    would: its records settled, its parent run KILLED, its Ray shut down."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
-        if started:
-            shutdown_ray()
-            on_exit()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def shutdown_ray() -> None:

@@ -196,14 +196,17 @@ def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, floa
         return {}
 
 
-def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
+def finalize(record: SearchRecord, *, mlflow: bool = True, mlflow_problem: Optional[BaseException] = None,
+             quiet: bool = False) -> FrontSummary:
     """Write the front, plots and presets of a search; log them on its parent run; return the summary
-    (also stored in ``record.results`` and written to ``search.json``)."""
+    (also stored in ``record.results`` and written to ``search.json``). The local files are written whatever
+    MLflow does: when it cannot be reached (or ``mlflow_problem`` says it could not a moment ago), nothing
+    more is sent to it and ``outputs["mlflow"]`` says how to send it later (:mod:`orchestrator.sync`), also
+    printed as a warning unless ``quiet``."""
     from orchestrator import plots
 
     search_dir = record.dir
-    mlflow_problem = None
-    if mlflow and record.parent_run_id:
+    if mlflow and record.parent_run_id and mlflow_problem is None:
         try:
             replay_spools(record)  # trial records a tracking outage kept in the trial folders
         except Exception as exc:
@@ -216,7 +219,7 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
     preset_paths: list[Path] = []
     if results.complete:
         title = f"{record.task} {record.method}: {record.name}"
-        reference = baseline_reference(record) if mlflow else {}
+        reference = baseline_reference(record) if mlflow and mlflow_problem is None else {}
         intervals = [(t["ci_low"], t["ci_high"]) if t.get("ci_low") is not None else None for t in results.pool]
         outputs["pareto_png"] = str(plots.pareto_plot(
             results.points(), results.front, search_dir / PARETO_PNG,
@@ -265,10 +268,11 @@ def finalize(record: SearchRecord, *, mlflow: bool = True) -> FrontSummary:
             _log_parent(record, results, front_rows, hv, vmax)
         except Exception as exc:
             mlflow_problem = exc
-    if mlflow_problem is not None:
+    if mlflow and mlflow_problem is not None:
         outputs["mlflow"] = (f"not logged ({one_line(mlflow_problem)}); when the tracking server is back: "
-                             f"python -m orchestrator.sync --search {shlex.quote(str(record.search_dir))}")
-        print(f"warning: MLflow {outputs['mlflow']}", file=sys.stderr)
+                             f"{sync_command(record)}")
+        if not quiet:
+            print(f"warning: MLflow {outputs['mlflow']}", file=sys.stderr)
     record.save()
     return record.results
 
@@ -303,6 +307,25 @@ def distinguishable_rows(results: SearchResults) -> list[dict[str, Any]]:
                     "ci_high": None if d is None or d.interval is None else round(d.interval[1], 4),
                     "n": 0 if d is None else d.n, "separable": bool(d is not None and d.separable)})
     return out
+
+
+def sync_command(record: SearchRecord) -> str:
+    """The command that sends a search's MLflow records once the tracking server is back."""
+    return f"python -m orchestrator.sync --search {shlex.quote(str(record.search_dir))}"
+
+
+ENDED = ("finished", "failed", "stopped", "interrupted")  # statuses of a search whose session is over
+
+
+def parent_run_status(record: SearchRecord, complete: int) -> Optional[str]:
+    """The status the parent run ends with once the search's session is over (None while it is not: a
+    running or killed search keeps its parent RUNNING for ``--resume``): FINISHED for a finished search,
+    KILLED for an interrupted or stopped one, FAILED when no trial completed (``complete`` COMPLETE trials)."""
+    if record.status not in ENDED:
+        return None
+    if complete == 0 and record.status != "interrupted":
+        return "FAILED"
+    return {"finished": "FINISHED", "failed": "FAILED"}.get(record.status, "KILLED")
 
 
 def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float]) -> dict[str, float]:

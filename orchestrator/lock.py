@@ -5,8 +5,15 @@ until Ray is shut down. A second ``--resume`` of the same search (or a resume wh
 is refused with one line naming the process that holds it. The operating system releases the lock
 when that process ends, however it ends (``kill -9`` included), so there is no stale lock to clean up;
 the file stays (removing it would let two processes lock two different files of the same name) and
-holds the last owner's pid, host and start time, which the refusal quotes. ``export``, ``report`` and
-``sync`` only read a search and take no lock.
+holds the last owner's pid, host and start time, which the refusal quotes. ``sync`` takes the lock too (it
+rewrites the front and closes the parent run, which must not happen beside the search itself); ``export``
+and ``report`` only read a search and take no lock.
+
+:func:`store_lock` is the other lock here: a blocking ``flock`` on ``<database>.lock`` next to a SQLite
+file that MLflow or Optuna may be creating, so that the first use of a new store (creating its tables,
+running its migrations) happens in one process at a time. Two searches started at once on a new
+``mlflow.db`` otherwise race in MLflow's schema migration, and one dies (``Online migration expected to
+match one row``).
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ import errno
 import fcntl
 import os
 import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 LOCK_FILE = "search.lock"
+STORE_LOCK_WAIT_S = 300.0  # creating MLflow's tables takes ~1.5 s; a slow disk or a busy machine, more
 
 
 class SearchLocked(RuntimeError):
@@ -73,3 +83,46 @@ def _read(fd: int) -> str:
         return " ".join(os.pread(fd, 300, 0).decode("utf-8", "replace").split())
     except OSError:
         return ""
+
+
+@contextmanager
+def store_lock(database: Path, *, timeout: float = STORE_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<database>.lock`` for the block, waiting up to ``timeout`` seconds
+    for another process's first use of the store to end (see the module docstring). Where the lock file
+    cannot be created (a read-only folder: nothing can create the store there either) or the wait runs out,
+    the block runs unlocked."""
+    path = Path(str(database) + ".lock")
+    if not needs_store_lock(Path(database)):
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    break  # no lock to be had: go on as before the lock existed
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor lets go of the lock
+
+
+def needs_store_lock(database: Path) -> bool:
+    """Whether opening ``database`` must wait for the store lock: the file is missing or empty (this
+    process may create it), or a lock file is there (a process of ours creates, or created, it; the lock
+    file is made before the database, so a database half-made by another process always has one). A
+    database that exists without a lock file was made elsewhere, complete: nothing is written next to it."""
+    try:
+        if Path(database).stat().st_size == 0:
+            return True
+    except OSError:
+        return True
+    return Path(str(database) + ".lock").exists()

@@ -221,6 +221,21 @@ class SearchRecord:
         return dict(self.results.counts) if self.results else {}
 
 
+ABANDONED_START_FILES = {"search.lock", "space.yaml"}  # what a search writes before its search.json
+
+
+def abandoned_start(search_dir: Path) -> bool:
+    """A search folder that a search was stopped in before writing its ``search.json`` (a kill in the
+    first milliseconds of its start-up): it holds nothing but the lock file and ``space.yaml``. Its name
+    is free: a new search of that name takes the folder (once it holds the folder's lock)."""
+    folder = Path(search_dir)
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return SEARCH_FILE not in names and names <= ABANDONED_START_FILES
+
+
 def find_search(name_or_dir: str, output_dir: str = "searches") -> Path:
     """The folder of a search: ``name_or_dir`` itself, or ``<output_dir>/<name_or_dir>``."""
     for candidate in (Path(name_or_dir), Path(output_dir) / name_or_dir):

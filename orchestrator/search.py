@@ -33,6 +33,7 @@ from typing import Any, Optional, Sequence
 
 from increlora.cli import parse_args
 from orchestrator.console import err, print_summary, resume_command, say
+from orchestrator.pause import pause_point
 from orchestrator.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 
@@ -139,7 +140,6 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         return resume_search(args)
     from orchestrator import cluster
     from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
-    from orchestrator.tuner import new_tuner
 
     timer = PhaseTimer()
     settings = SearchSettings.from_args(args, argv)
@@ -161,23 +161,91 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         timer.mark("data_prep")
         space = build_space(settings, protocol.base)
         record = new_record(settings, resources, protocol, facts, space)
-        _start_tracking(record)
-        try:
-            owned.enter_context(_create_and_lock(record.dir, record.name))
-            _write_space(record, space)
-            record.save()  # from here on the search can be resumed
-            tuner = new_tuner(record, space, data, settings.presets)
-        except BaseException:
-            _tracking_client(record).set_terminated(record.parent_run_id, "FAILED")
-            raise
-        record.status = "running"
-        record.save()
+        owned.enter_context(_create_and_lock(record.dir, record.name))
+        pause_point("folder")
+        tuner = start_up(record, space, data, settings.presets)
         say(f"Search {record.name}: {record.method} on {record.task}, {record.trials} trials, {record.max_concurrent} at a "
             f"time ({record.cpus_per_trial} CPU, {record.gpus_per_trial:g} GPU each), {record.train_size} training rows, "
             f"{record.total_steps} steps and {record.max_evaluations} evaluations per trial, scored on {record.scored_on}\n"
             f"  folder {record.search_dir}\n  space  {record.space_text}")
         timer.mark("setup")
         return fit_and_finish(tuner, record, timer)
+
+
+def start_up(record: SearchRecord, space: Any, data: Any, presets: Sequence[tuple[str, Any]], *,
+             session: int = 0) -> Any:
+    """The start-up window of a new search (or of one stopped inside it): ``search.json`` (status
+    ``created``), the MLflow parent run, the Optuna study (in the Tuner's searcher), then status
+    ``running``; returns the Tuner. Each step is written before the next starts, so a kill at any
+    instant leaves a record that ``--resume`` continues (:func:`resume_created`); no trial starts
+    before the status says ``running``."""
+    from orchestrator.tuner import new_tuner
+
+    _write_space(record, space)
+    record.save()  # from here on the search can be resumed
+    pause_point("record")
+    try:
+        _start_tracking(record)
+        record.save()
+        pause_point("parent")
+        tuner = new_tuner(record, space, data, presets, session=session, seed_session=0)
+        pause_point("study")
+    except BaseException as exc:
+        if record.parent_run_id:
+            with contextlib.suppress(Exception):
+                _tracking_client(record).set_terminated(record.parent_run_id,
+                                                        "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    record.status = "running"
+    record.save()
+    return tuner
+
+
+def resume_created(record: SearchRecord, data: Any, timer: PhaseTimer) -> int:
+    """``--resume`` of a search stopped in its start-up window (status ``created``: no trial has started).
+    Its start-up runs again from its record: the parent run it may have got is used (found by its tags when
+    the stop came before ``search.json`` named it), a study it may have got is made anew, its presets are
+    enqueued; then the trials run as in an uninterrupted search (same sampler seed)."""
+    from search_spaces.from_yaml import parse_space
+
+    from orchestrator.settings import _load_presets
+
+    presets = _load_presets(record.presets, record.method)
+    space = parse_space(record.space, source=record.space_source, method=record.method)
+    _discard_unstarted_study(record)
+    record.sessions += 1
+    say(f"Resuming search {record.name} ({record.trials} trials; its saved settings apply): it was stopped while "
+        "starting, before any trial; starting it again")
+    tuner = start_up(record, space, data, presets, session=record.sessions)
+    timer.mark("setup")
+    return fit_and_finish(tuner, record, timer)
+
+
+def _discard_unstarted_study(record: SearchRecord) -> None:
+    """Remove the study of a search whose status is ``created`` (none of its trials can have started):
+    the search's own ``optuna.db`` goes (it may be half-made by a kill while Optuna created its tables);
+    in a shared ``--storage`` the study of that name goes if no trial of it ever ran."""
+    import optuna
+
+    from orchestrator.storage import make_storage
+    from orchestrator.tracking import sqlite_path
+
+    path = sqlite_path(record.storage)
+    if path is not None and path.parent == record.dir:
+        for extra in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(path) + extra).unlink()
+        return
+    storage = make_storage(record.storage)
+    try:
+        study = optuna.load_study(study_name=record.study_name, storage=storage)
+    except KeyError:
+        return
+    if any(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        raise SearchError(f"--resume: search {record.name} says it never started a trial (status created), but its "
+                          f"study {record.study_name!r} in {record.storage} has trials that ran; it is not this "
+                          "search's study: choose another --name")
+    optuna.delete_study(study_name=record.study_name, storage=storage)
 
 
 def resume_search(args: argparse.Namespace) -> int:
@@ -200,6 +268,8 @@ def resume_search(args: argparse.Namespace) -> int:
         cluster.resolve_resources(record.cpus_per_trial, record.gpus_per_trial, record.max_concurrent, record.trials)
         data = prepare_data(record.task, record.base)
         timer.mark("data_prep")
+        if record.status == "created":
+            return resume_created(record, data, timer)
         try:
             settled = recover(record)
         except RecordError as exc:
@@ -246,10 +316,31 @@ def check_stores(record: SearchRecord) -> None:
     from orchestrator.results import check_study_exists
 
     try:
-        check_study_exists(record)
+        if record.status == "created":  # stopped before its study existed: --resume makes it
+            check_new_study_storage(record)
+        else:
+            check_study_exists(record)
         tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
     except (RecordError, tracking.TrackingError) as exc:
         raise SearchError(f"--resume: {exc}") from None
+
+
+def check_new_study_storage(record: SearchRecord) -> None:
+    """The storage of a search stopped in its start-up window can hold a new study: a SQLite file's folder
+    is there and writable (the file itself may be missing, empty or half-made: the search's own is made
+    anew), a database server answers and lets us in."""
+    from orchestrator import tracking
+    from orchestrator.probes import ProbeError, check_database
+    from orchestrator.record import RecordError
+
+    path = tracking.sqlite_path(record.storage)
+    try:
+        if path is not None:
+            tracking.check_sqlite_file(path, "the Optuna storage of the search")
+        else:
+            check_database(record.storage, "the Optuna storage of the search")
+    except (ProbeError, tracking.TrackingError) as exc:
+        raise RecordError(str(exc)) from None
 
 
 def with_credentials(record: SearchRecord, *, storage: Optional[str], tracking_uri: Optional[str]) -> SearchRecord:
@@ -293,26 +384,39 @@ def fit_and_finish(tuner: Any, record: SearchRecord, timer: PhaseTimer) -> int:
     try:
         tuner.fit()
     except BaseException as exc:
-        tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
-        _tracking_client(record).set_terminated(record.parent_run_id,
-                                                "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         record.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         record.save()
+        with contextlib.suppress(Exception):  # MLflow may be what failed: the exception that ended the search is the news
+            tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+            _tracking_client(record).set_terminated(record.parent_run_id,
+                                                    "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     timer.mark("tuner_fit")
     return finish(record, timer)
 
 
 def finish(record: SearchRecord, timer: PhaseTimer) -> int:
-    """Finalise, record the outcome, close the parent run, print the summary; the exit code."""
-    from orchestrator import tracking
-    from orchestrator.finalize import finalize
-    from orchestrator.results import load_results
+    """Finalise, record the outcome, close the parent run, print the summary; the exit code.
 
-    tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+    The front, plots, presets and ``search.json`` are written whatever MLflow does. When the tracking
+    server cannot be reached at the end, the records it misses stay in the search folder, the search
+    says so in its last line (one ``error:`` line naming ``python -m orchestrator.sync``, which sends
+    them and closes the parent run once the server is back) and exits 1 (or 130 if interrupted)."""
+    from orchestrator import tracking
+    from orchestrator.finalize import finalize, parent_run_status, sync_command
+    from orchestrator.results import load_results
+    from orchestrator.trial_files import one_line
+
+    pause_point("finish")
     confirmation = confirm_front(record, timer)
     record.status = "finalizing"
-    finalize(record)
+    record.save()
+    problem: Optional[BaseException] = None
+    try:
+        tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+    except Exception as exc:
+        problem = exc
+    finalize(record, mlflow_problem=problem, quiet=True)
     results = load_results(record)
     done, failures = results.finished(), results.failures()
     complete = len(results.complete)
@@ -324,29 +428,53 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     timer.mark("finalize")
     record.timings = dict(timer.timings, finished_unix=time.time())
     record.save()
-    parent_status = "FAILED" if complete == 0 and record.status != "interrupted" else \
-        {"finished": "FINISHED", "failed": "FAILED"}.get(record.status, "KILLED")
-    _tracking_client(record).set_terminated(record.parent_run_id, parent_status)
+    outputs = record.results.outputs if record.results else {}
+    if "mlflow" not in outputs:
+        try:
+            _tracking_client(record).set_terminated(record.parent_run_id, parent_run_status(record, complete))
+        except Exception as exc:
+            outputs["mlflow"] = (f"parent run not closed ({one_line(exc)}); when the tracking server is back: "
+                                 f"{sync_command(record)}")
+            record.save()
     print_summary(record)
     first = next((t.get("fail_reason") for t in failures if t.get("fail_reason")), None)
     why = f"; first reason (trial {failures[0]['number']}): {first}" if failures and first else ""
     if record.status == "interrupted":
         say(f"Interrupted after {done}/{record.trials} trials; continue with: {resume_command(record)}")
-        return 130
-    if record.status == "stopped":
+        code = 130
+    elif record.status == "stopped":
         err(f"{record.name} stopped after {len(failures)} failed trials (--max-failures {record.max_failures}), "
             f"{complete} completed{why}")
-        return 1
-    if complete == 0:
+        code = 1
+    elif complete == 0:
         err(f"no trial of {record.name} completed: {len(failures)} of {done} failed{why}")
-        return 1
-    if failures:
-        say(f"{len(failures)} of {done} trials failed{why}")
-    if confirmation is not None and confirmation.missing:
-        say(f"{len(confirmation.missing)} confirmation run(s) failed ("
-            + ", ".join(f"t{n:03d} seed {j}" for n, j in confirmation.missing)
-            + "): their configurations are confirmed on fewer seeds; --resume trains them again")
-    return 0
+        code = 1
+    else:
+        if failures:
+            say(f"{len(failures)} of {done} trials failed{why}")
+        if confirmation is not None and confirmation.missing:
+            say(f"{len(confirmation.missing)} confirmation run(s) failed ("
+                + ", ".join(f"t{n:03d} seed {j}" for n, j in confirmation.missing)
+                + "): their configurations are confirmed on fewer seeds; --resume trains them again")
+        code = 0
+    if "mlflow" in outputs:  # the last line, after Ray's shutdown (whose late worker output would bury it)
+        LAST_WORDS.append(
+            f"MLflow at {tracking.redact(record.tracking_uri)} could not be reached at the end of search {record.name} "
+            f"({_reason(outputs['mlflow'])}): its front, plots and presets are written in {record.search_dir} and "
+            f"search.json says {record.status}; the MLflow records wait there. Once the tracking server is back, "
+            f"run: {sync_command(record)}")
+        code = code or 1
+    return code
+
+
+LAST_WORDS: list[str] = []  # error lines printed once everything else is done (main)
+
+
+def _reason(note: str) -> str:
+    """``not logged (<why>); when ...`` -> ``<why>``."""
+    start, end = note.find("("), note.rfind("); when")
+    why = note[start + 1:end] if 0 <= start < end else note
+    return why if len(why) <= 200 else why[:197] + "..."
 
 
 def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
@@ -392,30 +520,59 @@ def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
 
 
 def _create_and_lock(search_dir: Path, name: str) -> Any:
-    """Create a new search's folder and lock it; SearchError when another search of that name created it meanwhile."""
+    """Create a new search's folder (or take one a stopped start left, :func:`orchestrator.record.abandoned_start`)
+    and lock it; SearchError when another search of that name created it meanwhile."""
+    from orchestrator.record import abandoned_start
+
+    meanwhile = SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
+                            "choose another --name")
     try:
         search_dir.mkdir(parents=True)
     except FileExistsError:
-        raise SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
-                          "choose another --name") from None
-    return _lock(search_dir, name)
+        if not abandoned_start(search_dir):
+            raise meanwhile from None
+    lock = _lock(search_dir, name)
+    if not abandoned_start(search_dir):  # another search wrote its record before this one held the lock
+        lock.release()
+        raise meanwhile
+    for leftover in ("space.yaml",):
+        with contextlib.suppress(FileNotFoundError):
+            (search_dir / leftover).unlink()
+    return lock
 
 
 def _start_tracking(record: SearchRecord) -> None:
-    """The MLflow experiment and the parent run (RUNNING), with the search's settings as params."""
+    """The MLflow experiment and the parent run (RUNNING), with the search's settings as params. A search
+    resumed from its start-up window keeps the parent run it got: the one its record names, else the one
+    made for its folder after the record was written (a stop came before the record named it)."""
     from orchestrator import tracking
 
     try:
         record.experiment_id = tracking.ensure_experiment(record.tracking_uri, record.experiment_name, record.artifact_root)
-        record.parent_run_id = tracking.start_parent_run(
-            record.tracking_uri, record.experiment_id, name=record.name,
-            tags={"task": record.task, "method": record.method, "search_dir": record.search_dir},
-        )
+        if not record.parent_run_id:
+            record.parent_run_id = tracking.find_parent_run(record.tracking_uri, record.experiment_id, name=record.name,
+                                                            search_dir=record.search_dir,
+                                                            since=_created_unix(record))
+        if record.parent_run_id:
+            tracking.reopen_run(record.tracking_uri, record.parent_run_id)
+        else:
+            record.parent_run_id = tracking.start_parent_run(
+                record.tracking_uri, record.experiment_id, name=record.name,
+                tags={"task": record.task, "method": record.method, "search_dir": record.search_dir},
+            )
+            pause_point("tracking")
+        tracking.log_params(_tracking_client(record), record.parent_run_id, _parent_params(record))
     except tracking.TrackingError as exc:
         raise SearchError(str(exc)) from None
     except Exception as exc:
         raise SearchError(f"MLflow ({record.tracking_uri}): {type(exc).__name__}: {exc}") from None
-    tracking.log_params(_tracking_client(record), record.parent_run_id, _parent_params(record))
+
+
+def _created_unix(record: SearchRecord) -> float:
+    try:
+        return _dt.datetime.fromisoformat(record.created).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _parent_params(record: SearchRecord) -> dict[str, Any]:
@@ -455,6 +612,8 @@ def _sweep_runs(record: Optional[SearchRecord]) -> None:
     """After Ray is gone no trial can still be logging: end whatever child run is left RUNNING."""
     from orchestrator import tracking
 
+    if record is not None and record.results is not None and "mlflow" in record.results.outputs:
+        return  # MLflow was unreachable at the end: sync closes the runs
     if record is not None and record.parent_run_id and record.experiment_id:
         try:
             tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
@@ -498,6 +657,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
+    finally:
+        while LAST_WORDS:
+            err(LAST_WORDS.pop(0))
 
 
 if __name__ == "__main__":  # pragma: no cover

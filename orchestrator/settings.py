@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence, Union, get_type_hints
 
 from increlora.cli import OneLineParser, prog_name
 from increlora.domains import SEED, Domain, real, whole
-from orchestrator.record import SearchChoices
+from orchestrator.record import SearchChoices, abandoned_start
 
 DEFAULT_TRIALS = 64
 DEFAULT_EVALUATIONS = 4
@@ -323,7 +323,7 @@ class SearchSettings:
         set_knobs = check_set_knobs(parse_set(args.set), args.method)
         name = check_name(args.name or f"{task}-{args.method}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
         search_dir = check_output_dir(args.output_dir) / name
-        if search_dir.exists():
+        if search_dir.exists() and not abandoned_start(search_dir):
             raise SearchError(f"search folder {search_dir} exists: pass --resume to continue it, or choose another --name")
         if args.gpus_per_trial is not None and args.gpus_per_trial > 1 and not float(args.gpus_per_trial).is_integer():
             raise SearchError(f"--gpus-per-trial {args.gpus_per_trial}: above 1 it must be a whole number")

@@ -2,9 +2,12 @@
 
 While the tracking server is unreachable, each trial appends its MLflow calls to its folder
 (``trials/tNNN/mlflow_spool.jsonl``, see :mod:`orchestrator.trial_run`) and a search that ends
-during the outage keeps its front, plots and presets on disk only. Once the server answers again,
-this command replays every spool in order (creating the runs that never were) and logs the
-parent run's record (front, presets, plots, description), as the search would have.
+during the outage keeps its front, plots and presets on disk only, with its parent run still RUNNING.
+Once the server answers again, this command replays every spool in order (creating the runs that never
+were), logs the parent run's record (front, presets, plots, description), as the search would have, and,
+when the search's session is over, ends the child runs left RUNNING (KILLED) and the parent run with the
+status the search would have given it (FINISHED for a finished search). It holds the search folder's lock
+(:mod:`orchestrator.lock`) meanwhile, so it never runs beside the search itself or a ``--resume``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from orchestrator import tracking
-    from orchestrator.finalize import finalize
+    from orchestrator.lock import SearchLock, SearchLocked
     from orchestrator.record import RecordError, SearchRecord, find_search
     from orchestrator.results import check_study_exists
 
@@ -38,13 +41,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
         check_study_exists(record)
     except (RecordError, tracking.TrackingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {tracking.redact(str(exc))}", file=sys.stderr)
         return 2
-    summary = finalize(record)
+    try:
+        lock = SearchLock.acquire(record.dir, record.name)
+    except SearchLocked as exc:
+        print(f"error: sync: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: sync: cannot lock search {record.name} ({record.dir}: {exc.strerror or exc})", file=sys.stderr)
+        return 2
+    with lock:
+        return _sync(record)
+
+
+def _sync(record) -> int:  # noqa: ANN001 - a SearchRecord
+    from orchestrator import tracking
+    from orchestrator.finalize import finalize, parent_run_status
+    from orchestrator.results import load_results
+    from orchestrator.trial_files import one_line
+
+    summary = finalize(record, quiet=True)
     if "mlflow" in summary.outputs:
-        print(f"error: MLflow {summary.outputs['mlflow']}", file=sys.stderr)
+        print(f"error: MLflow {tracking.redact(summary.outputs['mlflow'])}", file=sys.stderr)
         return 1
-    print(f"{record.name}: MLflow records sent ({len(summary.front)} front trials, parent run {record.parent_run_id})")
+    status = parent_run_status(record, len(load_results(record).complete))
+    closed = ""
+    if status is not None and record.parent_run_id:
+        try:
+            tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+            if tracking.run_status(tracking.client(record.tracking_uri), record.parent_run_id) != status:
+                tracking.client(record.tracking_uri).set_terminated(record.parent_run_id, status)
+        except Exception as exc:
+            print(f"error: MLflow: the parent run {record.parent_run_id} of {record.name} could not be closed "
+                  f"({tracking.redact(one_line(exc))}); run this command again", file=sys.stderr)
+            return 1
+        closed = f", closed {status}"
+    print(f"{record.name}: MLflow records sent ({len(summary.front)} front trials, parent run {record.parent_run_id}{closed})")
     return 0
 
 

@@ -146,10 +146,24 @@ def check_sqlite_file(path: Path, flag: str) -> None:
         raise TrackingError(str(exc)) from None
 
 
+_READY_STORES: set[str] = set()  # sqlite URIs this process has opened once (under the store lock)
+
+
 def client(uri: str) -> "MlflowClient":
+    """An MLflow client of ``uri``. The first client of a SQLite store in a process is made under the
+    store's file lock (:func:`orchestrator.lock.store_lock`): making it creates or migrates the store's
+    tables, which two processes must not do at once."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    path = sqlite_path(uri)
+    if path is None or uri in _READY_STORES:
+        return MlflowClient(tracking_uri=uri)
+    from orchestrator.lock import store_lock
+
+    with store_lock(path):
+        c = MlflowClient(tracking_uri=uri)  # MLflow opens (creating or migrating) the store here
+    _READY_STORES.add(uri)
+    return c
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: Optional[str]) -> str:
@@ -263,6 +277,20 @@ def start_parent_run(uri: str, experiment_id: str, *, name: str, tags: dict[str,
     """Create the search's parent run (RUNNING) and return its id."""
     run = client(uri).create_run(experiment_id, run_name=name, tags={"search": name, **tags})
     return run.info.run_id
+
+
+def find_parent_run(uri: str, experiment_id: str, *, name: str, search_dir: str, since: float) -> str:
+    """The parent run made for the search folder ``search_dir`` at or after ``since`` (Unix seconds) and
+    not yet named by its record (a stop between the two), else ``""``; the latest when there are several."""
+    c = client(uri)
+    runs = c.search_runs([experiment_id], filter_string=f"tags.search = '{name}'", max_results=100,
+                         order_by=["attributes.start_time DESC"])
+    for run in runs:
+        tags = run.data.tags
+        if (tags.get("search_dir") == search_dir and PARENT_TAG not in tags
+                and run.info.start_time >= int(since * 1000) - 2000):
+            return run.info.run_id
+    return ""
 
 
 def reopen_run(uri: str, run_id: str) -> None:

@@ -69,8 +69,10 @@ class RecordingASHA:
 
 
 def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tuple[str, Any]], *,
-              num_samples: Optional[int] = None, session: int = 0) -> tune.Tuner:
-    """The Tuner of one session: ``num_samples`` trials (default: all of the record's)."""
+              num_samples: Optional[int] = None, session: int = 0, seed_session: Optional[int] = None) -> tune.Tuner:
+    """The Tuner of one session: ``num_samples`` trials (default: all of the record's). The sampler's seed
+    is the search's seed plus ``seed_session`` (default ``session``): a search whose start-up is run again
+    samples as it would have the first time."""
     from orchestrator.callbacks import FailureLimit, TrialRunCloser
     from orchestrator.progress import SearchProgress
     from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
@@ -87,7 +89,8 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
     stopped: set[str] = set()
     searcher = MultiObjectiveOptunaSearch(
         make_space_fn(space, ctx),
-        sampler=make_sampler(record.sampler, record.seed + session, population_size=record.population_size),
+        sampler=make_sampler(record.sampler, record.seed + (session if seed_session is None else seed_session),
+                             population_size=record.population_size),
         storage=make_storage(record.storage),
         study_name=record.study_name,
         enqueue=enqueue,

@@ -123,7 +123,7 @@ def servers():
 
 
 @pytest.fixture(scope="module")
-def placeholders(tmp_path_factory, glue_dir, servers) -> dict[str, str]:
+def placeholders(tmp_path_factory, glue_dir, servers):
     root = tmp_path_factory.mktemp("bad-inputs")
     (root / "a-file.txt").write_text("x")
     (root / "empty").mkdir()
@@ -159,12 +159,19 @@ def placeholders(tmp_path_factory, glue_dir, servers) -> dict[str, str]:
         "search:empty-study": _search_folder(root, "empty-study", study=False, empty_study=True),
         "search:mlflow-down": _search_folder(root, "mlflow-down", study=True,
                                              tracking=f"http://127.0.0.1:{servers['closed-port']}"),
+        "search:in-use": _search_folder(root, "in-use", study=True),
         "searches": str(root / "searches"),
         **servers,
         **models,
         **_data_files(root),
     }
-    return out
+    # {search:in-use}: another process owns it (a lock on another open file description conflicts as a
+    # second process's would); the lock is held for the module and let go when it ends
+    from orchestrator.lock import SearchLock
+
+    lock = SearchLock.acquire(Path(out["search:in-use"]), "in-use")
+    yield out
+    lock.release()
 
 
 def _argv(cli: str, args: str, values: dict[str, str], tiny_model_dir: str, glue_dir: Path, work: Path) -> list[str]:

@@ -5,9 +5,9 @@ MLflow sqlite store, a tiny random BERT training on real SST-2 rows):
   ``ss -ltnp`` would list them) and keeps Ray's token authentication (the search no longer sets
   ``RAY_AUTH_MODE=disabled``);
 - its GCS passes the ``--address`` probe that an HTTP server fails;
-- it owns its folder: a ``--resume`` of it while it runs is refused at once with one line naming the
-  process, and a ``kill -9`` of that process lets go of the folder (the operating system releases the
-  lock).
+- it owns its folder: a ``--resume`` of it (or an ``orchestrator.sync``) while it runs is refused at once
+  with one line naming the process, and a ``kill -9`` of that process lets go of the folder (the operating
+  system releases the lock).
 
 One search process, stopped by its own PID; about 25 s on 2 cores.
 """
@@ -54,7 +54,7 @@ def _listening(procs: list) -> list[tuple[str, int, str, int]]:
 
 
 def test_a_running_search_listens_on_loopback_only_and_owns_its_folder(tiny_model_dir, glue_dir, tmp_path, capsys):
-    from orchestrator import search
+    from orchestrator import search, sync
     from orchestrator.lock import SearchLock
     from orchestrator.probes import check_ray, speaks_http2
 
@@ -97,6 +97,12 @@ def test_a_running_search_listens_on_loopback_only_and_owns_its_folder(tiny_mode
         assert f"search owned is in use by process {proc.pid}" in err[0], err
         assert seconds < 10, seconds
         assert proc.poll() is None  # the running search goes on
+
+        # so is a sync beside it (it would rewrite the front and close the parent run under the search)
+        assert sync.main(["--search", str(out / "owned")]) == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and f"search owned is in use by process {proc.pid}" in err[0], err
+        assert proc.poll() is None
 
         # kill -9: the operating system lets go of the lock
         os.kill(proc.pid, signal.SIGKILL)

@@ -90,6 +90,10 @@ class SearchResults:
     def pick_records(self) -> dict[str, ConfigurationRecord]:
         return {label: self.pool[i] for label, i in self.picks.items()}
 
+    def pick_numbers(self) -> dict[str, int]:
+        """Label -> the trial number of the configuration it picks (``search.json``'s ``picks``)."""
+        return {label: rec.number for label, rec in self.pick_records().items()}
+
     def front_numbers(self) -> set[int]:
         return {self.pool[i].number for i in self.front}
 

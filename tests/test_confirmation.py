@@ -113,6 +113,22 @@ def test_plans_confirm_the_front_then_what_lies_within_the_noise():
     assert plan_stage2(results, 2, 4, stage1, 4, confirmations)[2] == []
 
 
+def test_picks_name_the_configurations_of_the_pool():
+    """``picks`` index the pool, which differs from the COMPLETE trials once replicates merge or the
+    confirmation stage leaves out single-seed configurations: search.json's picks read the pool."""
+    record = SimpleNamespace(tolerance=1.0)
+    complete = [_trial(0, 50.0, 100), _trial(1, 40.0, 50), _trial(2, 60.0, 200),
+                _trial(3, 61.0, 200, replicate_of=2, seed_index=1)]
+    pool, confirmed = configuration_pool(record, complete, {0: {1: {"score": 51.0, "adapter_params": 100.0}},
+                                                             2: {2: {"score": 59.0, "adapter_params": 200.0}}})
+    assert confirmed and [c.number for c in pool] == [0, 2]  # trial 1 has one seed: left out
+    front, picks = front_and_picks(pool, 1.0)
+    assert picks == {"best": 1, "smallest": 1, "knee": 1}
+    results = SearchResults(record=record, trials=complete, complete=complete, front=front, picks=picks, pool=pool,
+                            confirmed=confirmed)
+    assert results.pick_numbers() == {"best": 2, "smallest": 2, "knee": 2}  # not complete[1], trial 1
+
+
 def test_a_replicate_counts_towards_the_seeds_it_needs():
     complete = [_trial(0, 50.0, 100), _trial(1, 49.0, 100, replicate_of=0, seed_index=1)]
     stage1, jobs = plan_stage1(_results(complete), k=2, cap=10)
@@ -234,6 +250,8 @@ def test_search_confirms_its_front(confirmed_search, capsys):
 
     best = yaml.safe_load((s["dir"] / "presets" / "sst2-best.yaml").read_text())["provenance"]
     assert best["seeds"] == 3 and len(best["score_interval"]) == 2 and "seed_scores" in best
+    for label, number in summary["picks"].items():  # search.json's picks are the presets' configurations
+        assert yaml.safe_load((s["dir"] / "presets" / f"sst2-{label}.yaml").read_text())["provenance"]["trial"] == number
     assert summary["distinguishable"] is not None
 
 

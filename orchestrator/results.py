@@ -31,10 +31,10 @@ from orchestrator.trial_record import ConfigurationRecord, TrialRecord
 
 LABELS = ("best", "smallest", "knee")
 
-Record = TypeVar("Record", bound=TrialRecord)
+TrialT = TypeVar("TrialT", bound=TrialRecord)  # a TrialRecord or a ConfigurationRecord
 
 
-def complete_trials(trials: Sequence[Record]) -> list[Record]:
+def complete_trials(trials: Sequence[TrialT]) -> list[TrialT]:
     """The COMPLETE trials (see :attr:`TrialRecord.is_complete`), in trial-number order."""
     return sorted((t for t in trials if t.is_complete), key=lambda t: t.number)
 

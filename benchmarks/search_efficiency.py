@@ -205,8 +205,8 @@ def trial_points(summary: dict[str, Any], trials: int, sdir: Path) -> list[Optio
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         results = load_results(SearchRecord.from_dict(summary))
-        cached = {"trials_seen": max((t["number"] for t in results.trials), default=-1) + 1,
-                  "complete": [[t["number"], float(t["score"]), float(t["adapter_params"])] for t in results.complete]}
+        cached = {"trials_seen": max((t.number for t in results.trials), default=-1) + 1,
+                  "complete": [[t.number, *t.point] for t in results.complete]}
         write_json(sdir / POINTS_FILE, cached)
     out: list[Optional[tuple[float, float]]] = [None] * trials
     for number, score, params in cached["complete"]:

@@ -31,6 +31,7 @@ from typing import Any, Optional
 from orchestrator.record import SearchRecord
 from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, STUDY_ATTR_PREFIX, read_confirmations
 from orchestrator.seed_stats import SeedStats, pooled_sd, seed_for
+from orchestrator.trial_record import ConfigurationRecord
 
 NOISE_SDS = 2.0  # stage 2: within this many pooled seed sds of the front
 
@@ -64,7 +65,7 @@ def run_cap(record: SearchRecord) -> int:
     return max(k, int(math.ceil(float(record.confirm_share) * int(record.trials))))
 
 
-def _single_pool(results: Any) -> list[dict[str, Any]]:
+def _single_pool(results: Any) -> list[ConfigurationRecord]:
     """The configurations with their seeds from the search itself (replicates merged), no confirmation runs."""
     from orchestrator.results import configuration_pool
 
@@ -72,8 +73,8 @@ def _single_pool(results: Any) -> list[dict[str, Any]]:
     return pool
 
 
-def _missing(rec: dict[str, Any], k: int) -> list[int]:
-    have = {int(i) for i in (rec.get("seed_scores") or {})}
+def _missing(rec: ConfigurationRecord, k: int) -> list[int]:
+    have = {int(i) for i in rec.seed_scores}
     return [j for j in range(1, k + 1) if j not in have]
 
 
@@ -87,14 +88,14 @@ def plan_stage1(results: Any, k: int, cap: int) -> tuple[list[int], list[tuple[i
     for label in ("best", "knee", "smallest"):
         if label in picks and picks[label] not in order:
             order.append(picks[label])
-    order += sorted((i for i in front if i not in order), key=lambda i: (-float(pool[i]["score"]), int(pool[i]["number"])))
+    order += sorted((i for i in front if i not in order), key=lambda i: (-float(pool[i].score), int(pool[i].number)))
     chosen, jobs = [], []
     for i in order:
         need = _missing(pool[i], k)
         if len(jobs) + len(need) > cap:
             continue
-        chosen.append(int(pool[i]["number"]))
-        jobs += [(int(pool[i]["number"]), j) for j in need]
+        chosen.append(int(pool[i].number))
+        jobs += [(int(pool[i].number), j) for j in need]
     return chosen, jobs
 
 
@@ -105,26 +106,26 @@ def plan_stage2(results: Any, k: int, cap: int, stage1: list[int], used: int,
     from orchestrator.results import front_and_picks
 
     pool = _single_pool(results)
-    by_number = {int(r["number"]): r for r in pool}
+    by_number = {int(r.number): r for r in pool}
     stats = []
     for n in stage1:
-        scores = dict(by_number[n].get("seed_scores") or {})
+        scores = dict(by_number[n].seed_scores)
         scores.update({j: run["score"] for j, run in confirmations.get(n, {}).items() if j <= k})
         stats.append(SeedStats(scores))
     sd = pooled_sd(stats)
     if sd is None:
         return None, [], []
     front, _ = front_and_picks(pool, float(results.record.tolerance))
-    front_pts = [(float(pool[i]["adapter_params"]), float(pool[i]["score"])) for i in front]
+    front_pts = [(float(pool[i].adapter_params), float(pool[i].score)) for i in front]
     gaps = []
     for rec in pool:
-        n = int(rec["number"])
-        if n in stage1 or any(pool[i]["number"] == n for i in front):
+        n = int(rec.number)
+        if n in stage1 or any(pool[i].number == n for i in front):
             continue
-        at_or_below = [s for p, s in front_pts if p <= float(rec["adapter_params"])]
+        at_or_below = [s for p, s in front_pts if p <= float(rec.adapter_params)]
         if not at_or_below:
             continue
-        gap = max(at_or_below) - float(rec["score"])
+        gap = max(at_or_below) - float(rec.score)
         if gap <= NOISE_SDS * sd:
             gaps.append((gap, n))
     chosen, jobs = [], []
@@ -192,16 +193,17 @@ def _pending(record: SearchRecord, jobs: list[tuple[int, int]]) -> list[tuple[in
     return [job for job in jobs if job[1] not in done.get(job[0], {})]
 
 
-def job_config(record: SearchRecord, trial: dict[str, Any], index: int) -> dict[str, Any]:
-    """The Ray config of one confirmation run: the trial's knobs, the seed of ``index`` and the job's keys."""
+def job_config(record: SearchRecord, number: int, knobs: dict[str, Any], index: int) -> dict[str, Any]:
+    """The Ray config of one confirmation run: trial ``number``'s knobs (its ``config`` user attribute), the
+    seed of ``index`` and the job's keys."""
     from orchestrator.trial_report import TRIAL_NUMBER_KEY
 
-    knobs = {k: v for k, v in (trial.get("knobs") or {}).items() if k not in (TRIAL_NUMBER_KEY, SEED_INDEX_KEY)}
-    knobs["seed"] = seed_for(int(record.base.get("seed", 42)), index)
-    knobs[TRIAL_NUMBER_KEY] = int(trial["number"])
-    knobs[CONFIRM_OF_KEY] = int(trial["number"])
-    knobs[SEED_INDEX_KEY] = int(index)
-    return knobs
+    config = {k: v for k, v in knobs.items() if k not in (TRIAL_NUMBER_KEY, SEED_INDEX_KEY)}
+    config["seed"] = seed_for(int(record.base.get("seed", 42)), index)
+    config[TRIAL_NUMBER_KEY] = int(number)
+    config[CONFIRM_OF_KEY] = int(number)
+    config[SEED_INDEX_KEY] = int(index)
+    return config
 
 
 def _run_jobs(record: SearchRecord, jobs: list[tuple[int, int]], *, session: int, stage: int) -> int:
@@ -217,7 +219,7 @@ def _run_jobs(record: SearchRecord, jobs: list[tuple[int, int]], *, session: int
 
     study = load_study(record)
     knobs = {t.number: dict(t.user_attrs.get("config") or {}) for t in study.get_trials(deepcopy=False)}
-    configs = [job_config(record, {"number": n, "knobs": knobs.get(n, {})}, j) for n, j in jobs]
+    configs = [job_config(record, n, knobs.get(n, {}), j) for n, j in jobs]
     resources = {"cpu": float(record.cpus_per_trial), "gpu": float(record.gpus_per_trial)}
     trainable = tune.with_resources(tune.with_parameters(run_job, configs=configs, context=trial_context(record)),
                                     resources)
@@ -267,10 +269,10 @@ def record_confirmations(record: SearchRecord) -> None:
 
         c = tracking.client(record.tracking_uri)
         for rec in load_results(record).pool:
-            if rec.get("mlflow_run_id") and int(rec.get("n") or 1) >= 2:
-                metrics = {"confirmed/mean": rec["score"], "confirmed/sd": rec["sd"], "confirmed/n": rec["n"],
-                           "confirmed/ci_low": rec["ci_low"], "confirmed/ci_high": rec["ci_high"]}
-                tracking.log_metrics(c, rec["mlflow_run_id"], metrics)
+            if rec.mlflow_run_id and int(rec.n or 1) >= 2:
+                metrics = {"confirmed/mean": rec.score, "confirmed/sd": rec.sd, "confirmed/n": rec.n,
+                           "confirmed/ci_low": rec.ci_low, "confirmed/ci_high": rec.ci_high}
+                tracking.log_metrics(c, rec.mlflow_run_id, metrics)
     except Exception as exc:  # the study and the files hold the record; sync/finalize report MLflow trouble
         from orchestrator.trial_files import one_line
 

@@ -25,6 +25,7 @@ from orchestrator.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_
 from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.results import SearchResults, load_results
 from orchestrator.seed_stats import distinguishable_text
+from orchestrator.trial_record import ConfigurationRecord
 from orchestrator.trial_files import one_line
 from orchestrator.trial_run import replay_spools
 
@@ -41,27 +42,26 @@ def write_front_csv(results: SearchResults, path: Path) -> list[dict[str, Any]]:
     """``pareto_front.csv``: one row per front trial, sorted by adapter params; returns the rows."""
     labels = results.labels()
     front = sorted((results.pool[i] for i in results.front),
-                   key=lambda t: (float(t["adapter_params"]), -float(t["score"]), t["number"]))
-    param_names = sorted({k for t in front for k in t["params"]})
+                   key=lambda c: (float(c.adapter_params), -float(c.score), c.number))
+    param_names = sorted({k for c in front for k in c.params})
     rows = []
-    for t in front:
-        alloc = t.get("allocation") or {}
+    for c in front:
         row = {
-            "trial": t["number"],
-            "glue_score": t["score"],
-            "n": int(t.get("n") or 1),
-            "sd": _csv_num(t.get("sd")),
-            "ci_low": _csv_num(t.get("ci_low")),
-            "ci_high": _csv_num(t.get("ci_high")),
-            "single_score": t.get("single_score", t["score"]),
-            "seed_scores": ";".join(f"{k}:{float(v):.4f}" for k, v in sorted((t.get("seed_scores") or {}).items())),
-            "adapter_params": int(t["adapter_params"]),
-            "total_rank": sum(int(v) for v in alloc.values()) if alloc else "",
-            "labels": ",".join(labels.get(t["number"], [])),
-            "run_name": t.get("run_name") or "",
-            "mlflow_run_id": t.get("mlflow_run_id") or "",
+            "trial": c.number,
+            "glue_score": c.score,
+            "n": int(c.n or 1),
+            "sd": _csv_num(c.sd),
+            "ci_low": _csv_num(c.ci_low),
+            "ci_high": _csv_num(c.ci_high),
+            "single_score": c.single_score,
+            "seed_scores": ";".join(f"{k}:{float(v):.4f}" for k, v in sorted(c.seed_scores.items())),
+            "adapter_params": int(c.adapter_params),
+            "total_rank": c.total_rank if c.allocation else "",
+            "labels": ",".join(labels.get(c.number, [])),
+            "run_name": c.run_name or "",
+            "mlflow_run_id": c.mlflow_run_id or "",
         }
-        row.update({k: t["params"].get(k, "") for k in param_names})
+        row.update({k: c.params.get(k, "") for k in param_names})
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
@@ -101,13 +101,13 @@ def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:
     from orchestrator.plots import format_count
 
     labels, front = results.labels(), results.front_numbers()
-    trials = sorted((t for t in results.complete if t.get("allocation")),
-                    key=lambda t: (float(t["adapter_params"]), t["number"]))[:MAX_PANELS]
+    trials = sorted((t for t in results.complete if t.allocation),
+                    key=lambda t: (float(t.adapter_params), t.number))[:MAX_PANELS]
     if not trials:
         return None
-    panels = [(f"t{t['number']:03d}{' *' if t['number'] in front else ''} {format_count(float(t['adapter_params']))}"
-               f"\nscore {float(t['score']):.2f}" + (f" ({'/'.join(labels[t['number']])})" if t["number"] in labels else ""),
-               t["allocation"]) for t in trials]
+    panels = [(f"t{t.number:03d}{' *' if t.number in front else ''} {format_count(float(t.adapter_params))}"
+               f"\nscore {float(t.score):.2f}" + (f" ({'/'.join(labels[t.number])})" if t.number in labels else ""),
+               t.allocation) for t in trials]
     try:
         return heatmap_grid(panels, path, vmin=0.0, vmax=results.vmax,
                             title=f"{results.record.name}: final rank per module (* on the front)")
@@ -125,14 +125,14 @@ def front_type_table(results: SearchResults) -> str:
     head = f"| trial | {results.record.score_name} | adapter params | " + " | ".join(MODULE_TYPE_LABELS[t] for t in MODULE_TYPES) + " | total rank |"
     lines = [head, "|---|---:|---:|" + "---:|" * (len(MODULE_TYPES) + 1)]
     for t in rows:
-        by_type = allocation_summary(t.get("allocation")).get("rank_by_type", {})
-        lines.append(f"| {t.get('run_name') or t['number']} | {float(t['score']):.2f} | {int(t['adapter_params']):,} | "
+        by_type = allocation_summary(t.allocation).get("rank_by_type", {})
+        lines.append(f"| {t.run_name or t.number} | {float(t.score):.2f} | {int(t.adapter_params):,} | "
                      + " | ".join(str(by_type.get(m, 0)) for m in MODULE_TYPES) + f" | {sum(by_type.values())} |")
     return "\n".join(lines)
 
 
 def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence[dict[str, Any]], hv: Optional[float],
-              picks: dict[str, dict[str, Any]]) -> str:
+              picks: dict[str, ConfigurationRecord]) -> str:
     """The parent run's description (Markdown)."""
     lines = [
         f"**{record.name}**: {record.method} on {record.task} "
@@ -147,10 +147,10 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
            if hv is not None else "."),
     ]
     for label, rec in picks.items():
-        score = (f"mean score {float(rec['score']):.2f} [{float(rec['ci_low']):.2f}, {float(rec['ci_high']):.2f}] over "
-                 f"{rec['n']} seeds" if rec.get("ci_low") is not None else f"score {float(rec['score']):.2f}")
-        lines.append(f"- {label}: trial {rec['number']} ({rec.get('run_name')}), {score}, "
-                     f"{int(rec['adapter_params']):,} adapter params")
+        score = (f"mean score {float(rec.score):.2f} [{float(rec.ci_low):.2f}, {float(rec.ci_high):.2f}] over "
+                 f"{rec.n} seeds" if rec.has_interval else f"score {float(rec.score):.2f}")
+        lines.append(f"- {label}: trial {rec.number} ({rec.run_name}), {score}, "
+                     f"{int(rec.adapter_params):,} adapter params")
     if record.results is not None:
         lines.append(distinguishable_text(record.results.distinguishable, record.results.confirmed))
         if record.results.importance:
@@ -165,7 +165,7 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
                          ("front", f"the front's trials: {record.score_name}, size and rank per module type"),
                          ("compare", "the front's trials side by side"))
                                   if key in links))
-    best = max((float(r["score"]) for r in picks.values()), default=None)
+    best = max((float(r.score) for r in picks.values()), default=None)
     if best is not None and not above_chance(best, record.chance_score):
         lines.append(f"**Not above chance:** {not_learned_text(best, record.chance_score)}")
     return "\n".join(lines)
@@ -220,7 +220,7 @@ def finalize(record: SearchRecord, *, mlflow: bool = True, mlflow_problem: Optio
     if results.complete:
         title = f"{record.task} {record.method}: {record.name}"
         reference = baseline_reference(record) if mlflow and mlflow_problem is None else {}
-        intervals = [(t["ci_low"], t["ci_high"]) if t.get("ci_low") is not None else None for t in results.pool]
+        intervals = [(c.ci_low, c.ci_high) if c.has_interval else None for c in results.pool]
         outputs["pareto_png"] = str(plots.pareto_plot(
             results.points(), results.front, search_dir / PARETO_PNG,
             title=title + (" (confirmed: means over seeds)" if results.confirmed else ""), highlight=results.picks,
@@ -231,7 +231,7 @@ def finalize(record: SearchRecord, *, mlflow: bool = True, mlflow_problem: Optio
             outputs["reference_points"] = {k: len(v) for k, v in reference.items()}
         outputs["hypervolume_png"] = str(plots.hypervolume_plot(
             {record.sampler: results.hypervolume_curve()}, search_dir / HYPERVOLUME_PNG, title=f"hypervolume: {record.name}",
-            numbers={record.sampler: [t["number"] for t in results.complete]}))
+            numbers={record.sampler: [t.number for t in results.complete]}))
         preset_paths = write_presets(results, search_dir / PRESETS_DIR)
         outputs["hypervolume_reference"] = list(results.reference_point())
         grid = allocations_grid(results, search_dir / ALLOCATIONS_PNG)
@@ -248,17 +248,17 @@ def finalize(record: SearchRecord, *, mlflow: bool = True, mlflow_problem: Optio
     record.results = FrontSummary(
         counts=counts,
         front=front_rows,
-        picks={k: results.complete[i]["number"] for k, i in results.picks.items()},
+        picks=results.pick_numbers(),
         hypervolume=hv,
         heatmap_vmax=int(vmax) if float(vmax).is_integer() else vmax,
         outputs=outputs,
         updated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        nodes={str(t["number"]): t["node"] for t in results.trials if t.get("node")},
+        nodes={str(t.number): t.node for t in results.trials if t.node},
         chance_score=float(record.chance_score),
         above_chance=results.above_chance(),
         confirmed=results.confirmed,
         confirmed_hypervolume=results.confirmed_hypervolume(),
-        confirmed_configurations=sum(1 for t in results.pool if int(t.get("n") or 1) >= 2),
+        confirmed_configurations=sum(1 for c in results.pool if int(c.n or 1) >= 2),
         noise_sd=noise,
         distinguishable=distinguishable_rows(results),
         importance=importance.to_dict() if importance is not None else {},
@@ -281,7 +281,7 @@ def pooled_noise(results: SearchResults) -> Optional[float]:
     """The seed standard deviation pooled over the pool's configurations with at least 2 seeds."""
     from orchestrator.seed_stats import pooled_sd
 
-    return pooled_sd([results.seed_stats(t) for t in results.pool])
+    return pooled_sd([results.seed_stats(c) for c in results.pool])
 
 
 def compute_importance(record: SearchRecord, noise: Optional[float]) -> Any:
@@ -341,12 +341,12 @@ def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]],
         if box > 0:
             metrics["search/hypervolume_pct"] = 100.0 * float(hv) / box
     for label, rec in results.pick_records().items():
-        metrics[f"search/pick_{label}_glue_score"] = float(rec["score"])
-        metrics[f"search/pick_{label}_adapter_params"] = float(rec["adapter_params"])
-        if rec.get("ci_low") is not None:
-            metrics[f"search/pick_{label}_ci_low"] = float(rec["ci_low"])
-            metrics[f"search/pick_{label}_ci_high"] = float(rec["ci_high"])
-            metrics[f"search/pick_{label}_seeds"] = float(rec["n"])
+        metrics[f"search/pick_{label}_glue_score"] = float(rec.score)
+        metrics[f"search/pick_{label}_adapter_params"] = float(rec.adapter_params)
+        if rec.has_interval:
+            metrics[f"search/pick_{label}_ci_low"] = float(rec.ci_low)
+            metrics[f"search/pick_{label}_ci_high"] = float(rec.ci_high)
+            metrics[f"search/pick_{label}_seeds"] = float(rec.n)
     summary = results.record.results
     if results.confirmed:
         chv = results.confirmed_hypervolume()
@@ -391,8 +391,8 @@ def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequen
 
     uri, parent, search_dir = record.tracking_uri, record.parent_run_id, record.dir
     c = tracking.client(uri)
-    items = [(t["mlflow_run_id"], t["allocation"], f"{t.get('run_name') or t['number']}: final ranks")
-             for t in results.trials if t["mlflow_run_id"] and t["allocation"]]
+    items = [(t.mlflow_run_id, t.allocation, f"{t.run_name or t.number}: final ranks")
+             for t in results.trials if t.mlflow_run_id and t.allocation]
     rerender_heatmaps(uri, items, float(vmax))
     tracking.log_metrics(c, parent, parent_metrics(results, front_rows, hv))
     for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, ALLOCATIONS_PNG, IMPORTANCE_PNG, "space.yaml"):

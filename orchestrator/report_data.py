@@ -20,6 +20,7 @@ from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
 from orchestrator.pareto import hypervolume_text
 from orchestrator.results import SearchResults
 from orchestrator.seed_stats import distinguishable_text
+from orchestrator.trial_record import ConfigurationRecord, TrialRecord
 
 
 class ReportError(RuntimeError):
@@ -47,11 +48,11 @@ class ReportData:
         return self.results.record.score_name
 
     @property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[TrialRecord]:
         return self.results.trials
 
     @property
-    def done(self) -> list[dict[str, Any]]:
+    def done(self) -> list[ConfigurationRecord]:
         """The configurations the front ranks (:attr:`orchestrator.results.SearchResults.pool`; with the
         confirmation stage, means over seeds); ``front_idx`` and ``picks`` index these."""
         return self.results.pool
@@ -72,20 +73,20 @@ class ReportData:
     def front_rows(self) -> list[dict[str, Any]]:
         return self.results.front_rows()
 
-    def record(self, number: int) -> dict[str, Any]:
+    def record(self, number: int) -> TrialRecord:
         return self.results.trial(number)
 
 
-def _result_record(uri: Optional[str], search_dir: Path, rec: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _result_record(uri: Optional[str], search_dir: Path, rec: TrialRecord) -> Optional[dict[str, Any]]:
     """The trainer's result of a trial: ``trials/tNNN/result.json``, else the run's artifact."""
-    number = int(rec["number"])
+    number = int(rec.number)
     path = search_dir / "trials" / (f"t{number:03d}" if number >= 0 else "t-manual") / "result.json"
     try:
         if path.is_file():
             return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    run_id = rec.get("mlflow_run_id")
+    run_id = rec.mlflow_run_id
     if not run_id or not uri or not mlflow_readable(uri):
         return None
     try:
@@ -132,14 +133,14 @@ def collect(search: str, *, output_dir: str = "searches", trials: Sequence[int] 
     if uri and mlflow_readable(uri):
         data.reference = baseline_reference(record)
     numbers = list(trials)
-    known = {r["number"] for r in results.trials}
+    known = {r.number for r in results.trials}
     for n in numbers:
         if n not in known:
             raise ReportError(f"--trial {n}: the search has no trial {n} (trials: {', '.join(map(str, sorted(known)))})")
     if not numbers:
         for label in ("best", "knee", "smallest"):
-            if label in results.picks and results.pool[results.picks[label]]["number"] not in numbers:
-                numbers.append(results.pool[results.picks[label]]["number"])
+            if label in results.picks and results.pool[results.picks[label]].number not in numbers:
+                numbers.append(results.pool[results.picks[label]].number)
     for n in numbers:
         result = _result_record(uri, record.dir, results.trial(n))
         if result is None:
@@ -179,12 +180,12 @@ def labels_of(data: ReportData) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for label in ("best", "smallest", "knee"):
         if label in data.picks:
-            out.setdefault(data.done[data.picks[label]]["number"], []).append(label)
+            out.setdefault(data.done[data.picks[label]].number, []).append(label)
     return out
 
 
 def front_numbers(data: ReportData) -> set[int]:
-    return {data.done[i]["number"] for i in data.front_idx}
+    return {data.done[i].number for i in data.front_idx}
 
 
 def rank_by_type(allocation: dict[str, int]) -> dict[str, int]:
@@ -193,10 +194,10 @@ def rank_by_type(allocation: dict[str, int]) -> dict[str, int]:
 
 
 def knob_names(data: ReportData) -> list[str]:
-    return sorted({k for r in data.records for k in (r.get("params") or {})})
+    return sorted({k for r in data.records for k in r.params})
 
 
-def front_records(data: ReportData) -> list[dict[str, Any]]:
+def front_records(data: ReportData) -> list[TrialRecord]:
     """The front's trials, one per distinct (score, params), small budget first."""
     return [data.record(int(row["trial"])) for row in data.front_rows]
 
@@ -289,22 +290,21 @@ def trial_rows(data: ReportData) -> tuple[list[str], list[list[Any]], list[str]]
     front = front_numbers(data)
     headers = ["trial", "state", data.score_name, "adapter params", "total rank", "front", "presets", "run", *knobs]
     rows, classes = [], []
-    for r in sorted(data.records, key=lambda r: r["number"]):
-        alloc = r.get("allocation") or {}
-        rows.append([r["number"], r["state"], num(r["score"]), count(r["adapter_params"]),
-                     sum(alloc.values()) if alloc else "-", "yes" if r["number"] in front else "",
-                     ",".join(labels.get(r["number"], [])), r.get("run_name") or "",
-                     *[knob(r["params"][k]) if k in (r.get("params") or {}) else "" for k in knobs]])
-        classes.append("front" if r["number"] in front else "")
+    for r in sorted(data.records, key=lambda r: r.number):
+        rows.append([r.number, r.state, num(r.score), count(r.adapter_params),
+                     r.total_rank if r.allocation else "-", "yes" if r.number in front else "",
+                     ",".join(labels.get(r.number, [])), r.run_name or "",
+                     *[knob(r.params[k]) if k in r.params else "" for k in knobs]])
+        classes.append("front" if r.number in front else "")
     return headers, rows, classes
 
 
 def type_rows(data: ReportData) -> tuple[list[str], list[list[Any]]]:
     front = front_records(data)
-    types = [t for t in MODULE_TYPES if any(t in rank_by_type(r["allocation"]) for r in front)]
+    types = [t for t in MODULE_TYPES if any(t in rank_by_type(r.allocation) for r in front)]
     headers = ["trial", "adapter params", *[MODULE_TYPE_LABELS[t] for t in types], "total rank"]
     rows = []
     for r in front:
-        by = rank_by_type(r["allocation"])
-        rows.append([r["number"], count(r["adapter_params"]), *[by.get(t, 0) for t in types], sum(by.values())])
+        by = rank_by_type(r.allocation)
+        rows.append([r.number, count(r.adapter_params), *[by.get(t, 0) for t in types], sum(by.values())])
     return headers, rows

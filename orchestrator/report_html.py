@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from orchestrator.console import plural
+from orchestrator.trial_record import TrialRecord
 from orchestrator.report_data import (
     ReportData,
     front_score_cells,
@@ -43,42 +44,41 @@ def _figures(data: ReportData, tmp: Path) -> dict[str, Any]:
     s = data.summary
     out: dict[str, Any] = {"timelines": []}
     if data.done:
-        points = [(float(r["score"]), float(r["adapter_params"])) for r in data.done]
-        pruned = [(float(r["score"]), float(r["adapter_params"])) for r in data.records
-                  if r["state"] == "PRUNED" and r["score"] is not None and r["adapter_params"] is not None]
-        intervals = [(r["ci_low"], r["ci_high"]) if r.get("ci_low") is not None else None for r in data.done]
+        points = data.results.points()
+        pruned = data.results.pruned_points()
+        intervals = [(c.ci_low, c.ci_high) if c.has_interval else None for c in data.done]
         out["pareto"] = plots.pareto_plot(points, data.front_idx, tmp / "pareto.png",
                                           title=f"{s['task']} {s['method']}: {s['name']}", highlight=data.picks,
                                           pruned=pruned, reference=data.reference, intervals=intervals,
                                           single_runs=data.results.single_points() if data.results.confirmed else None,
                                           ylabel=data.score_name)
     labels = labels_of(data)
-    front = [r for r in front_records(data) if r["allocation"]]
+    front = [r for r in front_records(data) if r.allocation]
 
-    def panel(r: dict[str, Any]) -> str:
-        tags = "/".join(labels.get(r["number"], []))
-        return (f"t{r['number']:03d} {short_params(r['adapter_params'])} params\nscore {num(r['score'])}"
+    def panel(r: TrialRecord) -> str:
+        tags = "/".join(labels.get(r.number, []))
+        return (f"t{r.number:03d} {short_params(r.adapter_params)} params\nscore {num(r.score)}"
                 + (f" ({tags})" if tags else ""))
 
     if front:
         try:
-            out["front_heatmaps"] = allocation_plots.heatmap_grid([(panel(r), r["allocation"]) for r in front],
+            out["front_heatmaps"] = allocation_plots.heatmap_grid([(panel(r), r.allocation) for r in front],
                                                        tmp / "front_heatmaps.png", vmin=0.0, vmax=data.vmax)
         except ValueError:
             pass
-    front_numbers = {r["number"] for r in front}
-    others = sorted((r for r in data.records if r["allocation"] and r["number"] not in front_numbers),
-                    key=lambda r: (float(r["adapter_params"]) if r["adapter_params"] is not None else math.inf, r["number"]))
+    front_numbers = {r.number for r in front}
+    others = sorted((r for r in data.records if r.allocation and r.number not in front_numbers),
+                    key=lambda r: (float(r.adapter_params) if r.adapter_params is not None else math.inf, r.number))
     if others:
         try:
             out["other_heatmaps"] = allocation_plots.heatmap_grid(
-                [(panel(r) + ("" if r["state"] == "COMPLETE" else f" {r['state'].lower()}"), r["allocation"])
+                [(panel(r) + ("" if r.state == "COMPLETE" else f" {r.state.lower()}"), r.allocation)
                  for r in others[:MAX_GALLERY]], tmp / "other_heatmaps.png", vmin=0.0, vmax=data.vmax)
             out["other_count"] = min(len(others), MAX_GALLERY)
         except ValueError:
             pass
-    bars = front if len(front) >= 2 else [r for r in data.done if r["allocation"]]
-    bars = sorted(bars, key=lambda r: (float(r["adapter_params"]), r["number"]))
+    bars: list[TrialRecord] = front if len(front) >= 2 else [r for r in data.done if r.allocation]
+    bars = sorted(bars, key=lambda r: (float(r.adapter_params), r.number))
     if len(bars) > MAX_BARS:
         step = (len(bars) - 1) / (MAX_BARS - 1)
         bars = [bars[round(i * step)] for i in range(MAX_BARS)]
@@ -86,8 +86,8 @@ def _figures(data: ReportData, tmp: Path) -> dict[str, Any]:
         star = front_numbers if len(front) < 2 else set()
         try:
             out["profile"] = allocation_plots.allocation_profile(
-                [(f"t{r['number']:03d}{'*' if r['number'] in star else ''}\n{short_params(r['adapter_params'])}",
-                  r["allocation"]) for r in bars],
+                [(f"t{r.number:03d}{'*' if r.number in star else ''}\n{short_params(r.adapter_params)}",
+                  r.allocation) for r in bars],
                 tmp / "profile.png",
                 title="rank per module type and per layer, " + ("front trials" if len(front) >= 2 else "trials (* front)")
                       + " by adapter params")
@@ -96,11 +96,11 @@ def _figures(data: ReportData, tmp: Path) -> dict[str, Any]:
             pass
     for n, result in data.timelines.items():
         rec = data.record(n)
-        alloc = result.get("allocation") or rec.get("allocation") or {}
+        alloc = result.get("allocation") or rec.allocation
         steps = (result.get("schedule") or {}).get("total_steps") or result.get("steps")
         try:
             path = allocation_plots.growth_timeline(result.get("growth_events") or [], alloc, tmp / f"growth_t{n:03d}.png",
-                                         title=f"growth of t{n:03d} ({rec.get('run_name') or ''})",
+                                         title=f"growth of t{n:03d} ({rec.run_name or ''})",
                                          total_steps=int(steps) if steps else None)
         except ValueError:
             continue
@@ -121,28 +121,28 @@ def _plotly_front(data: ReportData) -> Optional[str]:
         return None
     knobs = knob_names(data)
 
-    def hover(r: dict[str, Any]) -> str:
-        lines = [f"<b>trial {r['number']}</b> {html.escape(r.get('run_name') or '')}",
-                 f"score {num(r['score'])}", f"{count(r['adapter_params'])} adapter params",
-                 f"total rank {sum((r.get('allocation') or {}).values())}"]
-        lines += [f"{k} = {knob(r['params'][k])}" for k in knobs if k in (r.get("params") or {})]
+    def hover(r: TrialRecord) -> str:
+        lines = [f"<b>trial {r.number}</b> {html.escape(r.run_name or '')}",
+                 f"score {num(r.score)}", f"{count(r.adapter_params)} adapter params",
+                 f"total rank {r.total_rank}"]
+        lines += [f"{k} = {knob(r.params[k])}" for k in knobs if k in r.params]
         return "<br>".join(lines)
 
     fig = go.Figure()
     front_set = set(data.front_idx)
     others = [r for i, r in enumerate(data.done) if i not in front_set]
     if others:
-        fig.add_trace(go.Scatter(x=[r["adapter_params"] for r in others], y=[r["score"] for r in others], mode="markers",
+        fig.add_trace(go.Scatter(x=[r.adapter_params for r in others], y=[r.score for r in others], mode="markers",
                                  name="trials", marker=dict(color="#8fb3d9", size=8), hovertext=[hover(r) for r in others],
                                  hoverinfo="text"))
-    front = sorted((data.done[i] for i in data.front_idx), key=lambda r: (r["adapter_params"], -r["score"]))
+    front = sorted((data.done[i] for i in data.front_idx), key=lambda r: (r.adapter_params, -r.score))
     if front:
-        fig.add_trace(go.Scatter(x=[r["adapter_params"] for r in front], y=[r["score"] for r in front],
+        fig.add_trace(go.Scatter(x=[r.adapter_params for r in front], y=[r.score for r in front],
                                  mode="lines+markers", line=dict(shape="hv", color="#1f4e8c"), name="Pareto front",
                                  marker=dict(size=9), hovertext=[hover(r) for r in front], hoverinfo="text"))
-    pruned = [r for r in data.records if r["state"] == "PRUNED" and r["score"] is not None and r["adapter_params"] is not None]
+    pruned = [r for r in data.records if r.state == "PRUNED" and r.score is not None and r.adapter_params is not None]
     if pruned:
-        fig.add_trace(go.Scatter(x=[r["adapter_params"] for r in pruned], y=[r["score"] for r in pruned], mode="markers",
+        fig.add_trace(go.Scatter(x=[r.adapter_params for r in pruned], y=[r.score for r in pruned], mode="markers",
                                  name="pruned", marker=dict(symbol="x", color="#b0b0b0", size=8),
                                  hovertext=[hover(r) for r in pruned], hoverinfo="text"))
     symbols = ("square-open", "triangle-up-open", "diamond-open", "circle-open")
@@ -153,12 +153,12 @@ def _plotly_front(data: ReportData) -> Optional[str]:
     labels = labels_of(data)
     stars = [data.record(n) for n in labels]
     if stars:
-        fig.add_trace(go.Scatter(x=[r["adapter_params"] for r in stars], y=[r["score"] for r in stars],
-                                 mode="markers+text", name="presets", text=[" / ".join(labels[r["number"]]) for r in stars],
+        fig.add_trace(go.Scatter(x=[r.adapter_params for r in stars], y=[r.score for r in stars],
+                                 mode="markers+text", name="presets", text=[" / ".join(labels[r.number]) for r in stars],
                                  textposition="top right", marker=dict(symbol="star", size=16, color="#e8a100",
                                                                        line=dict(width=1, color="black")),
                                  hovertext=[hover(r) for r in stars], hoverinfo="text"))
-    xs = [float(r["adapter_params"]) for r in data.done] + [p[1] for pts in data.reference.values() for p in pts]
+    xs = [float(r.adapter_params) for r in data.done] + [p[1] for pts in data.reference.values() for p in pts]
     positive = [x for x in xs if x > 0]
     log_x = bool(positive) and max(positive) / min(positive) > 10
     s = data.summary
@@ -242,7 +242,7 @@ def render_html(data: ReportData, *, interactive: Optional[bool] = None) -> str:
             parts.append("</div>")
             confirmed = data.results.confirmed
             rows = [[row["trial"], *front_score_cells(row, confirmed), count(row["adapter_params"]), row["total_rank"],
-                     row["labels"], row["also_trials"], data.record(int(row["trial"])).get("run_name") or "",
+                     row["labels"], row["also_trials"], data.record(int(row["trial"])).run_name or "",
                      row.get("mlflow_run_id") or ""] for row in data.front_rows]
             extra = 2 if confirmed else 0
             parts.append(_table(["trial", *front_score_headers(confirmed, data.score_name), "adapter params", "total rank", "presets",
@@ -277,9 +277,9 @@ def render_html(data: ReportData, *, interactive: Optional[bool] = None) -> str:
             for rec, path, result in figs["timelines"]:
                 events = result.get("growth_events") or []
                 rounds = len({e.get("step") for e in events})
-                cap = (f"trial {rec['number']} {rec.get('run_name') or ''}: {plural(len(events), 'grant')} in "
+                cap = (f"trial {rec.number} {rec.run_name or ''}: {plural(len(events), 'grant')} in "
                        f"{plural(rounds, 'growth round')}")
-                parts.append('<figure class="timeline">' + _img(path, f"growth timeline of trial {rec['number']}",
+                parts.append('<figure class="timeline">' + _img(path, f"growth timeline of trial {rec.number}",
                                                                 cls="timeline")
                              + f"<figcaption>{esc(cap)}</figcaption></figure>")
             parts.append("</div>")

@@ -26,7 +26,7 @@ def render_markdown(data: ReportData) -> str:
     out += ["", "## Confirmed Pareto front (means over seeds)" if confirmed else "## Pareto front", ""]
     if data.front_rows:
         rows = [[row["trial"], *front_score_cells(row, confirmed), count(row["adapter_params"]), row["total_rank"],
-                 row["labels"], row["also_trials"], data.record(int(row["trial"])).get("run_name") or ""]
+                 row["labels"], row["also_trials"], data.record(int(row["trial"])).run_name or ""]
                 for row in data.front_rows]
         out.append(_md_table(["trial", *front_score_headers(confirmed, data.score_name), "adapter params", "total rank", "presets",
                               "same result as", "run"], rows))

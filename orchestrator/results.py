@@ -6,68 +6,45 @@ report, the benchmarks - reads it through :func:`load_results`, so there is one 
 trial record. Nothing here imports Ray; MLflow is not needed either (the Optuna study holds the
 objectives, the searched knobs and, as user attributes, each trial's allocation and MLflow run).
 
-A trial record is a plain dict::
-
-    {"number": 7, "state": "COMPLETE", "score": 61.2, "adapter_params": 98304,
-     "config": {...every knob of the trial...}, "params": {...the searched knobs...},
-     "allocation": {"bert.encoder.layer.0.attention.self.query": 3, ...},
-     "mlflow_run_id": "ab12...", "run_name": "t007-r2.50-cola-increlora", "preset": None,
-     "state_reason": "final", "fail_reason": None, "rerun_of": None,
-     "replicate_of": None, "seed_index": 0}
-
-``replicate_of`` names the trial whose configuration a trial repeats on another seed (the sampler proposed a
-configuration already trained; :mod:`orchestrator.searcher`), ``seed_index`` the seed it trained on
-(:mod:`orchestrator.seed_stats`).
+A trial record is a :class:`~orchestrator.trial_record.TrialRecord` (number, state, score, adapter params,
+config, searched params, allocation, MLflow run, why it ended, which trial it replicates or re-runs, its seed
+index, its node).
 
 **Configurations, not trials, are what the front ranks.** A trial and its replicates are one configuration,
 and the confirmation stage (:mod:`orchestrator.confirmation`) adds seeds to the front's configurations
-(``trials/tNNN/seed-J/result.json``). :attr:`SearchResults.pool` holds one record per configuration, scored
-by its mean over its seeds (``n``, ``sd``, ``ci_low``/``ci_high``, ``seed_scores``, ``single_score``: the
-first run's); once the confirmation stage has run, the pool holds the configurations trained on at least two
-seeds only, so the front, the picks and the presets are confirmed ones. ``front`` and ``picks`` index the pool.
-
-``state_reason`` says why a trial ended as it did (``final``, ``recovered`` from its result file after
-a kill, ``pruned``, ``fail``, ``interrupted``: cut off by a stop of the search and re-run by
-``--resume`` as the trial ``rerun_of`` names).
+(``trials/tNNN/seed-J/result.json``). :attr:`SearchResults.pool` holds one
+:class:`~orchestrator.trial_record.ConfigurationRecord` per configuration, scored by its mean over its seeds
+(``n``, ``sd``, ``ci_low``/``ci_high``, ``seed_scores``, ``single_score``: the first run's); once the
+confirmation stage has run, the pool holds the configurations trained on at least two seeds only, so the
+front, the picks and the presets are confirmed ones. ``front`` and ``picks`` index the pool.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, TypeVar
 
-from increlora.naming import allocation_summary
 from orchestrator.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
 from orchestrator.record import RecordError, SearchRecord
 from orchestrator.seed_runs import read_confirmations
 from orchestrator.seed_stats import SeedStats, paired_difference
+from orchestrator.trial_record import ConfigurationRecord, TrialRecord
 
 LABELS = ("best", "smallest", "knee")
 
-
-def is_complete(trial: dict[str, Any]) -> bool:
-    """COMPLETE, with a finite score and parameter count: the trials that take part in the front."""
-    state = trial.get("state")
-    if getattr(state, "name", state) != "COMPLETE":
-        return False
-    score, params = trial.get("score"), trial.get("adapter_params")
-    try:
-        return score is not None and params is not None and math.isfinite(float(score)) and math.isfinite(float(params))
-    except (TypeError, ValueError):
-        return False
+TrialT = TypeVar("TrialT", bound=TrialRecord)  # a TrialRecord or a ConfigurationRecord
 
 
-def complete_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The COMPLETE trials (see :func:`is_complete`), in trial-number order."""
-    return sorted((t for t in trials if is_complete(t)), key=lambda t: t["number"])
+def complete_trials(trials: Sequence[TrialT]) -> list[TrialT]:
+    """The COMPLETE trials (see :attr:`TrialRecord.is_complete`), in trial-number order."""
+    return sorted((t for t in trials if t.is_complete), key=lambda t: t.number)
 
 
-def points(trials: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
-    return [(float(t["score"]), float(t["adapter_params"])) for t in trials]
+def points(trials: Sequence[TrialRecord]) -> list[tuple[float, float]]:
+    return [t.point for t in trials]
 
 
-def front_and_picks(complete: Sequence[dict[str, Any]], tolerance: float) -> tuple[list[int], dict[str, int]]:
+def front_and_picks(complete: Sequence[TrialRecord], tolerance: float) -> tuple[list[int], dict[str, int]]:
     """The Pareto front (indices into ``complete``) and the preset picks (label -> index): best,
     smallest within ``tolerance`` points of the best, knee."""
     pts = points(complete)
@@ -75,9 +52,9 @@ def front_and_picks(complete: Sequence[dict[str, Any]], tolerance: float) -> tup
     return front, (select_presets(pts, front, tolerance=tolerance) if front else {})
 
 
-def rank_vmax(trials: Sequence[dict[str, Any]]) -> float:
+def rank_vmax(trials: Sequence[TrialRecord]) -> float:
     """The heatmap colour scale's top: the largest module rank of any trial (1 without allocations)."""
-    return float(max([max(t["allocation"].values()) for t in trials if t.get("allocation")] or [1]))
+    return float(max([max(t.allocation.values()) for t in trials if t.allocation] or [1]))
 
 
 @dataclass
@@ -85,19 +62,19 @@ class SearchResults:
     """A search's record and trials, with the front and picks computed once."""
 
     record: SearchRecord
-    trials: list[dict[str, Any]]  # every Optuna trial, by number
-    complete: list[dict[str, Any]]  # the COMPLETE ones, by number
+    trials: list[TrialRecord]  # every Optuna trial, by number
+    complete: list[TrialRecord]  # the COMPLETE ones, by number
     front: list[int]  # indices into pool, by params ascending
     picks: dict[str, int]  # label -> index into pool
-    pool: list[dict[str, Any]] = None  # type: ignore[assignment]  # one record per configuration (see the module docstring)
+    pool: list[ConfigurationRecord] = None  # type: ignore[assignment]  # one record per configuration (see the module docstring)
     confirmed: bool = False  # the confirmation stage has run: the pool holds configurations with >= 2 seeds
 
     def __post_init__(self) -> None:
         if self.pool is None:
-            self.pool = list(self.complete)
+            self.pool = [t.as_configuration() for t in self.complete]
 
-    def trial(self, number: int) -> dict[str, Any]:
-        return next(t for t in self.trials if t["number"] == number)
+    def trial(self, number: int) -> TrialRecord:
+        return next(t for t in self.trials if t.number == number)
 
     @property
     def vmax(self) -> float:
@@ -108,14 +85,18 @@ class SearchResults:
         out: dict[int, list[str]] = {}
         for label in LABELS:
             if label in self.picks:
-                out.setdefault(self.pool[self.picks[label]]["number"], []).append(label)
+                out.setdefault(self.pool[self.picks[label]].number, []).append(label)
         return out
 
-    def pick_records(self) -> dict[str, dict[str, Any]]:
+    def pick_records(self) -> dict[str, ConfigurationRecord]:
         return {label: self.pool[i] for label, i in self.picks.items()}
 
+    def pick_numbers(self) -> dict[str, int]:
+        """Label -> the trial number of the configuration it picks (``search.json``'s ``picks``)."""
+        return {label: rec.number for label, rec in self.pick_records().items()}
+
     def front_numbers(self) -> set[int]:
-        return {self.pool[i]["number"] for i in self.front}
+        return {self.pool[i].number for i in self.front}
 
     def points(self) -> list[tuple[float, float]]:
         """(score, params) of the pool (the configurations; ``front`` and ``picks`` index these)."""
@@ -125,41 +106,40 @@ class SearchResults:
         """(score, params) of every COMPLETE trial, one run each."""
         return points(self.complete)
 
-    def seed_stats(self, record: dict[str, Any]) -> SeedStats:
+    def seed_stats(self, record: ConfigurationRecord) -> SeedStats:
         """The seeds of a pool record (one seed for a record without ``seed_scores``)."""
-        scores = record.get("seed_scores") or {0: float(record["score"])}
+        scores = record.seed_scores or {0: float(record.score)}
         return SeedStats({int(k): float(v) for k, v in scores.items()})
 
     def distinguishable(self) -> list[dict[str, Any]]:
         """Neighbouring front configurations (small to large) and whether their paired score difference is
         separable: ``{"smaller", "larger", "difference": Difference or None}``."""
-        rows = [self.pool[i] for i in sorted(self.front, key=lambda i: (float(self.pool[i]["adapter_params"]),
-                                                                        int(self.pool[i]["number"])))]
+        rows = [self.pool[i] for i in sorted(self.front, key=lambda i: (float(self.pool[i].adapter_params),
+                                                                        int(self.pool[i].number)))]
         out = []
         for small, large in zip(rows, rows[1:]):
-            out.append({"smaller": small["number"], "larger": large["number"],
+            out.append({"smaller": small.number, "larger": large.number,
                         "difference": paired_difference(self.seed_stats(large), self.seed_stats(small))})
         return out
 
     def pruned_points(self) -> list[tuple[float, float]]:
-        return [(float(t["score"]), float(t["adapter_params"])) for t in self.trials
-                if t["state"] == "PRUNED" and t["score"] is not None and t["adapter_params"] is not None]
+        return [t.point for t in self.trials
+                if t.state == "PRUNED" and t.score is not None and t.adapter_params is not None]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for t in self.trials:
-            out[t["state"]] = out.get(t["state"], 0) + 1
+            out[t.state] = out.get(t.state, 0) + 1
         return out
 
     def finished(self) -> int:
         """Trials that count towards the requested number: COMPLETE, PRUNED, and FAIL except the
         interrupted ones (their re-runs count instead)."""
-        return sum(1 for t in self.trials if t["state"] in ("COMPLETE", "PRUNED")
-                   or (t["state"] == "FAIL" and t.get("state_reason") != "interrupted"))
+        return sum(1 for t in self.trials if t.state in ("COMPLETE", "PRUNED") or t.is_failure)
 
-    def failures(self) -> list[dict[str, Any]]:
+    def failures(self) -> list[TrialRecord]:
         """The trials that failed (not the interrupted ones), by number."""
-        return [t for t in self.trials if t["state"] == "FAIL" and t.get("state_reason") != "interrupted"]
+        return [t for t in self.trials if t.is_failure]
 
     def reference_point(self) -> Optional[tuple[float, float]]:
         """The hypervolume's reference: (chance score, 1.1 x the largest adapter of the search)."""
@@ -168,7 +148,7 @@ class SearchResults:
         return default_reference(float(self.record.chance_score), max(p[1] for p in self.points()))
 
     def best_score(self) -> Optional[float]:
-        return max((float(t["score"]) for t in self.complete), default=None)
+        return max((float(t.score) for t in self.complete), default=None)
 
     def above_chance(self) -> Optional[bool]:
         """Whether the best COMPLETE trial beat the majority-class score by more than
@@ -198,33 +178,33 @@ class SearchResults:
         return front_rows(self.pool, self.front, self.picks)
 
 
-def front_rows(complete: Sequence[dict[str, Any]], front: Sequence[int], picks: dict[str, int]) -> list[dict[str, Any]]:
-    """The front's trials as flat rows sorted by adapter params. Trials with identical (score,
-    params) - NSGA-II re-suggests configurations - collapse into one row (the lowest trial number)
-    whose ``also_trials`` lists the others."""
+def front_rows(pool: Sequence[ConfigurationRecord], front: Sequence[int], picks: dict[str, int]) -> list[dict[str, Any]]:
+    """The front's configurations as flat rows (``search.json``'s ``front``) sorted by adapter params.
+    Configurations with identical (score, params) - NSGA-II re-suggests configurations - collapse into one
+    row (the lowest trial number) whose ``also_trials`` lists the others."""
 
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[float, float], dict[str, Any]] = {}
-    for i in sorted(front, key=lambda i: (float(complete[i]["adapter_params"]), int(complete[i]["number"]))):
-        t = complete[i]
-        key = (float(t["score"]), float(t["adapter_params"]))
+    for i in sorted(front, key=lambda i: (float(pool[i].adapter_params), int(pool[i].number))):
+        c = pool[i]
+        key = c.point
         labels = [lab for lab in LABELS if picks.get(lab) == i]
         if key in seen:
             row = seen[key]
-            row["_also"].append(int(t["number"]))
+            row["_also"].append(int(c.number))
             row["_labels"].extend(lab for lab in labels if lab not in row["_labels"])
             continue
         row = {
-            "trial": int(t["number"]),
-            "score": float(t["score"]),
-            "n": int(t.get("n") or 1),
-            "sd": t.get("sd"),
-            "ci_low": t.get("ci_low"),
-            "ci_high": t.get("ci_high"),
-            "adapter_params": int(t["adapter_params"]),
-            "total_rank": allocation_summary(t.get("allocation"))["total_rank"],
-            "method": (t.get("config") or {}).get("method"),
-            "mlflow_run_id": t.get("mlflow_run_id"),
+            "trial": int(c.number),
+            "score": float(c.score),
+            "n": int(c.n or 1),
+            "sd": c.sd,
+            "ci_low": c.ci_low,
+            "ci_high": c.ci_high,
+            "adapter_params": int(c.adapter_params),
+            "total_rank": c.total_rank,
+            "method": c.method,
+            "mlflow_run_id": c.mlflow_run_id,
             "_labels": labels,
             "_also": [],
         }
@@ -295,8 +275,8 @@ def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
         return merged
 
 
-def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
-    """Every Optuna trial as a trial record (see the module docstring)."""
+def trial_records(study: Any, record: SearchRecord) -> list[TrialRecord]:
+    """Every Optuna trial as a :class:`TrialRecord`."""
     from increlora.naming import expand_allocation
     from orchestrator.trial_files import trial_dir
     from orchestrator.trial_run import read_run_id
@@ -306,71 +286,80 @@ def trial_records(study: Any, record: SearchRecord) -> list[dict[str, Any]]:
         attrs = t.user_attrs
         complete = t.state.name == "COMPLETE" and t.values is not None
         knobs = dict(attrs.get("config") or {})
-        out.append({
-            "number": t.number,
-            "state": t.state.name,
-            "score": t.values[0] if complete else attrs.get("last_glue_score"),
-            "adapter_params": t.values[1] if complete else attrs.get("last_adapter_params"),
-            "config": full_config(record, knobs) if knobs else {"method": record.method},
-            "params": dict(t.params),
-            "allocation": expand_allocation(attrs.get("allocation") or {}),
-            "mlflow_run_id": attrs.get("mlflow_run_id") or read_run_id(trial_dir(record.search_dir, t.number)),
-            "run_name": attrs.get("run_name"),
-            "preset": attrs.get("preset"),
-            "state_reason": attrs.get("state_reason"),
-            "fail_reason": attrs.get("fail_reason"),
-            "rerun_of": attrs.get("rerun_of"),
-            "replicate_of": attrs.get("replicate_of"),
-            "seed_index": int(attrs.get("seed_index") or 0),
-            "node": attrs.get("node"),
-        })
+        out.append(TrialRecord(
+            number=t.number,
+            state=t.state.name,
+            score=t.values[0] if complete else attrs.get("last_glue_score"),
+            adapter_params=t.values[1] if complete else attrs.get("last_adapter_params"),
+            config=full_config(record, knobs) if knobs else {"method": record.method},
+            params=dict(t.params),
+            allocation=expand_allocation(attrs.get("allocation") or {}),
+            mlflow_run_id=attrs.get("mlflow_run_id") or read_run_id(trial_dir(record.search_dir, t.number)),
+            run_name=attrs.get("run_name"),
+            preset=attrs.get("preset"),
+            state_reason=attrs.get("state_reason"),
+            fail_reason=attrs.get("fail_reason"),
+            rerun_of=attrs.get("rerun_of"),
+            replicate_of=attrs.get("replicate_of"),
+            seed_index=int(attrs.get("seed_index") or 0),
+            node=attrs.get("node"),
+        ))
     return out
 
 
-def configuration_pool(record: SearchRecord, complete: Sequence[dict[str, Any]],
-                       confirmations: dict[int, dict[int, dict[str, float]]]) -> tuple[list[dict[str, Any]], bool]:
+@dataclass
+class _Group:
+    """The runs of one configuration while the pool is built: seed index -> score and size."""
+
+    rep: TrialRecord
+    scores: dict[int, float]
+    params: dict[int, float]
+    members: list[int]
+
+
+def configuration_pool(record: SearchRecord, complete: Sequence[TrialRecord],
+                       confirmations: dict[int, dict[int, dict[str, Any]]]) -> tuple[list[ConfigurationRecord], bool]:
     """One record per configuration (a trial with its replicates and confirmation runs), scored by its mean;
-    and whether the confirmation stage has run (then only configurations with >= 2 seeds are kept)."""
-    groups: dict[int, dict[str, Any]] = {}
+    and whether the confirmation stage has run (then only configurations with >= 2 seeds are kept).
+    ``confirmations``: :func:`orchestrator.confirmation.read_confirmations`."""
+    groups: dict[int, _Group] = {}
     for t in complete:
-        origin = t.get("replicate_of")
-        key = int(origin) if origin is not None else int(t["number"])
-        g = groups.setdefault(key, {"rep": None, "scores": {}, "params": {}, "members": []})
-        if int(t["number"]) == key or g["rep"] is None:
-            g["rep"] = t
-        index = int(t.get("seed_index") or 0)
-        g["scores"].setdefault(index, float(t["score"]))
-        g["params"].setdefault(index, float(t["adapter_params"]))
-        g["members"].append(int(t["number"]))
+        key = int(t.replicate_of) if t.replicate_of is not None else int(t.number)
+        g = groups.setdefault(key, _Group(rep=t, scores={}, params={}, members=[]))
+        if int(t.number) == key:
+            g.rep = t
+        index = int(t.seed_index or 0)
+        g.scores.setdefault(index, float(t.score))
+        g.params.setdefault(index, float(t.adapter_params))
+        g.members.append(int(t.number))
     confirmed = False
     for number, runs in confirmations.items():
         if number not in groups:
             continue
         for index, run in runs.items():
             confirmed = True
-            groups[number]["scores"].setdefault(int(index), float(run["score"]))
-            groups[number]["params"].setdefault(int(index), float(run["adapter_params"]))
+            groups[number].scores.setdefault(int(index), float(run["score"]))
+            groups[number].params.setdefault(int(index), float(run["adapter_params"]))
     pool = []
     for key in sorted(groups):
         g = groups[key]
-        stats = SeedStats(dict(g["scores"]))
+        stats = SeedStats(dict(g.scores))
         if confirmed and stats.n < 2:
             continue
         ci = stats.interval
-        rec = dict(g["rep"])
-        rec.update({
-            "number": key,
-            "score": stats.mean,
-            "adapter_params": round(sum(g["params"].values()) / len(g["params"])),
-            "seed_scores": {int(k): v for k, v in sorted(g["scores"].items())},
-            "single_score": float(g["rep"]["score"]),
-            "n": stats.n,
-            "sd": stats.sd,
-            "ci_low": ci[0] if ci else None,
-            "ci_high": ci[1] if ci else None,
-            "members": sorted(g["members"]),
-        })
-        pool.append(rec)
+        pool.append(ConfigurationRecord.of(
+            g.rep,
+            number=key,
+            score=stats.mean,
+            adapter_params=round(sum(g.params.values()) / len(g.params)),
+            seed_scores={int(k): v for k, v in sorted(g.scores.items())},
+            single_score=float(g.rep.score),
+            n=stats.n,
+            sd=stats.sd,
+            ci_low=ci[0] if ci else None,
+            ci_high=ci[1] if ci else None,
+            members=tuple(sorted(g.members)),
+        ))
     return pool, confirmed
 
 

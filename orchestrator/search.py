@@ -437,8 +437,8 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
                                  f"{sync_command(record)}")
             record.save()
     print_summary(record)
-    first = next((t.get("fail_reason") for t in failures if t.get("fail_reason")), None)
-    why = f"; first reason (trial {failures[0]['number']}): {first}" if failures and first else ""
+    first = next((t.fail_reason for t in failures if t.fail_reason), None)
+    why = f"; first reason (trial {failures[0].number}): {first}" if failures and first else ""
     if record.status == "interrupted":
         say(f"Interrupted after {done}/{record.trials} trials; continue with: {resume_command(record)}")
         code = 130

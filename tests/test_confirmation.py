@@ -19,6 +19,7 @@ from scipy import stats
 from orchestrator.confirmation import NOISE_SDS, plan_stage1, plan_stage2
 from orchestrator.seed_runs import read_confirmations
 from orchestrator.results import SearchResults, configuration_pool, front_and_picks
+from orchestrator.trial_record import TrialRecord
 from orchestrator.seed_stats import SeedStats, paired_difference, pooled_sd, seed_for
 
 
@@ -65,26 +66,26 @@ def test_pooled_sd_weights_by_degrees_of_freedom():
 
 
 def _trial(number, score, params, **extra):
-    return {"number": number, "state": "COMPLETE", "score": score, "adapter_params": params, "params": {"x": number},
-            "config": {"method": "increlora"}, "allocation": {}, "mlflow_run_id": None, "run_name": f"t{number:03d}",
-            **extra}
+    return TrialRecord(number=number, state="COMPLETE", score=score, adapter_params=params, params={"x": number},
+                       config={"method": "increlora"}, run_name=f"t{number:03d}", **extra)
 
 
 def test_pool_merges_replicates_and_confirmations():
     record = SimpleNamespace(tolerance=1.0)
     complete = [_trial(0, 50.0, 100), _trial(1, 60.0, 200), _trial(2, 58.0, 200, replicate_of=1, seed_index=1)]
     pool, confirmed = configuration_pool(record, complete, {})
-    assert not confirmed and [r["number"] for r in pool] == [0, 1]
+    assert not confirmed and [r.number for r in pool] == [0, 1]
     one = pool[1]
-    assert one["n"] == 2 and one["score"] == pytest.approx(59.0) and one["single_score"] == 60.0
-    assert one["members"] == [1, 2] and one["seed_scores"] == {0: 60.0, 1: 58.0}
+    assert one.n == 2 and one.score == pytest.approx(59.0) and one.single_score == 60.0
+    assert one.members == (1, 2) and one.seed_scores == {0: 60.0, 1: 58.0}
+    assert one.run_name == "t001" and one.params == {"x": 1}  # the representative trial's record
     # a confirmation run of trial 1 on seed index 2; trial 0 has none, so the confirmed pool leaves it out
     pool, confirmed = configuration_pool(record, complete, {1: {2: {"score": 62.0, "adapter_params": 200.0}},
                                                              9: {1: {"score": 1.0, "adapter_params": 1.0}}})
-    assert confirmed and [r["number"] for r in pool] == [1]
-    assert pool[0]["n"] == 3 and pool[0]["score"] == pytest.approx(60.0)
+    assert confirmed and [r.number for r in pool] == [1]
+    assert pool[0].n == 3 and pool[0].score == pytest.approx(60.0)
     lo, hi = stats.t.interval(0.95, 2, loc=60.0, scale=stats.sem([60.0, 58.0, 62.0]))
-    assert (pool[0]["ci_low"], pool[0]["ci_high"]) == pytest.approx((lo, hi))
+    assert (pool[0].ci_low, pool[0].ci_high) == pytest.approx((lo, hi))
 
 
 def _results(complete, tolerance=1.0):
@@ -111,6 +112,22 @@ def test_plans_confirm_the_front_then_what_lies_within_the_noise():
     stage1, jobs1 = plan_stage1(results, k=2, cap=4)
     assert len(jobs1) == 4 and len(stage1) == 2
     assert plan_stage2(results, 2, 4, stage1, 4, confirmations)[2] == []
+
+
+def test_picks_name_the_configurations_of_the_pool():
+    """``picks`` index the pool, which differs from the COMPLETE trials once replicates merge or the
+    confirmation stage leaves out single-seed configurations: search.json's picks read the pool."""
+    record = SimpleNamespace(tolerance=1.0)
+    complete = [_trial(0, 50.0, 100), _trial(1, 40.0, 50), _trial(2, 60.0, 200),
+                _trial(3, 61.0, 200, replicate_of=2, seed_index=1)]
+    pool, confirmed = configuration_pool(record, complete, {0: {1: {"score": 51.0, "adapter_params": 100.0}},
+                                                             2: {2: {"score": 59.0, "adapter_params": 200.0}}})
+    assert confirmed and [c.number for c in pool] == [0, 2]  # trial 1 has one seed: left out
+    front, picks = front_and_picks(pool, 1.0)
+    assert picks == {"best": 1, "smallest": 1, "knee": 1}
+    results = SearchResults(record=record, trials=complete, complete=complete, front=front, picks=picks, pool=pool,
+                            confirmed=confirmed)
+    assert results.pick_numbers() == {"best": 2, "smallest": 2, "knee": 2}  # not complete[1], trial 1
 
 
 def test_a_replicate_counts_towards_the_seeds_it_needs():
@@ -234,6 +251,8 @@ def test_search_confirms_its_front(confirmed_search, capsys):
 
     best = yaml.safe_load((s["dir"] / "presets" / "sst2-best.yaml").read_text())["provenance"]
     assert best["seeds"] == 3 and len(best["score_interval"]) == 2 and "seed_scores" in best
+    for label, number in summary["picks"].items():  # search.json's picks are the presets' configurations
+        assert yaml.safe_load((s["dir"] / "presets" / f"sst2-{label}.yaml").read_text())["provenance"]["trial"] == number
     assert summary["distinguishable"] is not None
 
 

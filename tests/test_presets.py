@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from increlora.presets import (
 )
 from increlora.naming import allocation_summary
 from orchestrator.presets import export_presets, front_table
+from orchestrator.trial_record import TrialRecord
 
 
 def _preset(**kw) -> Preset:
@@ -180,14 +182,13 @@ def _alloc(ranks: list[int]) -> dict[str, int]:
     return {f"bert.encoder.layer.{i // 6}.{names[i % 6]}": r for i, r in enumerate(ranks)}
 
 
-def _trials() -> list[dict]:
+def _trials() -> list[TrialRecord]:
     def t(number, score, params, state="COMPLETE", **cfg):
         config = {"method": "increlora", "target_rank": 2.0, "init_warmup_frac": 0.1,
                   "incre_interval_frac": 0.05, "learning_rate": 1e-3, "data_dir": "/data/glue",
                   "task": "cola", "device": "cpu", **cfg}
-        return {"number": number, "config": config, "score": score, "adapter_params": params,
-                "allocation": _alloc([1 + (number + k) % 4 for k in range(12)]),
-                "mlflow_run_id": f"run{number}", "state": state}
+        return TrialRecord(number=number, state=state, score=score, adapter_params=params, config=config,
+                           allocation=_alloc([1 + (number + k) % 4 for k in range(12)]), mlflow_run_id=f"run{number}")
 
     return [
         t(0, 50.0, 10_000, target_rank=1.0),
@@ -197,8 +198,7 @@ def _trials() -> list[dict]:
         t(4, 55.0, 90_000),                         # dominated
         t(5, 99.0, 5_000, state="PRUNED"),          # would dominate everything
         t(6, 99.0, 5_000, state="FAIL"),
-        {"number": 7, "config": {"method": "increlora"}, "score": None, "adapter_params": None,
-         "allocation": {}, "mlflow_run_id": None, "state": "RUNNING"},
+        TrialRecord(number=7, state="RUNNING", config={"method": "increlora"}),
         t(8, 59.5, 60_000, target_rank=4.0),        # duplicate of trial 2
     ]
 
@@ -229,8 +229,8 @@ def test_export_presets_writes_three_files(tmp_path):
 
 
 def test_export_presets_same_trial_for_several_labels(tmp_path):
-    trials = [t for t in _trials() if t["number"] in (0, 3)]
-    trials[0]["score"] = 59.8  # now trial 0 is within one point of the best
+    trials = [t for t in _trials() if t.number in (0, 3)]
+    trials[0] = dataclasses.replace(trials[0], score=59.8)  # now trial 0 is within one point of the best
     paths = export_presets(trials, tmp_path, task="rte", model=None, search_name="s",
                            package_version="0", train_size=None)
     assert len(paths) == 3 and all(p.exists() for p in paths)
@@ -242,7 +242,7 @@ def test_export_presets_same_trial_for_several_labels(tmp_path):
 
 
 def test_export_presets_needs_a_complete_trial(tmp_path):
-    trials = [t for t in _trials() if t["state"] != "COMPLETE"]
+    trials = [t for t in _trials() if t.state != "COMPLETE"]
     with pytest.raises(ValueError, match="COMPLETE"):
         export_presets(trials, tmp_path, task="cola", model=None, search_name="s",
                        package_version="0", train_size=None)

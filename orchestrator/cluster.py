@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator, Optional
 
 from orchestrator.settings import SearchError
 from orchestrator.warm import SETUP_HOOK
+from orchestrator import reaper
+from orchestrator.probes import ProbeError, check_ray
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,6 @@ def ray_session(address: Optional[str], num_cpus: Optional[int], on_exit: Callab
     A local runtime started here gets a reaper (:mod:`orchestrator.reaper`), which ends whatever is left
     of it once this process lets go of it or dies, however it dies. SIGTERM stops the search as Ctrl-C
     does (Ray's own SIGTERM handler would end the process at once, leaving the search ``running``)."""
-    from orchestrator import reaper
-
     with sigterm_as_sigint():
         started = init_ray(address, num_cpus)
         guard = reaper.start(session_dir()) if started and not address else None
@@ -169,8 +169,6 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
     """Something that speaks Ray's protocol (gRPC) answers at ``--address`` (``ray://`` too), so a wrong
     address fails in seconds instead of Ray's long retries (:func:`orchestrator.probes.check_ray`);
     ``auto`` is probed at the address it stands for (``RAY_ADDRESS``, else the running cluster's file)."""
-    from orchestrator.probes import ProbeError, check_ray
-
     target = _auto_address() if address == "auto" else address
     if target is None:  # Ray says "no running cluster" at once
         return

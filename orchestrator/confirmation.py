@@ -32,6 +32,10 @@ from orchestrator.record import SearchRecord
 from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, STUDY_ATTR_PREFIX, read_confirmations
 from orchestrator.seed_stats import SeedStats, pooled_sd, seed_for
 from orchestrator.trial_record import ConfigurationRecord
+from orchestrator.console import say
+from orchestrator.results import configuration_pool, front_and_picks, load_results, load_study
+from orchestrator.trial_files import one_line
+from orchestrator.trial_report import TRIAL_NUMBER_KEY
 
 NOISE_SDS = 2.0  # stage 2: within this many pooled seed sds of the front
 
@@ -67,8 +71,6 @@ def run_cap(record: SearchRecord) -> int:
 
 def _single_pool(results: Any) -> list[ConfigurationRecord]:
     """The configurations with their seeds from the search itself (replicates merged), no confirmation runs."""
-    from orchestrator.results import configuration_pool
-
     pool, _ = configuration_pool(results.record, results.complete, {})
     return pool
 
@@ -80,8 +82,6 @@ def _missing(rec: ConfigurationRecord, k: int) -> list[int]:
 
 def plan_stage1(results: Any, k: int, cap: int) -> tuple[list[int], list[tuple[int, int]]]:
     """Stage 1: the single-run front, picks first (best, knee, smallest), then by score; within ``cap`` runs."""
-    from orchestrator.results import front_and_picks
-
     pool = _single_pool(results)
     front, picks = front_and_picks(pool, float(results.record.tolerance))
     order: list[int] = []
@@ -103,8 +103,6 @@ def plan_stage2(results: Any, k: int, cap: int, stage1: list[int], used: int,
                 confirmations: dict[int, dict[int, dict[str, Any]]]) -> tuple[Optional[float], list[int], list[tuple[int, int]]]:
     """Stage 2: the noise (pooled seed sd of the stage-1 configurations) and the configurations within
     :data:`NOISE_SDS` of it below the single-run front, closest first, within ``cap - used`` runs."""
-    from orchestrator.results import front_and_picks
-
     pool = _single_pool(results)
     by_number = {int(r.number): r for r in pool}
     stats = []
@@ -159,9 +157,6 @@ class Outcome:
 def run_confirmation(record: SearchRecord, *, session: int = 0) -> Outcome:
     """Plan and run the confirmation stage (both stages; see the module docstring); records each run in the
     study and on its trial's MLflow run."""
-    from orchestrator.console import say
-    from orchestrator.results import load_results
-
     k, cap = int(record.confirm), run_cap(record)
     results = load_results(record)
     stage1, jobs1 = plan_stage1(results, k, cap)
@@ -196,8 +191,6 @@ def _pending(record: SearchRecord, jobs: list[tuple[int, int]]) -> list[tuple[in
 def job_config(record: SearchRecord, number: int, knobs: dict[str, Any], index: int) -> dict[str, Any]:
     """The Ray config of one confirmation run: trial ``number``'s knobs (its ``config`` user attribute), the
     seed of ``index`` and the job's keys."""
-    from orchestrator.trial_report import TRIAL_NUMBER_KEY
-
     config = {k: v for k, v in knobs.items() if k not in (TRIAL_NUMBER_KEY, SEED_INDEX_KEY)}
     config["seed"] = seed_for(int(record.base.get("seed", 42)), index)
     config[TRIAL_NUMBER_KEY] = int(number)
@@ -214,7 +207,6 @@ def _run_jobs(record: SearchRecord, jobs: list[tuple[int, int]], *, session: int
 
     from orchestrator.callbacks import TrialRunCloser
     from orchestrator.progress import ConfirmProgress
-    from orchestrator.results import load_study
     from orchestrator.tuner import trial_context
 
     study = load_study(record)
@@ -254,8 +246,6 @@ def run_job(config: dict[str, Any], configs: Optional[list[dict[str, Any]]] = No
 def record_confirmations(record: SearchRecord) -> None:
     """Mirror the confirmation runs into the study (user attributes ``confirm:tNNN:sJ``) and put each confirmed
     configuration's seed statistics on its trial's MLflow run (``confirmed/mean`` ...); best effort for MLflow."""
-    from orchestrator.results import load_results, load_study
-
     study = load_study(record)
     for number, runs in read_confirmations(record).items():
         for index, run in runs.items():
@@ -274,6 +264,5 @@ def record_confirmations(record: SearchRecord) -> None:
                            "confirmed/ci_low": rec.ci_low, "confirmed/ci_high": rec.ci_high}
                 tracking.log_metrics(c, rec.mlflow_run_id, metrics)
     except Exception as exc:  # the study and the files hold the record; sync/finalize report MLflow trouble
-        from orchestrator.trial_files import one_line
 
         print(f"warning: MLflow: could not log the confirmed statistics ({one_line(exc)})")

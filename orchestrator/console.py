@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from increlora.budget import CHANCE_MARGIN
 from orchestrator.probes import redact
 from orchestrator.seed_stats import distinguishable_text
+from increlora.naming import MODULE_TYPES, type_key
+from orchestrator import tracking
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.record import SearchRecord
@@ -52,8 +54,6 @@ def command(*words: Any) -> str:
 def mlflow_ui_command(uri: str) -> str:
     """How to look at a search's MLflow records (the README's command): the server URL, or an
     ``mlflow server`` over the local store."""
-    from orchestrator import tracking
-
     if tracking.is_remote(uri):
         return f"open {shlex.quote(uri)}"
     return ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false " +
@@ -65,8 +65,6 @@ LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where mlflow_ui_command's server li
 
 def mlflow_ui_base(uri: str) -> str:
     """The MLflow UI's address for a tracking URI: the server itself, or the local server of :func:`mlflow_ui_command`."""
-    from orchestrator import tracking
-
     return redact(uri).rstrip("/") if tracking.is_remote(uri) else LOCAL_MLFLOW_UI
 
 
@@ -97,8 +95,6 @@ def front_view_key(parent_run_id: str) -> str:
 def front_view_columns() -> list[str]:
     """The metrics the front's view shows, in this order: the score, the size, the total rank and the rank
     per module type (``alloc/1q`` ... ``alloc/6f2``, :func:`orchestrator.tracking.allocation_metrics`)."""
-    from increlora.naming import MODULE_TYPES, type_key
-
     return ["glue_score", "adapter_params", "alloc/total", *(f"alloc/{type_key(t)}" for t in MODULE_TYPES)]
 
 

@@ -18,6 +18,11 @@ from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from increlora.domains import real
+from increlora.presets import load_preset
+from orchestrator.finalize import write_presets
+from orchestrator.record import RecordError, SearchRecord, find_search
+from orchestrator.results import check_study_exists, load_results
+from orchestrator.trial_files import trial_dir
 
 
 class ExportError(RuntimeError):
@@ -39,10 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from orchestrator.finalize import write_presets
-    from orchestrator.record import RecordError, SearchRecord, find_search
-    from orchestrator.results import check_study_exists, load_results
-
     args = parse_args(build_parser(), argv)
     if isinstance(args, int):
         return args
@@ -69,9 +70,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def copy_adapter(preset_path: Path, search_dir: str) -> Optional[Path]:
     """Copy the preset's trial's adapter folder next to the preset (``<preset stem>-adapter/``); None when
     the trial saved none."""
-    from increlora.presets import load_preset
-    from orchestrator.trial_files import trial_dir
-
     trial = (load_preset(preset_path).provenance or {}).get("trial")
     source = trial_dir(search_dir, int(trial)) / "adapter" if trial is not None else None
     if source is None or not (source / "adapter_config.json").is_file():

@@ -28,6 +28,11 @@ from orchestrator.seed_stats import distinguishable_text
 from orchestrator.trial_record import ConfigurationRecord
 from orchestrator.trial_files import one_line
 from orchestrator.trial_run import replay_spools
+from increlora.naming import MODULE_TYPES, MODULE_TYPE_LABELS
+from orchestrator import plots, tracking
+from orchestrator.presets import export_presets
+from orchestrator.results import load_study
+from orchestrator.seed_stats import pooled_sd
 
 FRONT_CSV = "pareto_front.csv"
 PARETO_PNG = "pareto.png"
@@ -84,8 +89,6 @@ def read_front_csv(path: Path) -> list[dict[str, str]]:
 
 def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[float] = None) -> list[Path]:
     """The best / smallest / knee presets of the COMPLETE trials, as YAML files in ``out_dir``."""
-    from orchestrator.presets import export_presets
-
     r = results.record
     return export_presets(results.pool, out_dir, task=r.task, model=r.model, search_name=r.name,
                           package_version=r.package_version or "unknown", train_size=r.train_size,
@@ -117,8 +120,6 @@ def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:
 
 def front_type_table(results: SearchResults) -> str:
     """The front's trials as a Markdown table of the rank per module type (the parent run's description)."""
-    from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
-
     rows = [results.trial(int(r["trial"])) for r in results.front_rows()]
     if not rows:
         return ""
@@ -184,8 +185,6 @@ def parent_note(record: SearchRecord, results: SearchResults, front_rows: Sequen
 def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, float]]]:
     """LoRA / AdaLoRA points of the other searches in this search's MLflow experiment (the
     Pareto plot's reference markers); empty when there are none or MLflow cannot be read."""
-    from orchestrator import tracking
-
     if not record.tracking_uri or not record.experiment_id:
         return {}
     try:
@@ -203,8 +202,6 @@ def finalize(record: SearchRecord, *, mlflow: bool = True, mlflow_problem: Optio
     MLflow does: when it cannot be reached (or ``mlflow_problem`` says it could not a moment ago), nothing
     more is sent to it and ``outputs["mlflow"]`` says how to send it later (:mod:`orchestrator.sync`), also
     printed as a warning unless ``quiet``."""
-    from orchestrator import plots
-
     search_dir = record.dir
     if mlflow and record.parent_run_id and mlflow_problem is None:
         try:
@@ -279,15 +276,12 @@ def finalize(record: SearchRecord, *, mlflow: bool = True, mlflow_problem: Optio
 
 def pooled_noise(results: SearchResults) -> Optional[float]:
     """The seed standard deviation pooled over the pool's configurations with at least 2 seeds."""
-    from orchestrator.seed_stats import pooled_sd
-
     return pooled_sd([results.seed_stats(c) for c in results.pool])
 
 
 def compute_importance(record: SearchRecord, noise: Optional[float]) -> Any:
     """:class:`orchestrator.importance.Importance` of the search's study (None when it cannot be computed)."""
     from orchestrator.importance import knob_importance
-    from orchestrator.results import load_study
 
     try:
         return knob_importance(load_study(record), seed_sd=noise)
@@ -386,7 +380,6 @@ def write_front_view(record: SearchRecord, c: Any) -> Optional[str]:
 
 def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float],
                 vmax: float) -> None:
-    from orchestrator import tracking
     from orchestrator.heatmaps import rerender_heatmaps
 
     uri, parent, search_dir = record.tracking_uri, record.parent_run_id, record.dir

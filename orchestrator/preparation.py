@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from orchestrator.settings import CPU_SEARCH_DEFAULTS, SearchError, SearchSettings
+from increlora import schedule
+from increlora.backbone import BackboneError, load_tokenizer
+from increlora.budget import adapted_shapes, majority_score, params_budget_range
+from increlora.config import ConfigError
+from increlora.data import GlueError, data_source, prepare_data as prepare
+from increlora.registry import method_spec
+from increlora.run_config import build_run_config
+from increlora.task_defaults import resolve_profile, task_defaults
+from search_spaces import SpaceError, default_space
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,6 @@ class RunFacts:
 
 def trial_protocol(settings: SearchSettings, gpus_per_trial: float) -> Protocol:
     """Knobs every trial shares: profile defaults < the search's CPU defaults < flags < --set."""
-    from increlora.config import ConfigError
-    from increlora.run_config import build_run_config
-    from increlora.task_defaults import resolve_profile, task_defaults
-
     profile = resolve_profile(settings.profile, gpus_per_trial > 0)
     base = task_defaults(settings.task_spec or settings.task, settings.method, profile)
     if profile == "cpu":
@@ -56,10 +61,6 @@ def prepare_data(task: str, base: dict[str, Any], *, eval_seed: Optional[int] = 
     """Tokenise the task (a GLUE task, or own data when ``base`` names files or a dataset) once, in the
     driver; the trials share it through Ray's object store. ``eval_seed``: the seed of the dev subset
     (default ``base["seed"]``; a run on another seed keeps the search's dev rows)."""
-    from increlora.backbone import BackboneError, load_tokenizer
-    from increlora.data import GlueError, data_source
-    from increlora.data import prepare_data as prepare
-
     try:
         source = data_source({**base, "task": task})
         tokenizer = load_tokenizer(base.get("model"))
@@ -74,9 +75,6 @@ def prepare_data(task: str, base: dict[str, Any], *, eval_seed: Optional[int] = 
 
 def run_facts(protocol: Protocol, data: Any, evaluations: int) -> RunFacts:
     """Steps and evaluations per trial (``base["eval_steps"]`` is set here unless fixed by --set)."""
-    from increlora.budget import majority_score
-    from increlora import schedule
-
     base = protocol.base
     total = schedule.total_steps(data.train_size, base["batch_size"], base["epochs"], base.get("max_steps"))
     if not protocol.eval_steps_fixed or not base.get("eval_steps"):
@@ -90,10 +88,6 @@ def run_facts(protocol: Protocol, data: Any, evaluations: int) -> RunFacts:
 
 def build_space(settings: SearchSettings, base: dict[str, Any]) -> Any:
     """The searched space: ``--space FILE``, or the method's built-in space shaped by the flags."""
-    from increlora.budget import adapted_shapes, params_budget_range
-    from increlora.registry import method_spec
-    from search_spaces import SpaceError, default_space
-
     try:
         if settings.space is not None:
             if settings.search_extra or settings.budget != "rank":

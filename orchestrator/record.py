@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from increlora.atomic import write_json_atomic
+from increlora.data import score_label
+from orchestrator.tracking import redact
 
 SEARCH_FILE = "search.json"
 SCHEMA_VERSION = 1
@@ -149,8 +151,6 @@ class SearchRecord:
         """What the trials' score is called in tables, plots and notes: ``GLUE score`` on a GLUE task, the
         metric's name on your own data (``accuracy``, ``F1``, ``MCC``...; the data's fingerprint holds the
         metric in effect, chosen by the rule when ``--metric`` was not given)."""
-        from increlora.data import score_label
-
         metric = self.data_fingerprint.get("metric") or self.base.get("metric")
         return score_label(metric, own_data=self.own_data)
 
@@ -162,8 +162,6 @@ class SearchRecord:
     # ------------------------------------------------------------------ file
     def to_dict(self) -> dict[str, Any]:
         """The file's content; URIs and the command line lose their passwords (:func:`tracking.redact`)."""
-        from orchestrator.tracking import redact
-
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

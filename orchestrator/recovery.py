@@ -24,6 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from orchestrator.record import SearchRecord
+from increlora.naming import compact_allocation
+from orchestrator import tracking
+from orchestrator.results import load_results, load_study
+from orchestrator.trial_files import read_result
+from orchestrator.trial_run import ChildRun
+from search_spaces import PRESET_CONFIG_ATTR, PRESET_NAME_ATTR, PROTOCOL_KNOBS
 
 INTERRUPTED = "interrupted"
 RECOVERED = "recovered"
@@ -60,9 +66,6 @@ def recover(record: SearchRecord) -> Recovery:
     import optuna
     from optuna.trial import TrialState
 
-    from orchestrator import tracking
-    from orchestrator.results import load_results, load_study
-    from orchestrator.trial_files import read_result
 
     out = Recovery()
     study = load_study(record)
@@ -104,8 +107,6 @@ def _objectives(record: SearchRecord, result: dict[str, Any]) -> Optional[list[f
 
 def _rerun_attrs(t: Any) -> dict[str, Any]:
     """The interrupted trial's knobs (all of them, as a preset's) and where the re-run comes from."""
-    from search_spaces import PRESET_CONFIG_ATTR, PRESET_NAME_ATTR, PROTOCOL_KNOBS
-
     config = {k: v for k, v in (t.user_attrs.get("config") or {}).items() if k not in PROTOCOL_KNOBS}
     attrs: dict[str, Any] = {PRESET_CONFIG_ATTR: config, "rerun_of": t.number}
     if t.user_attrs.get(PRESET_NAME_ATTR):
@@ -115,8 +116,6 @@ def _rerun_attrs(t: Any) -> dict[str, Any]:
 
 def _trial_runs(record: SearchRecord) -> dict[int, Any]:
     """Trial number -> its MLflow run (the latest when a number has several); {} without MLflow."""
-    from orchestrator import tracking
-
     if not record.parent_run_id or not record.experiment_id:
         return {}
     out: dict[int, Any] = {}
@@ -132,7 +131,6 @@ def _trial_runs(record: SearchRecord) -> dict[int, Any]:
 
 def _complete_from_result(record: SearchRecord, handle: Any, t: Any, result: dict[str, Any], run: Any) -> None:
     """Record a trial that finished training before the stop, as the searcher would have."""
-    from increlora.naming import compact_allocation
     from orchestrator.trainable import run_name
 
     name = run_name(record.task, record.method, t.number, dict(t.user_attrs.get("config") or {}))
@@ -158,9 +156,7 @@ def _complete_from_result(record: SearchRecord, handle: Any, t: Any, result: dic
 
 def _finish_run(record: SearchRecord, run: Any, result: dict[str, Any]) -> None:
     """Give a recovered trial's MLflow run its final record (unless it has it) and end it FINISHED."""
-    from orchestrator import tracking
     from orchestrator.trainable import log_result
-    from orchestrator.trial_run import ChildRun
 
     child = ChildRun(tracking.TrackingInfo(record.tracking_uri, record.experiment_id, record.experiment_name,
                                            record.parent_run_id), run.info.run_id)

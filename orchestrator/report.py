@@ -33,6 +33,10 @@ from typing import Optional, Sequence
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from increlora.domains import whole
 from orchestrator.report_data import ReportData, ReportError, collect, mlflow_readable
+from increlora.atomic import write_text_atomic
+from orchestrator import tracking
+from orchestrator.report_html import render_html
+from orchestrator.report_markdown import render_markdown
 
 REPORT_HTML = "report.html"
 
@@ -40,8 +44,6 @@ REPORT_HTML = "report.html"
 def log_to_mlflow(data: ReportData, path: Path) -> Optional[str]:
     """Log the HTML report on the search's parent run as ``report.html``; returns None on
     success, else why it was not logged."""
-    from orchestrator import tracking
-
     uri, parent = data.summary.get("tracking_uri"), data.summary.get("parent_run_id")
     if not uri or not parent:
         return "the search has no MLflow parent run"
@@ -78,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write(path: Path, text: str) -> Path:
-    from increlora.atomic import write_text_atomic
-
     return write_text_atomic(path, text)
 
 
@@ -87,8 +87,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(build_parser(), argv)
     if isinstance(args, int):
         return args
-    from orchestrator.report_html import render_html
-    from orchestrator.report_markdown import render_markdown
 
     try:
         if args.output:

@@ -21,6 +21,11 @@ from orchestrator.pareto import hypervolume_text
 from orchestrator.results import SearchResults
 from orchestrator.seed_stats import distinguishable_text
 from orchestrator.trial_record import ConfigurationRecord, TrialRecord
+from orchestrator import tracking
+from orchestrator.console import mlflow_ui_command
+from orchestrator.finalize import baseline_reference
+from orchestrator.record import RecordError, SearchRecord, find_search
+from orchestrator.results import load_results
 
 
 class ReportError(RuntimeError):
@@ -101,8 +106,6 @@ def _result_record(uri: Optional[str], search_dir: Path, rec: TrialRecord) -> Op
 
 
 def mlflow_readable(uri: str) -> bool:
-    from orchestrator import tracking
-
     path = tracking.sqlite_path(uri)
     if path is not None:
         return path.is_file()
@@ -115,10 +118,6 @@ def mlflow_readable(uri: str) -> bool:
 
 def collect(search: str, *, output_dir: str = "searches", trials: Sequence[int] = (), use_mlflow: bool = True) -> ReportData:
     """Read a search (its folder or name) into a :class:`ReportData`; raises ReportError."""
-    from orchestrator.finalize import baseline_reference
-    from orchestrator.record import RecordError, SearchRecord, find_search
-    from orchestrator.results import load_results
-
     try:
         record = SearchRecord.load(find_search(search, output_dir))
         results = load_results(record)
@@ -256,7 +255,6 @@ def front_score_headers(confirmed: bool, score_name: str = "GLUE score") -> list
 
 def overview(data: ReportData) -> list[tuple[str, str]]:
     s = data.summary
-    from orchestrator.console import mlflow_ui_command
 
     counts = data.results.counts()
     ui = mlflow_ui_command(s.get("tracking_uri") or "")

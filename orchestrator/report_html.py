@@ -28,6 +28,7 @@ from orchestrator.report_data import (
     trial_rows,
     type_rows,
 )
+from orchestrator import allocation_plots, plots
 
 MAX_GALLERY = 48  # heatmaps of the trials off the front, smallest first
 MAX_BARS = 16  # bars of the allocation profile
@@ -39,8 +40,6 @@ def _data_uri(path: Path) -> str:
 
 def _figures(data: ReportData, tmp: Path) -> dict[str, Any]:
     """Draw every PNG of the report into ``tmp``; returns name -> path (lists for per-trial ones)."""
-    from orchestrator import allocation_plots, plots
-
     s = data.summary
     out: dict[str, Any] = {"timelines": []}
     if data.done:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from orchestrator.console import plural
 from orchestrator.report_data import (ReportData, count, front_score_cells, front_score_headers, num, overview, trial_rows,
                                       type_rows)
+from increlora.naming import short_key
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -49,7 +50,6 @@ def render_markdown(data: ReportData) -> str:
         grown: dict[str, int] = {}
         for e in events:
             grown[str(e.get("module"))] = grown.get(str(e.get("module")), 0) + int(e.get("added", 0))
-        from increlora.naming import short_key
 
         top = sorted(grown.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
         out += ["", f"## Growth of trial {n}", ""]

@@ -29,6 +29,14 @@ from orchestrator.record import RecordError, SearchRecord
 from orchestrator.seed_runs import read_confirmations
 from orchestrator.seed_stats import SeedStats, paired_difference
 from orchestrator.trial_record import ConfigurationRecord, TrialRecord
+from increlora.budget import above_chance
+from increlora.config import ConfigError
+from increlora.naming import expand_allocation
+from increlora.run_config import build_run_config
+from orchestrator.probes import ProbeError, check_database
+from orchestrator.tracking import sqlite_path
+from orchestrator.trial_files import trial_dir
+from orchestrator.trial_run import read_run_id
 
 LABELS = ("best", "smallest", "knee")
 
@@ -154,8 +162,6 @@ class SearchResults:
         """Whether the best COMPLETE trial beat the majority-class score by more than
         :data:`increlora.budget.CHANCE_MARGIN` points (None without a COMPLETE trial): when it did not,
         the front ranks noise and its presets are marked so."""
-        from increlora.budget import above_chance
-
         best = self.best_score()
         return None if best is None else above_chance(best, float(self.record.chance_score))
 
@@ -229,9 +235,6 @@ def check_study_exists(record: SearchRecord) -> None:
     """RecordError, before anything opens the search's study, when opening it would create or change a
     file (a sqlite file that is gone, empty or not SQLite: Optuna would write a new study into it) or
     wait minutes (a database server that does not answer within seconds)."""
-    from orchestrator.probes import ProbeError, check_database
-    from orchestrator.tracking import sqlite_path
-
     path = sqlite_path(record.storage)
     if path is not None:
         if not path.is_file():
@@ -265,9 +268,6 @@ def load_study(record: SearchRecord) -> Any:
 
 def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
     """A trial's complete flat configuration: the search's base knobs plus the trial's."""
-    from increlora.config import ConfigError
-    from increlora.run_config import build_run_config
-
     merged = {**record.base, **knobs, "method": record.method}
     try:
         return build_run_config(merged).flat()
@@ -277,10 +277,6 @@ def full_config(record: SearchRecord, knobs: dict[str, Any]) -> dict[str, Any]:
 
 def trial_records(study: Any, record: SearchRecord) -> list[TrialRecord]:
     """Every Optuna trial as a :class:`TrialRecord`."""
-    from increlora.naming import expand_allocation
-    from orchestrator.trial_files import trial_dir
-    from orchestrator.trial_run import read_run_id
-
     out = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs

@@ -36,6 +36,19 @@ from orchestrator.console import err, print_summary, resume_command, say
 from orchestrator.pause import pause_point
 from orchestrator.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
+from increlora import __version__
+from orchestrator import cluster, tracking
+from orchestrator.finalize import finalize, parent_run_status, sync_command
+from orchestrator.lock import SearchLock, SearchLocked
+from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
+from orchestrator.probes import ProbeError, check_database
+from orchestrator.record import RecordError, abandoned_start
+from orchestrator.results import check_study_exists, load_results
+from orchestrator.settings import _load_presets, check_name, check_output_dir
+from orchestrator.tracking import absolute_uri, redact, sqlite_path
+from orchestrator.trial_files import one_line
+from orchestrator.trial_run import MLFLOW_RETRY_ENV
+from search_spaces.from_yaml import dump_space, parse_space
 
 class PhaseTimer:
     """Wall time of the driver's consecutive phases, kept in ``search.json`` as ``timings``
@@ -62,8 +75,6 @@ def package_version() -> str:
     try:
         return metadata.version("increlora-search")
     except metadata.PackageNotFoundError:
-        from increlora import __version__
-
         return f"{__version__}+src"
 
 
@@ -94,7 +105,6 @@ class EarlyData:
     def start(cls, settings: SearchSettings) -> "EarlyData":
         import threading
 
-        from orchestrator.preparation import prepare_data, trial_protocol
 
         box: dict[str, Any] = {}
         try:
@@ -138,8 +148,6 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     _quiet_environment()
     if args.resume:
         return resume_search(args)
-    from orchestrator import cluster
-    from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
 
     timer = PhaseTimer()
     settings = SearchSettings.from_args(args, argv)
@@ -206,10 +214,6 @@ def resume_created(record: SearchRecord, data: Any, timer: PhaseTimer) -> int:
     Its start-up runs again from its record: the parent run it may have got is used (found by its tags when
     the stop came before ``search.json`` named it), a study it may have got is made anew, its presets are
     enqueued; then the trials run as in an uninterrupted search (same sampler seed)."""
-    from search_spaces.from_yaml import parse_space
-
-    from orchestrator.settings import _load_presets
-
     presets = _load_presets(record.presets, record.method)
     space = parse_space(record.space, source=record.space_source, method=record.method)
     _discard_unstarted_study(record)
@@ -228,7 +232,6 @@ def _discard_unstarted_study(record: SearchRecord) -> None:
     import optuna
 
     from orchestrator.storage import make_storage
-    from orchestrator.tracking import sqlite_path
 
     path = sqlite_path(record.storage)
     if path is not None and path.parent == record.dir:
@@ -251,12 +254,8 @@ def _discard_unstarted_study(record: SearchRecord) -> None:
 def resume_search(args: argparse.Namespace) -> int:
     """Continue the search ``--name``: settle its records (:mod:`orchestrator.recovery`), then run the
     trials it still needs, with its saved settings."""
-    from orchestrator import cluster, tracking
-    from orchestrator.preparation import prepare_data
     from orchestrator.recovery import recover
-    from orchestrator.record import RecordError
     from orchestrator.tuner import new_tuner
-    from search_spaces.from_yaml import parse_space
 
     timer = PhaseTimer()
     record = load_for_resume(args)
@@ -290,9 +289,6 @@ def resume_search(args: argparse.Namespace) -> int:
 
 def load_for_resume(args: argparse.Namespace) -> SearchRecord:
     """The record of the search to continue; SearchError (one line) when there is none."""
-    from orchestrator.record import RecordError
-    from orchestrator.settings import check_name, check_output_dir
-
     if not args.name:
         raise SearchError("--resume needs --name (the search to continue)")
     check_name(args.name)
@@ -311,10 +307,6 @@ def load_for_resume(args: argparse.Namespace) -> SearchRecord:
 def check_stores(record: SearchRecord) -> None:
     """Before Ray starts: the study is there (a missing or empty sqlite file is not created) and the
     study storage and the MLflow store answer within seconds."""
-    from orchestrator import tracking
-    from orchestrator.record import RecordError
-    from orchestrator.results import check_study_exists
-
     try:
         if record.status == "created":  # stopped before its study existed: --resume makes it
             check_new_study_storage(record)
@@ -329,10 +321,6 @@ def check_new_study_storage(record: SearchRecord) -> None:
     """The storage of a search stopped in its start-up window can hold a new study: a SQLite file's folder
     is there and writable (the file itself may be missing, empty or half-made: the search's own is made
     anew), a database server answers and lets us in."""
-    from orchestrator import tracking
-    from orchestrator.probes import ProbeError, check_database
-    from orchestrator.record import RecordError
-
     path = tracking.sqlite_path(record.storage)
     try:
         if path is not None:
@@ -349,7 +337,6 @@ def with_credentials(record: SearchRecord, *, storage: Optional[str], tracking_u
     ``MLFLOW_TRACKING_PASSWORD``); a URI that points elsewhere than the search's is refused."""
     import dataclasses
 
-    from orchestrator.tracking import absolute_uri, redact
 
     changes = {}
     for flag, key, given in (("--storage", "storage", storage), ("--tracking-uri", "tracking_uri", tracking_uri)):
@@ -379,8 +366,6 @@ def new_record(settings: SearchSettings, resources: Any, protocol: Any, facts: A
 
 
 def fit_and_finish(tuner: Any, record: SearchRecord, timer: PhaseTimer) -> int:
-    from orchestrator import tracking
-
     try:
         tuner.fit()
     except BaseException as exc:
@@ -402,11 +387,6 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     server cannot be reached at the end, the records it misses stay in the search folder, the search
     says so in its last line (one ``error:`` line naming ``python -m orchestrator.sync``, which sends
     them and closes the parent run once the server is back) and exits 1 (or 130 if interrupted)."""
-    from orchestrator import tracking
-    from orchestrator.finalize import finalize, parent_run_status, sync_command
-    from orchestrator.results import load_results
-    from orchestrator.trial_files import one_line
-
     pause_point("finish")
     confirmation = confirm_front(record, timer)
     record.status = "finalizing"
@@ -481,9 +461,7 @@ def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
     """The confirmation stage (:mod:`orchestrator.confirmation`) once every requested trial has finished and
     ``--confirm`` is on; its :class:`~orchestrator.confirmation.Outcome`, or None when it does not apply. A stop
     during the stage leaves the search ``interrupted`` (``--resume`` trains the runs still missing)."""
-    from orchestrator import tracking
     from orchestrator.confirmation import run_confirmation
-    from orchestrator.results import load_results
 
     if not int(record.confirm):
         return None
@@ -511,8 +489,6 @@ def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
 
 def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
     """The search folder's lock (:mod:`orchestrator.lock`), held by this process; SearchError when another holds it."""
-    from orchestrator.lock import SearchLock, SearchLocked
-
     try:
         return SearchLock.acquire(search_dir, name)
     except SearchLocked as exc:
@@ -522,8 +498,6 @@ def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
 def _create_and_lock(search_dir: Path, name: str) -> Any:
     """Create a new search's folder (or take one a stopped start left, :func:`orchestrator.record.abandoned_start`)
     and lock it; SearchError when another search of that name created it meanwhile."""
-    from orchestrator.record import abandoned_start
-
     meanwhile = SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
                             "choose another --name")
     try:
@@ -545,8 +519,6 @@ def _start_tracking(record: SearchRecord) -> None:
     """The MLflow experiment and the parent run (RUNNING), with the search's settings as params. A search
     resumed from its start-up window keeps the parent run it got: the one its record names, else the one
     made for its folder after the record was written (a stop came before the record named it)."""
-    from orchestrator import tracking
-
     try:
         record.experiment_id = tracking.ensure_experiment(record.tracking_uri, record.experiment_name, record.artifact_root)
         if not record.parent_run_id:
@@ -578,8 +550,6 @@ def _created_unix(record: SearchRecord) -> float:
 def _parent_params(record: SearchRecord) -> dict[str, Any]:
     """The parent run's params: the settings a reader compares searches by, and the base knobs
     (URIs without their passwords)."""
-    from orchestrator.tracking import redact
-
     keys = ("task", "method", "model", "data_dir", "trials", "sampler", "seed", "scheduler", "objective", "evaluations",
             "max_evaluations", "total_steps", "train_size", "eval_size", "profile", "storage", "study_name",
             "max_concurrent", "cpus_per_trial", "gpus_per_trial", "package_version", "git_commit", "space_source")
@@ -597,21 +567,15 @@ def _parent_params(record: SearchRecord) -> dict[str, Any]:
 
 
 def _write_space(record: SearchRecord, space: Any) -> None:
-    from search_spaces.from_yaml import dump_space
-
     (record.dir / "space.yaml").write_text(dump_space(space))
 
 
 def _tracking_client(record: SearchRecord) -> Any:
-    from orchestrator import tracking
-
     return tracking.client(record.tracking_uri)
 
 
 def _sweep_runs(record: Optional[SearchRecord]) -> None:
     """After Ray is gone no trial can still be logging: end whatever child run is left RUNNING."""
-    from orchestrator import tracking
-
     if record is not None and record.results is not None and "mlflow" in record.results.outputs:
         return  # MLflow was unreachable at the end: sync closes the runs
     if record is not None and record.parent_run_id and record.experiment_id:
@@ -624,7 +588,6 @@ def _sweep_runs(record: Optional[SearchRecord]) -> None:
 def _quiet_environment() -> None:
     import optuna
 
-    from orchestrator.trial_run import MLFLOW_RETRY_ENV
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..." on a new store
@@ -650,8 +613,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run_search(args, argv_list)
     except SearchError as exc:
-        from orchestrator.tracking import redact
-
         err(redact(str(exc)))
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 from orchestrator.record import SearchRecord
 from orchestrator.trial_files import RESULT_FILE, trial_dir
+from orchestrator.trial_run import read_run_id
 
 CONFIRM_OF_KEY = "confirm_of"  # a confirmation job's config: the trial it confirms
 SEED_INDEX_KEY = "seed_index"  # ... and its seed index (also on a replicate's config)
@@ -67,8 +68,6 @@ def read_confirmations(record: SearchRecord, study: Any = None) -> dict[int, dic
 
 
 def _run_id(folder: Path) -> Optional[str]:
-    from orchestrator.trial_run import read_run_id
-
     try:
         return read_run_id(folder)
     except Exception:

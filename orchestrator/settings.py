@@ -21,6 +21,17 @@ from typing import Any, Optional, Sequence, Union, get_type_hints
 from increlora.cli import OneLineParser, prog_name
 from increlora.domains import SEED, Domain, real, whole
 from orchestrator.record import SearchChoices, abandoned_start
+from increlora.backbone import BackboneError, resolve_model
+from increlora.cli import UsageError, check_writable_dir
+from increlora.config import ConfigError, TRAIN_DOMAINS, TrainConfig
+from increlora.data import GlueError, OwnData, is_glue_task, load_source, normalize_task
+from increlora.methods import METHODS
+from increlora.presets import PresetError, load_preset
+from increlora.run_config import check_knob
+from orchestrator import tracking
+from orchestrator.probes import ProbeError, check_database
+from search_spaces import SpaceError
+from search_spaces.from_yaml import load_space
 
 DEFAULT_TRIALS = 64
 DEFAULT_EVALUATIONS = 4
@@ -93,8 +104,6 @@ def _typed(name: str) -> Any:
 
 
 def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) -> None:
-    from increlora.config import TRAIN_DOMAINS, TrainConfig
-
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     hint = str(get_type_hints(TrainConfig)[name])
     typ = split_list if "list" in hint else TRAIN_DOMAINS[name].parser() if "int" in hint or "float" in hint else str
@@ -107,7 +116,6 @@ def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) ->
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI; every flag's help ends with its default."""
-    from increlora.methods import METHODS
     from orchestrator.searcher import SAMPLERS
 
     p = OneLineParser(
@@ -206,8 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_output_dir(path: str) -> Path:
     """``--output-dir`` as an absolute folder that can be written to (probed before any work)."""
-    from increlora.cli import UsageError, check_writable_dir
-
     try:
         return check_writable_dir(path, "--output-dir")
     except UsageError as exc:
@@ -256,9 +262,6 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 def check_set_knobs(knobs: dict[str, Any], method: str) -> dict[str, Any]:
     """``--set`` knobs checked one by one before any work: each is a knob of ``method``, of the right type,
     inside its domain (:mod:`increlora.domains`), and not one with a flag of its own."""
-    from increlora.config import ConfigError
-    from increlora.run_config import check_knob
-
     out = {}
     for key, value in knobs.items():
         if key in OWN_FLAG_KNOBS:
@@ -307,10 +310,6 @@ class SearchSettings:
     @classmethod
     def from_args(cls, args: argparse.Namespace, argv: Sequence[str]) -> "SearchSettings":
         """Check everything that can be checked before Ray starts; SearchError on bad input."""
-        from increlora.backbone import BackboneError, resolve_model
-        from increlora.data import GlueError, normalize_task
-        from orchestrator import tracking
-
         own_flags = own_data_flags(args)
         task_spec = None
         if own_flags:
@@ -371,8 +370,6 @@ class SearchSettings:
 def own_data_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The own-data flags given (files as absolute paths: trials and --resume may run elsewhere); checked
     against each other and --holdout-samples as TrainConfig checks them. Empty for a GLUE task."""
-    from increlora.config import ConfigError, TrainConfig
-
     flags = {name: getattr(args, name) for name in OWN_DATA_FLAGS if getattr(args, name) is not None}
     for name in ("train_file", "validation_file"):
         if name in flags:
@@ -386,8 +383,6 @@ def own_data_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_own_data(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[str, Any]:
     """Read and check own data before anything starts (bad data: one line, exit 2); its name and TaskSpec."""
-    from increlora.data import GlueError, OwnData, is_glue_task, load_source
-
     if args.task and is_glue_task(args.task):
         raise SearchError(f"--task {args.task}: is a GLUE task; with --train-file or --dataset, --task only names "
                           f"your data: leave it out or choose another name")
@@ -402,8 +397,6 @@ def check_own_data(args: argparse.Namespace, flags: dict[str, Any]) -> tuple[str
 def _load_space(path: Optional[str], method: str) -> Any:
     if not path:
         return None
-    from search_spaces import SpaceError
-    from search_spaces.from_yaml import load_space
 
     try:
         return load_space(path, method=method)
@@ -412,8 +405,6 @@ def _load_space(path: Optional[str], method: str) -> Any:
 
 
 def _load_presets(paths: Sequence[str], method: str) -> tuple[tuple[str, Any], ...]:
-    from increlora.presets import PresetError, load_preset
-
     presets = []
     for path in paths:
         try:
@@ -428,9 +419,6 @@ def _load_presets(paths: Sequence[str], method: str) -> tuple[tuple[str, Any], .
 
 def _check_storage(storage: str) -> None:
     """``--storage`` outlives the process (a file or a server) and can be reached, within seconds."""
-    from orchestrator import tracking
-    from orchestrator.probes import ProbeError, check_database
-
     try:
         check_database(storage, "--storage")
         sqlite = tracking.sqlite_path(storage)

@@ -17,6 +17,12 @@ import sys
 from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, parse_args, prog_name
+from orchestrator import tracking
+from orchestrator.finalize import finalize, parent_run_status
+from orchestrator.lock import SearchLock, SearchLocked
+from orchestrator.record import RecordError, SearchRecord, find_search
+from orchestrator.results import check_study_exists, load_results
+from orchestrator.trial_files import one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,11 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from orchestrator import tracking
-    from orchestrator.lock import SearchLock, SearchLocked
-    from orchestrator.record import RecordError, SearchRecord, find_search
-    from orchestrator.results import check_study_exists
-
     args = parse_args(build_parser(), argv)
     if isinstance(args, int):
         return args
@@ -56,10 +57,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _sync(record) -> int:  # noqa: ANN001 - a SearchRecord
-    from orchestrator import tracking
-    from orchestrator.finalize import finalize, parent_run_status
-    from orchestrator.results import load_results
-    from orchestrator.trial_files import one_line
 
     summary = finalize(record, quiet=True)
     if "mlflow" in summary.outputs:

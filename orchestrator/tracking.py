@@ -34,6 +34,8 @@ from increlora.methods import METHODS  # noqa: F401  (imported for its registrat
 from increlora.naming import parse_key, rank_metric_name, type_key
 from increlora.registry import REGISTRY
 from orchestrator.probes import ProbeError, check_database, redact  # noqa: F401  (redact: part of this module's API)
+from increlora.cli import UsageError, check_writable_dir
+from orchestrator.lock import store_lock
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -134,8 +136,6 @@ def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
 
 def check_sqlite_file(path: Path, flag: str) -> None:
     """A sqlite database file can be created or opened: its folder exists and is writable."""
-    from increlora.cli import UsageError, check_writable_dir
-
     if not path.parent.is_dir():
         raise TrackingError(f"{flag} sqlite:///{path}: folder {path.parent} does not exist")
     if path.exists() and not path.is_file():
@@ -158,7 +158,6 @@ def client(uri: str) -> "MlflowClient":
     path = sqlite_path(uri)
     if path is None or uri in _READY_STORES:
         return MlflowClient(tracking_uri=uri)
-    from orchestrator.lock import store_lock
 
     with store_lock(path):
         c = MlflowClient(tracking_uri=uri)  # MLflow opens (creating or migrating) the store here

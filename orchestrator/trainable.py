@@ -26,6 +26,13 @@ from increlora.atomic import write_text_atomic
 from orchestrator.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
+from increlora.data import score_label
+from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
+from increlora.registry import budget_label
+from increlora.run_config import build_run_config
+from increlora.trainer import train
+from orchestrator.console import plural
+from orchestrator.preparation import prepare_data
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,6 @@ class TrialContext:
 def run_name(task: str, method: str, number: int, knobs: dict[str, Any]) -> str:
     """``t003-r2.50-cola-increlora``: trial number and budget first, so the MLflow runs table
     (which cuts long names) still shows them."""
-    from increlora.registry import budget_label
-
     return f"{trial_label(number)}-{budget_label(method, knobs)}-{task}-{method}"
 
 
@@ -77,7 +82,6 @@ def data_for_seed(data: Any, ctx: TrialContext, seed: Optional[int]) -> Any:
     base_seed = int(ctx.base.get("seed", 42))
     if data is not None and (seed is None or int(seed) == base_seed):
         return data
-    from orchestrator.preparation import prepare_data
 
     return prepare_data(ctx.task, {**ctx.base, "seed": int(base_seed if seed is None else seed)}, eval_seed=base_seed)
 
@@ -94,8 +98,6 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
     """Train one configuration and report to Ray Tune (see the module docstring)."""
     from ray import tune
 
-    from increlora.run_config import build_run_config
-    from increlora.trainer import train
 
     if context is None:
         raise ValueError("run_trial needs a TrialContext (bind it with tune.with_parameters)")
@@ -266,10 +268,6 @@ def log_result(run: ChildRun, result: dict[str, Any], wall: float) -> None:
 def trial_note(result: dict[str, Any]) -> str:
     """A trial run's description (Markdown, shown on its MLflow page): score, size and the allocation
     as a layers x module types table."""
-    from increlora.data import score_label
-    from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
-    from orchestrator.console import plural
-
     allocation = result.get("allocation") or {}
     schedule = result.get("schedule") or {}
     score = score_label((result.get("data") or {}).get("metric"))  # own data's fingerprint names its metric

@@ -16,11 +16,13 @@ from typing import Any, Optional, Sequence
 from ray import tune
 
 from orchestrator.record import SearchRecord
+from orchestrator.tracking import TrackingInfo
+from orchestrator.trial_report import METRICS, SCORE, TIME_ATTR
+from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
 
 
 def trial_context(record: SearchRecord) -> Any:
     """What each trial needs besides its config and the data (picklable)."""
-    from orchestrator.tracking import TrackingInfo
     from orchestrator.trainable import TrialContext
 
     return TrialContext(
@@ -54,7 +56,6 @@ class RecordingASHA:
     def create(record: SearchRecord, stopped: set[str]) -> Any:
         from ray.tune.schedulers import ASHAScheduler
 
-        from orchestrator.trial_report import SCORE, TIME_ATTR
 
         class _ASHA(ASHAScheduler):
             def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -78,7 +79,6 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
     from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
     from orchestrator.storage import make_storage
     from orchestrator.trainable import trial_dirname
-    from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
 
     ctx = SpaceContext(task=record.task, total_steps=int(record.total_steps))
     enqueue = []
@@ -129,7 +129,6 @@ def name_objectives(study: Any) -> None:
     ``adapter_params`` instead of "Objective 0/1"); best effort, the API is experimental."""
     import optuna
 
-    from orchestrator.trial_report import METRICS
 
     try:
         with warnings.catch_warnings():

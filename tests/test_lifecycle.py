@@ -39,7 +39,7 @@ def search_cmd(tiny_model_dir: str, glue_dir: Path, out: Path, name: str, tracki
     return [sys.executable, "-m", "orchestrator.search", "--task", "sst2", "--model", tiny_model_dir,
             "--data-dir", str(glue_dir), "--train-samples", "48", "--eval-samples", "32", "--max-steps", "8",
             "--batch-size", "16", "--evaluations", "2", "--name", name, "--output-dir", str(out / "searches"),
-            "--tracking-uri", tracking, "--seed", "5", "--num-cpus", "2", *extra]
+            "--tracking-uri", tracking, "--seed", "5", "--num-cpus", "2", "--confirm", "0", *extra]
 
 
 def resume_cmd(out: Path, name: str) -> list[str]:

@@ -248,4 +248,4 @@ def test_search_on_a_csv_end_to_end(local_ray, tiny_model_dir, tmp_path: Path, m
 
     assert report.main(["--search", str(folder), "--format", "markdown", "--no-mlflow"]) == 0
     markdown = capsys.readouterr().out
-    assert "| trial | MCC | adapter params" in markdown and "GLUE" not in markdown
+    assert "| trial | mean MCC | 95 % interval | seeds | adapter params" in markdown and "GLUE" not in markdown

@@ -73,6 +73,9 @@ LAUNCH_FILE = "overhead_launch.json"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=8, help="trials of the search (default: %(default)s)")
+    p.add_argument("--cold", action="store_true",
+                   help="the baseline without the warm start (INCRELORA_COLD_START=1: data tokenised after Ray's start, "
+                        "workers import on their first trial)")
     p.add_argument("--confirm", type=int, default=0,
                    help="the search's --confirm (default: %(default)s: the overhead of the trials themselves; a confirmation "
                         "stage shows as its own row and counts as overhead in the ratio)")
@@ -126,6 +129,8 @@ def launch(args: argparse.Namespace, out_dir: Path) -> Path:
     log = out_dir / f"{name}.log"
     say(f"overhead: running an {args.trials}-trial search {name} (output in {log})")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.cold:
+        env["INCRELORA_COLD_START"] = "1"
     with open(log, "w") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()

@@ -51,7 +51,9 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
             # "local": always a fresh runtime of our own; without it Ray joins whatever
             # /tmp/ray/ray_current_cluster names (a `ray start` left running, or a stale file).
             # Workers import what a trial needs as they start (orchestrator.warm), while the driver prepares.
-            runtime_env = {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}
+            runtime_env: dict[str, Any] = {"env_vars": env}
+            if not os.environ.get("INCRELORA_COLD_START"):  # the overhead benchmark's cold baseline leaves it out
+                runtime_env["worker_process_setup_hook"] = SETUP_HOOK
             with _loopback_only():
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, runtime_env=runtime_env,
                          _node_ip_address=LOOPBACK, **kwargs)

@@ -89,6 +89,9 @@ def git_commit() -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+COLD_START_ENV = "INCRELORA_COLD_START"  # set: no data thread, no worker warm-up (the overhead benchmark's baseline)
+
+
 class EarlyData:
     """The search's data, prepared in a thread while Ray starts (tokenising overlaps Ray's start-up).
 
@@ -107,6 +110,8 @@ class EarlyData:
 
 
         box: dict[str, Any] = {}
+        if os.environ.get(COLD_START_ENV):  # benchmarks/overhead.py --cold: the baseline without the warm start
+            return cls(None, None, box)
         try:
             protocol = trial_protocol(settings, float(settings.gpus_per_trial or 0.0))
         except SearchError:  # the real call after Ray's start says it

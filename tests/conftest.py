@@ -68,3 +68,61 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, packaged_model_path
     BertForSequenceClassification(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return str(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Headless Chromium (the MLflow UI, the report page, the closing lines' links)
+# ----------------------------------------------------------------------------------------------
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots the browser tests leave (git-ignored)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """A headless Chromium (Debian's, driven by Playwright), or a skip that says what is missing."""
+    import shutil
+
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
+    if path is None:
+        pytest.skip("Chromium not found (apt-get install -y chromium): browser tests skipped")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install -e '.[test]'): browser tests skipped")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        except Exception as exc:  # pragma: no cover - a broken Chromium install
+            pytest.skip(f"Chromium at {path} does not start under Playwright: {str(exc).splitlines()[0]}")
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def close_mlflow_assistant(page) -> None:
+    """MLflow 3.17 opens an assistant side panel; close it so that screenshots show the page."""
+    button = page.get_by_role("button", name="Close", exact=True)
+    try:
+        if button.count() and button.first.is_visible():
+            button.first.click()
+    except Exception:
+        pass
+
+
+def stop_process_group(proc) -> None:
+    """End a process a test started in its own process group, with its children: SIGTERM, then SIGKILL."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+

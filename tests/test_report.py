@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,10 +35,8 @@ mlflow = pytest.importorskip("mlflow")
 from orchestrator import report, search, tracking  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
+from conftest import ARTIFACTS, close_mlflow_assistant, stop_process_group  # noqa: E402
 TASK = "sst2"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,16 +306,6 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End the server we started and its children (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
 
 def _console_script(name: str) -> str:
     path = Path(sys.executable).parent / name
@@ -354,7 +341,7 @@ def test_optuna_dashboard_serves_the_study(small, tmp_path):
             assert {p["name"] for p in t["params"]} == set(by_number[t["number"]].params)
             assert "mlflow_run_id" in {a["key"] for a in t["user_attrs"]}
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         log.close()
     assert proc.returncode is not None
 
@@ -362,28 +349,6 @@ def test_optuna_dashboard_serves_the_study(small, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Headless Chromium: the MLflow UI and the report page
 # ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """(playwright module, Chromium path), or a skip that says what is missing."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
-    if path is None:
-        pytest.skip("Chromium not found (apt-get install -y chromium): browser tests skipped")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -e '.[test]'): browser tests skipped")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        except Exception as exc:  # pragma: no cover - a broken Chromium install
-            pytest.skip(f"Chromium at {path} does not start under Playwright: {str(exc).splitlines()[0]}")
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -406,7 +371,7 @@ def mlflow_server(small, tmp_path_factory):
         _wait_for(f"http://127.0.0.1:{port}/health", proc, timeout=90)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         log.close()
 
 
@@ -417,15 +382,6 @@ def _page(browser, requests: list | None = None):
         page.on("request", lambda r: requests.append(r.url))
     return page
 
-
-def _close_assistant(page) -> None:
-    """MLflow 3.17 opens an assistant side panel; close it so screenshots show the page."""
-    button = page.get_by_role("button", name="Close", exact=True)
-    try:
-        if button.count() and button.first.is_visible():
-            button.first.click()
-    except Exception:
-        pass
 
 
 def _wait_image(page, selector_js: str) -> list:
@@ -444,16 +400,16 @@ def _open(browser, url: str, requests: list | None = None):
 
 
 @pytest.mark.browser
-def test_mlflow_ui_shows_nested_trials_and_their_heatmaps(small, mlflow_server, chromium):
+def test_mlflow_ui_shows_nested_trials_and_their_heatmaps(small, mlflow_server, chromium_browser):
     summary = small["summary"]
     exp = summary["experiment_id"]
     children = sorted(_children(summary), key=lambda r: r.info.run_name)
     ui = f"{mlflow_server}/#/experiments/{exp}"
     # the runs table (the "Model training" view): the parent, expanded, lists its trials
-    page = _open(chromium, f"{ui}/runs?workflowType=machine_learning")
+    page = _open(chromium_browser, f"{ui}/runs?workflowType=machine_learning")
     row = page.locator("div.ag-row", has=page.get_by_text("small", exact=True)).first
     row.wait_for()
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     assert page.get_by_text("base-lora", exact=True).count() == 1
     for run in children:
         assert page.get_by_text(run.info.run_name, exact=True).count() == 0  # collapsed
@@ -464,9 +420,9 @@ def test_mlflow_ui_shows_nested_trials_and_their_heatmaps(small, mlflow_server, 
     page.close()
 
     # the parent run: its description and the list of its child runs
-    page = _open(chromium, f"{ui}/runs/{summary['parent_run_id']}?workflowType=machine_learning")
+    page = _open(chromium_browser, f"{ui}/runs/{summary['parent_run_id']}?workflowType=machine_learning")
     page.get_by_text("Child runs", exact=True).first.wait_for()
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     for run in children:
         page.get_by_role("link", name=run.info.run_name).first.wait_for()
     page.get_by_text("Pareto front:", exact=False).first.wait_for()
@@ -475,13 +431,13 @@ def test_mlflow_ui_shows_nested_trials_and_their_heatmaps(small, mlflow_server, 
 
     # a trial's heatmap artifact renders (the server reads the experiment's local artifact folder)
     trial = next(r for r in children if r.info.run_id == summary["front"][0]["mlflow_run_id"])
-    page = _page(chromium)
+    page = _page(chromium_browser)
     responses: list = []
     page.on("response", lambda r: responses.append((r.url, r.status)) if "get-artifact" in r.url else None)
     page.goto(f"{ui}/runs/{trial.info.run_id}/artifacts?workflowType=machine_learning")
     page.get_by_text(tracking.HEATMAP_ARTIFACT, exact=True).first.click()
     shown = _wait_image(page, "i.src.startsWith('blob:')")
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     assert shown and shown[0][1] > 300, shown
     assert any(tracking.HEATMAP_ARTIFACT in url and status == 200 for url, status in responses), responses
     page.get_by_text(trial.info.run_name).first.wait_for()
@@ -489,20 +445,20 @@ def test_mlflow_ui_shows_nested_trials_and_their_heatmaps(small, mlflow_server, 
     page.close()
 
     # the parent's Pareto plot (presets starred, LoRA reference points) among its artifacts
-    page = _open(chromium, f"{ui}/runs/{summary['parent_run_id']}/artifacts?workflowType=machine_learning")
+    page = _open(chromium_browser, f"{ui}/runs/{summary['parent_run_id']}/artifacts?workflowType=machine_learning")
     page.get_by_text("pareto.png", exact=True).first.click()
     shown = _wait_image(page, "i.src.startsWith('blob:')")
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     assert shown and shown[0][1] > 300
     page.screenshot(path=str(ARTIFACTS / "mlflow-parent-pareto.png"))
     page.close()
 
 
 @pytest.mark.browser
-def test_report_page_renders_offline_in_chromium(small, html_report, chromium):
+def test_report_page_renders_offline_in_chromium(small, html_report, chromium_browser):
     assert html_report["rc"] == 0
     requests: list[str] = []
-    page = _page(chromium, requests)
+    page = _page(chromium_browser, requests)
     page.goto(html_report["path"].resolve().as_uri())
     page.wait_for_load_state("load")
     images = page.evaluate("() => [...document.images].map(i => [i.id || i.alt, i.complete, i.naturalWidth])")
@@ -524,15 +480,15 @@ def test_report_page_renders_offline_in_chromium(small, html_report, chromium):
 
 
 @pytest.mark.browser
-def test_mlflow_compares_three_allocations_on_one_screen(small, mlflow_server, chromium):
+def test_mlflow_compares_three_allocations_on_one_screen(small, mlflow_server, chromium_browser):
     summary = small["summary"]
     exp = summary["experiment_id"]
     children = sorted(_children(summary), key=lambda r: r.data.metrics.get("adapter_params", 0))[:3]
     ids = ",".join(f'"{r.info.run_id}"' for r in children)
     # the compare view of three trials: per-type and per-layer rank totals next to score and size
-    page = _open(chromium, f"{mlflow_server}/#/compare-runs?runs=[{ids}]&experiments=[\"{exp}\"]")
+    page = _open(chromium_browser, f"{mlflow_server}/#/compare-runs?runs=[{ids}]&experiments=[\"{exp}\"]")
     page.get_by_text("alloc/1q").first.wait_for()
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     for run in children:
         assert page.get_by_text(run.info.run_name).count() >= 1, run.info.run_name
     for name in ("alloc/6f2", "alloc/total", "adapter_params"):
@@ -544,9 +500,9 @@ def test_mlflow_compares_three_allocations_on_one_screen(small, mlflow_server, c
 
     # a trial's page: the description holds its allocation as a layers x types table
     trial = children[0]
-    page = _open(chromium, f"{mlflow_server}/#/experiments/{exp}/runs/{trial.info.run_id}?workflowType=machine_learning")
+    page = _open(chromium_browser, f"{mlflow_server}/#/experiments/{exp}/runs/{trial.info.run_id}?workflowType=machine_learning")
     page.get_by_text("Rank per module type", exact=False).first.wait_for()
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     more = page.get_by_text("Show more", exact=True)
     if more.count():
         more.first.click()  # the description's full text: the layers x types table
@@ -556,11 +512,11 @@ def test_mlflow_compares_three_allocations_on_one_screen(small, mlflow_server, c
     page.close()
 
     # the parent's allocations.png: every trial's heatmap side by side on one colour scale
-    page = _open(chromium, f"{mlflow_server}/#/experiments/{exp}/runs/{summary['parent_run_id']}/artifacts"
+    page = _open(chromium_browser, f"{mlflow_server}/#/experiments/{exp}/runs/{summary['parent_run_id']}/artifacts"
                            "?workflowType=machine_learning")
     page.get_by_text("allocations.png", exact=True).first.click()
     shown = _wait_image(page, "i.src.startsWith('blob:')")
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     assert shown and shown[0][1] > 600, shown
     page.screenshot(path=str(ARTIFACTS / "mlflow-parent-allocations.png"))
     page.close()

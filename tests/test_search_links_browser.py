@@ -22,8 +22,6 @@ import csv
 import os
 import random
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,9 +36,7 @@ pytest.importorskip("ray")
 mlflow = pytest.importorskip("mlflow")
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from conftest import ARTIFACTS, close_mlflow_assistant, stop_process_group  # noqa: E402
 WORDS = "plot actors music scenes ending story pace camera script dialogue".split()
 
 
@@ -49,16 +45,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End a process we started and its children (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def _reviews(path: Path, n: int, seed: int) -> None:
@@ -98,7 +84,7 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         yield url
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         log.close()
 
 
@@ -170,27 +156,6 @@ def test_the_closing_lines_link_to_the_search_the_front_and_the_compare_view(fin
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def chromium_browser():
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
-    if path is None:
-        pytest.skip("Chromium not found (apt-get install -y chromium): browser tests skipped")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -e '.[test]'): browser tests skipped")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        try:
-            chromium = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        except Exception as exc:  # pragma: no cover - a broken Chromium install
-            pytest.skip(f"Chromium at {path} does not start under Playwright: {str(exc).splitlines()[0]}")
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def _open(browser, url: str):
     """A fresh page (a new user: no saved view, no cache) on ``url``, the size of a laptop screen."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -198,15 +163,6 @@ def _open(browser, url: str):
     page.goto(url)
     return page
 
-
-def _close_assistant(page) -> None:
-    """MLflow 3.17 opens an assistant side panel; close it so that screenshots show the page."""
-    button = page.get_by_role("button", name="Close", exact=True)
-    try:
-        if button.count() and button.first.is_visible():
-            button.first.click()
-    except Exception:
-        pass
 
 
 def _on_screen(page, locator) -> bool:
@@ -223,7 +179,7 @@ def test_the_search_link_opens_the_parent_run_in_the_model_training_view(finishe
     page.get_by_text("Child runs", exact=True).first.wait_for()
     for run in finished["front"]:
         page.get_by_role("link", name=run.info.run_name).first.wait_for()
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     assert page.get_by_text("links", exact=True).count() >= 1  # the parent run: the search's name
     page.get_by_text("Pareto front:", exact=False).first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "links-search.png"))
@@ -258,7 +214,7 @@ def test_the_front_link_shows_the_front_scores_and_allocations_on_the_first_scre
 
     # as it opens (MLflow's assistant panel still open): the score and the size come first
     assert columns()[:2] == ["metrics.`glue_score`", "metrics.`adapter_params`"], columns()
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     page.locator(".ag-header-cell[col-id='metrics.`alloc/6f2`']").wait_for()
     page.wait_for_timeout(500)
     types = [f"metrics.`alloc/{t}`" for t in ("1q", "2k", "3v", "4o", "5f1", "6f2")]
@@ -282,7 +238,7 @@ def test_the_compare_link_opens_the_front_side_by_side_with_its_scores(finished,
     page.get_by_text(f"Comparing {len(front)} Runs", exact=False).first.wait_for()
     for run in front:
         assert page.get_by_text(run.info.run_name, exact=True).count() >= 1, run.info.run_name
-    _close_assistant(page)
+    close_mlflow_assistant(page)
     axis = page.get_by_text("glue_score", exact=True).first  # the parallel-coordinates plot's score axis
     axis.wait_for()
     assert _on_screen(page, axis)

@@ -56,12 +56,6 @@ class Plan:
     noise_sd: Optional[float] = None  # pooled seed sd of stage 1 (None until it finished)
     jobs: list[tuple[int, int]] = field(default_factory=list)
 
-    def describe(self) -> str:
-        text = f"{len(self.stage1)} front configuration(s)"
-        if self.stage2:
-            text += f" and {len(self.stage2)} within {NOISE_SDS:g} seed sd ({self.noise_sd:.2f}) of the front"
-        return text
-
 
 def run_cap(record: SearchRecord) -> int:
     """The most confirmation runs a search pays for: ``--confirm-share`` x the requested trials (at least K)."""

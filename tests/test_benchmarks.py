@@ -287,6 +287,21 @@ def test_throughput_smoke_compares_both_paths(tiny_model_dir, glue_dir, tmp_path
         assert f"- {task}: bf16 / before = " in text
 
 
+def test_bf16_gap_smoke_times_both_precisions_every_way(tiny_model_dir, glue_dir, tmp_path):
+    out = tmp_path / "gap.md"
+    res = run("bf16_gap.py", "--smoke", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--rows", "64",
+              "--repeats", "1", "--profile", "--side-by-side", "--output", str(out))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    text = out.read_text()
+    for section in ("## Whole trials one after another", "## Training step per real token",
+                    "## Self CPU time by operation category", "## Two trials at once"):
+        assert section in text
+    # every table row carries a measured fp32 / bf16 ratio; the profile attributes matrix products
+    ratios = [line for line in text.splitlines() if line.startswith("| ") and line.rstrip(" |").endswith("x")]
+    assert len(ratios) >= 8
+    assert "| matrix products |" in text and "| varying |" in text and "| fixed |" in text
+
+
 def test_score_precision_smoke_runs_both_products_on_the_same_run(tiny_model_dir, glue_dir):
     res = run("score_precision.py", "--model", tiny_model_dir, "--data-dir", str(glue_dir), "--train-samples", "64",
               "--eval-samples", "32", "--max-steps", "96", "--seeds", "0", "--threads", "1")

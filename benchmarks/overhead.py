@@ -106,9 +106,9 @@ def warm_tracking(uri: str, task: str, artifact_root: str) -> None:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    from orchestrator import tracking
+    from orchestrator.tracking import mlflow_runs
 
-    tracking.ensure_experiment(uri, f"increlora-{task}", artifact_root)
+    mlflow_runs.ensure_experiment(uri, f"increlora-{task}", artifact_root)
 
 
 def launch(args: argparse.Namespace, out_dir: Path) -> Path:
@@ -173,11 +173,11 @@ def mlflow_spans(summary: dict[str, Any]) -> dict[int, float]:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    from orchestrator import tracking
+    from orchestrator.tracking import mlflow_runs
 
     out: dict[int, float] = {}
     try:
-        runs = tracking.child_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"])
+        runs = mlflow_runs.child_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"])
     except Exception as exc:  # the table still stands without the split
         say(f"overhead: cannot read the MLflow child runs ({type(exc).__name__}: {exc})")
         return out

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ray import tune
 
-from orchestrator import tracking
+from orchestrator.tracking import mlflow_runs
 from orchestrator.heatmaps import log_heatmap
 from orchestrator.trial_files import one_line
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
@@ -39,20 +39,20 @@ class TrialRunCloser(tune.Callback):
         report = TrialReport.from_result(trial.last_result)
         if report is None or not report.mlflow_run_id:
             return
-        c = tracking.client(self.uri)
+        c = mlflow_runs.client(self.uri)
         run_id, allocation = report.mlflow_run_id, report.allocation
         if not report.final and allocation:
-            tracking.log_allocation(c, run_id, allocation, step=int(report.step or 0))
+            mlflow_runs.log_allocation(c, run_id, allocation, step=int(report.step or 0))
         if allocation:
             self.vmax = max(self.vmax, float(max(allocation.values())))
             log_heatmap(c, run_id, allocation, title=f"{report.run_name or run_id}: final ranks", vmax=self.vmax)
-        tracking.terminate_if_running(c, run_id, "FINISHED" if report.final else "KILLED")
+        mlflow_runs.terminate_if_running(c, run_id, "FINISHED" if report.final else "KILLED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if run_id:
             try:
-                tracking.terminate_if_running(tracking.client(self.uri), run_id, "FAILED")
+                mlflow_runs.terminate_if_running(mlflow_runs.client(self.uri), run_id, "FAILED")
             except Exception as exc:
                 warnings.warn(f"MLflow: could not end the run of a failed trial ({one_line(exc)})", stacklevel=1)
 

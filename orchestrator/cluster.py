@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 from orchestrator.settings import SearchError
 from orchestrator.warm import SETUP_HOOK
 from orchestrator import reaper
-from orchestrator.probes import ProbeError, check_ray
+from orchestrator.tracking.probes import ProbeError, check_ray
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def shutdown_ray() -> None:
 
 def check_ray_address(address: str, timeout: float = 5.0) -> None:
     """Something that speaks Ray's protocol (gRPC) answers at ``--address`` (``ray://`` too), so a wrong
-    address fails in seconds instead of Ray's long retries (:func:`orchestrator.probes.check_ray`);
+    address fails in seconds instead of Ray's long retries (:func:`orchestrator.tracking.probes.check_ray`);
     ``auto`` is probed at the address it stands for (``RAY_ADDRESS``, else the running cluster's file)."""
     target = _auto_address() if address == "auto" else address
     if target is None:  # Ray says "no running cluster" at once

@@ -249,14 +249,14 @@ def record_confirmations(record: SearchRecord) -> None:
     if not (record.parent_run_id and record.tracking_uri):
         return
     try:
-        from orchestrator import tracking
+        from orchestrator.tracking import mlflow_runs
 
-        c = tracking.client(record.tracking_uri)
+        c = mlflow_runs.client(record.tracking_uri)
         for rec in load_results(record).pool:
             if rec.mlflow_run_id and int(rec.n or 1) >= 2:
                 metrics = {"confirmed/mean": rec.score, "confirmed/sd": rec.sd, "confirmed/n": rec.n,
                            "confirmed/ci_low": rec.ci_low, "confirmed/ci_high": rec.ci_high}
-                tracking.log_metrics(c, rec.mlflow_run_id, metrics)
+                mlflow_runs.log_metrics(c, rec.mlflow_run_id, metrics)
     except Exception as exc:  # the study and the files hold the record; sync/finalize report MLflow trouble
 
         print(f"warning: MLflow: could not log the confirmed statistics ({one_line(exc)})")

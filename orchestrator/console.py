@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from increlora.budget import CHANCE_MARGIN
-from orchestrator.probes import redact
+from orchestrator.tracking.probes import redact
 from orchestrator.seed_stats import distinguishable_text
 from increlora.naming import MODULE_TYPES, type_key
-from orchestrator import tracking
+from orchestrator.tracking import mlflow_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.record import SearchRecord
@@ -54,7 +54,7 @@ def command(*words: Any) -> str:
 def mlflow_ui_command(uri: str) -> str:
     """How to look at a search's MLflow records (the README's command): the server URL, or an
     ``mlflow server`` over the local store."""
-    if tracking.is_remote(uri):
+    if mlflow_runs.is_remote(uri):
         return f"open {shlex.quote(uri)}"
     return ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false " +
             command("mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", "5000", "--workers", "1"))
@@ -65,7 +65,7 @@ LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where mlflow_ui_command's server li
 
 def mlflow_ui_base(uri: str) -> str:
     """The MLflow UI's address for a tracking URI: the server itself, or the local server of :func:`mlflow_ui_command`."""
-    return redact(uri).rstrip("/") if tracking.is_remote(uri) else LOCAL_MLFLOW_UI
+    return redact(uri).rstrip("/") if mlflow_runs.is_remote(uri) else LOCAL_MLFLOW_UI
 
 
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
@@ -94,7 +94,7 @@ def front_view_key(parent_run_id: str) -> str:
 
 def front_view_columns() -> list[str]:
     """The metrics the front's view shows, in this order: the score, the size, the total rank and the rank
-    per module type (``alloc/1q`` ... ``alloc/6f2``, :func:`orchestrator.tracking.allocation_metrics`)."""
+    per module type (``alloc/1q`` ... ``alloc/6f2``, :func:`orchestrator.tracking.mlflow_runs.allocation_metrics`)."""
     return ["glue_score", "adapter_params", "alloc/total", *(f"alloc/{type_key(t)}" for t in MODULE_TYPES)]
 
 

@@ -27,9 +27,10 @@ from orchestrator.results import SearchResults, load_results
 from orchestrator.seed_stats import distinguishable_text
 from orchestrator.trial_record import ConfigurationRecord
 from orchestrator.trial_files import one_line
-from orchestrator.trial_run import replay_spools
+from orchestrator.tracking.trial_run import replay_spools
 from increlora.naming import MODULE_TYPES, MODULE_TYPE_LABELS
-from orchestrator import plots, tracking
+from orchestrator import plots
+from orchestrator.tracking import mlflow_runs
 from orchestrator.presets import export_presets
 from orchestrator.results import load_study
 from orchestrator.seed_stats import pooled_sd
@@ -188,8 +189,8 @@ def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, floa
     if not record.tracking_uri or not record.experiment_id:
         return {}
     try:
-        methods = [m for m in tracking.baseline_methods() if m != record.method]
-        return tracking.reference_points(record.tracking_uri, record.experiment_id,
+        methods = [m for m in mlflow_runs.baseline_methods() if m != record.method]
+        return mlflow_runs.reference_points(record.tracking_uri, record.experiment_id,
                                          exclude_parent=record.parent_run_id or None, methods=methods)
     except Exception:  # the plot is still useful without its reference points
         return {}
@@ -383,18 +384,18 @@ def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequen
     from orchestrator.heatmaps import rerender_heatmaps
 
     uri, parent, search_dir = record.tracking_uri, record.parent_run_id, record.dir
-    c = tracking.client(uri)
+    c = mlflow_runs.client(uri)
     items = [(t.mlflow_run_id, t.allocation, f"{t.run_name or t.number}: final ranks")
              for t in results.trials if t.mlflow_run_id and t.allocation]
     rerender_heatmaps(uri, items, float(vmax))
-    tracking.log_metrics(c, parent, parent_metrics(results, front_rows, hv))
+    mlflow_runs.log_metrics(c, parent, parent_metrics(results, front_rows, hv))
     for name in (FRONT_CSV, PARETO_PNG, HYPERVOLUME_PNG, ALLOCATIONS_PNG, IMPORTANCE_PNG, "space.yaml"):
         if (search_dir / name).is_file():
             c.log_artifact(parent, str(search_dir / name))
     if (search_dir / PRESETS_DIR).is_dir():
         c.log_artifacts(parent, str(search_dir / PRESETS_DIR), PRESETS_DIR)
     write_front_view(record, c)
-    c.set_tag(parent, tracking.NOTE_TAG, parent_note(record, results, front_rows, hv))
+    c.set_tag(parent, mlflow_runs.NOTE_TAG, parent_note(record, results, front_rows, hv))
     if results.above_chance() is not None:
         c.set_tag(parent, "above_chance", str(results.above_chance()).lower())
-    tracking.log_json_artifact(c, parent, record.to_dict(), SEARCH_FILE)
+    mlflow_runs.log_json_artifact(c, parent, record.to_dict(), SEARCH_FILE)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from orchestrator.tracking import HEATMAP_ARTIFACT, HEATMAP_VMAX_TAG, client
+from orchestrator.tracking.mlflow_runs import HEATMAP_ARTIFACT, HEATMAP_VMAX_TAG, client
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from increlora.atomic import write_json_atomic
 from increlora.data import score_label
-from orchestrator.tracking import redact
+from orchestrator.tracking.mlflow_runs import redact
 
 SEARCH_FILE = "search.json"
 SCHEMA_VERSION = 1

@@ -25,10 +25,10 @@ from typing import Any, Optional
 
 from orchestrator.record import SearchRecord
 from increlora.naming import compact_allocation
-from orchestrator import tracking
+from orchestrator.tracking import mlflow_runs
 from orchestrator.results import load_results, load_study
 from orchestrator.trial_files import read_result
-from orchestrator.trial_run import ChildRun
+from orchestrator.tracking.trial_run import ChildRun
 from search_spaces import PRESET_CONFIG_ATTR, PRESET_NAME_ATTR, PROTOCOL_KNOBS
 
 INTERRUPTED = "interrupted"
@@ -88,7 +88,7 @@ def recover(record: SearchRecord) -> Recovery:
             study.enqueue_trial(dict(t.params), user_attrs=_rerun_attrs(t), skip_if_exists=False)
             out.reruns.append(t.number)
     if record.parent_run_id and record.experiment_id:
-        out.closed_runs = tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id,
+        out.closed_runs = mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id,
                                                        "KILLED")
     results = load_results(record)
     out.finished = results.finished()
@@ -119,7 +119,7 @@ def _trial_runs(record: SearchRecord) -> dict[int, Any]:
     if not record.parent_run_id or not record.experiment_id:
         return {}
     out: dict[int, Any] = {}
-    for run in tracking.child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id):
+    for run in mlflow_runs.child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id):
         try:
             number = int(run.data.tags.get("trial", ""))
         except ValueError:
@@ -158,8 +158,8 @@ def _finish_run(record: SearchRecord, run: Any, result: dict[str, Any]) -> None:
     """Give a recovered trial's MLflow run its final record (unless it has it) and end it FINISHED."""
     from orchestrator.trainable import log_result
 
-    child = ChildRun(tracking.TrackingInfo(record.tracking_uri, record.experiment_id, record.experiment_name,
+    child = ChildRun(mlflow_runs.TrackingInfo(record.tracking_uri, record.experiment_id, record.experiment_name,
                                            record.parent_run_id), run.info.run_id)
     if "final_glue_score" not in run.data.metrics:
         log_result(child, result, float(result.get("wall_time_s") or 0.0))
-    tracking.client(record.tracking_uri).set_terminated(run.info.run_id, "FINISHED")
+    mlflow_runs.client(record.tracking_uri).set_terminated(run.info.run_id, "FINISHED")

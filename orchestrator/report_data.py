@@ -21,7 +21,7 @@ from orchestrator.pareto import hypervolume_text
 from orchestrator.results import SearchResults
 from orchestrator.seed_stats import distinguishable_text
 from orchestrator.trial_record import ConfigurationRecord, TrialRecord
-from orchestrator import tracking
+from orchestrator.tracking import mlflow_runs
 from orchestrator.console import mlflow_ui_command
 from orchestrator.finalize import baseline_reference
 from orchestrator.record import RecordError, SearchRecord, find_search
@@ -106,12 +106,12 @@ def _result_record(uri: Optional[str], search_dir: Path, rec: TrialRecord) -> Op
 
 
 def mlflow_readable(uri: str) -> bool:
-    path = tracking.sqlite_path(uri)
+    path = mlflow_runs.sqlite_path(uri)
     if path is not None:
         return path.is_file()
     try:
-        tracking.check_tracking_uri(uri, timeout=3.0)
-    except tracking.TrackingError:
+        mlflow_runs.check_tracking_uri(uri, timeout=3.0)
+    except mlflow_runs.TrackingError:
         return False
     return True
 

@@ -33,10 +33,10 @@ from increlora.budget import above_chance
 from increlora.config import ConfigError
 from increlora.naming import expand_allocation
 from increlora.run_config import build_run_config
-from orchestrator.probes import ProbeError, check_database
-from orchestrator.tracking import sqlite_path
+from orchestrator.tracking.probes import ProbeError, check_database
+from orchestrator.tracking.mlflow_runs import sqlite_path
 from orchestrator.trial_files import trial_dir
-from orchestrator.trial_run import read_run_id
+from orchestrator.tracking.trial_run import read_run_id
 
 LABELS = ("best", "smallest", "knee")
 

@@ -37,17 +37,18 @@ from orchestrator.pause import pause_point
 from orchestrator.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 from increlora import __version__
-from orchestrator import cluster, tracking
+from orchestrator import cluster
+from orchestrator.tracking import mlflow_runs
 from orchestrator.finalize import finalize, parent_run_status, sync_command
-from orchestrator.lock import SearchLock, SearchLocked
+from orchestrator.tracking.lock import SearchLock, SearchLocked
 from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
-from orchestrator.probes import ProbeError, check_database
+from orchestrator.tracking.probes import ProbeError, check_database
 from orchestrator.record import RecordError, abandoned_start
 from orchestrator.results import check_study_exists, load_results
 from orchestrator.settings import _load_presets, check_name, check_output_dir
-from orchestrator.tracking import absolute_uri, redact, sqlite_path
+from orchestrator.tracking.mlflow_runs import absolute_uri, redact, sqlite_path
 from orchestrator.trial_files import one_line
-from orchestrator.trial_run import MLFLOW_RETRY_ENV
+from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV
 from search_spaces.from_yaml import dump_space, parse_space
 
 class PhaseTimer:
@@ -278,7 +279,7 @@ def resume_search(args: argparse.Namespace) -> int:
             settled = recover(record)
         except RecordError as exc:
             raise SearchError(f"--resume: {exc}") from None
-        tracking.reopen_run(record.tracking_uri, record.parent_run_id)
+        mlflow_runs.reopen_run(record.tracking_uri, record.parent_run_id)
         record.sessions += 1
         record.status = "running"
         record.save()
@@ -317,8 +318,8 @@ def check_stores(record: SearchRecord) -> None:
             check_new_study_storage(record)
         else:
             check_study_exists(record)
-        tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
-    except (RecordError, tracking.TrackingError) as exc:
+        mlflow_runs.check_tracking_uri(record.tracking_uri, timeout=5.0)
+    except (RecordError, mlflow_runs.TrackingError) as exc:
         raise SearchError(f"--resume: {exc}") from None
 
 
@@ -326,13 +327,13 @@ def check_new_study_storage(record: SearchRecord) -> None:
     """The storage of a search stopped in its start-up window can hold a new study: a SQLite file's folder
     is there and writable (the file itself may be missing, empty or half-made: the search's own is made
     anew), a database server answers and lets us in."""
-    path = tracking.sqlite_path(record.storage)
+    path = mlflow_runs.sqlite_path(record.storage)
     try:
         if path is not None:
-            tracking.check_sqlite_file(path, "the Optuna storage of the search")
+            mlflow_runs.check_sqlite_file(path, "the Optuna storage of the search")
         else:
             check_database(record.storage, "the Optuna storage of the search")
-    except (ProbeError, tracking.TrackingError) as exc:
+    except (ProbeError, mlflow_runs.TrackingError) as exc:
         raise RecordError(str(exc)) from None
 
 
@@ -377,7 +378,7 @@ def fit_and_finish(tuner: Any, record: SearchRecord, timer: PhaseTimer) -> int:
         record.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         record.save()
         with contextlib.suppress(Exception):  # MLflow may be what failed: the exception that ended the search is the news
-            tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+            mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
             _tracking_client(record).set_terminated(record.parent_run_id,
                                                     "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
@@ -398,7 +399,7 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
     record.save()
     problem: Optional[BaseException] = None
     try:
-        tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+        mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
     except Exception as exc:
         problem = exc
     finalize(record, mlflow_problem=problem, quiet=True)
@@ -444,7 +445,7 @@ def finish(record: SearchRecord, timer: PhaseTimer) -> int:
         code = 0
     if "mlflow" in outputs:  # the last line, after Ray's shutdown (whose late worker output would bury it)
         LAST_WORDS.append(
-            f"MLflow at {tracking.redact(record.tracking_uri)} could not be reached at the end of search {record.name} "
+            f"MLflow at {mlflow_runs.redact(record.tracking_uri)} could not be reached at the end of search {record.name} "
             f"({_reason(outputs['mlflow'])}): its front, plots and presets are written in {record.search_dir} and "
             f"search.json says {record.status}; the MLflow records wait there. Once the tracking server is back, "
             f"run: {sync_command(record)}")
@@ -478,7 +479,7 @@ def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
     try:
         outcome = run_confirmation(record, session=int(record.sessions))
     except BaseException as exc:
-        tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+        mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
         _tracking_client(record).set_terminated(record.parent_run_id, "KILLED")
         record.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         record.save()
@@ -493,7 +494,7 @@ def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
 
 
 def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
-    """The search folder's lock (:mod:`orchestrator.lock`), held by this process; SearchError when another holds it."""
+    """The search folder's lock (:mod:`orchestrator.tracking.lock`), held by this process; SearchError when another holds it."""
     try:
         return SearchLock.acquire(search_dir, name)
     except SearchLocked as exc:
@@ -525,21 +526,21 @@ def _start_tracking(record: SearchRecord) -> None:
     resumed from its start-up window keeps the parent run it got: the one its record names, else the one
     made for its folder after the record was written (a stop came before the record named it)."""
     try:
-        record.experiment_id = tracking.ensure_experiment(record.tracking_uri, record.experiment_name, record.artifact_root)
+        record.experiment_id = mlflow_runs.ensure_experiment(record.tracking_uri, record.experiment_name, record.artifact_root)
         if not record.parent_run_id:
-            record.parent_run_id = tracking.find_parent_run(record.tracking_uri, record.experiment_id, name=record.name,
+            record.parent_run_id = mlflow_runs.find_parent_run(record.tracking_uri, record.experiment_id, name=record.name,
                                                             search_dir=record.search_dir,
                                                             since=_created_unix(record))
         if record.parent_run_id:
-            tracking.reopen_run(record.tracking_uri, record.parent_run_id)
+            mlflow_runs.reopen_run(record.tracking_uri, record.parent_run_id)
         else:
-            record.parent_run_id = tracking.start_parent_run(
+            record.parent_run_id = mlflow_runs.start_parent_run(
                 record.tracking_uri, record.experiment_id, name=record.name,
                 tags={"task": record.task, "method": record.method, "search_dir": record.search_dir},
             )
             pause_point("tracking")
-        tracking.log_params(_tracking_client(record), record.parent_run_id, _parent_params(record))
-    except tracking.TrackingError as exc:
+        mlflow_runs.log_params(_tracking_client(record), record.parent_run_id, _parent_params(record))
+    except mlflow_runs.TrackingError as exc:
         raise SearchError(str(exc)) from None
     except Exception as exc:
         raise SearchError(f"MLflow ({record.tracking_uri}): {type(exc).__name__}: {exc}") from None
@@ -576,7 +577,7 @@ def _write_space(record: SearchRecord, space: Any) -> None:
 
 
 def _tracking_client(record: SearchRecord) -> Any:
-    return tracking.client(record.tracking_uri)
+    return mlflow_runs.client(record.tracking_uri)
 
 
 def _sweep_runs(record: Optional[SearchRecord]) -> None:
@@ -585,7 +586,7 @@ def _sweep_runs(record: Optional[SearchRecord]) -> None:
         return  # MLflow was unreachable at the end: sync closes the runs
     if record is not None and record.parent_run_id and record.experiment_id:
         try:
-            tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+            mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
         except Exception:  # pragma: no cover - best effort on the way out
             pass
 

@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 from orchestrator.record import SearchRecord
 from orchestrator.trial_files import RESULT_FILE, trial_dir
-from orchestrator.trial_run import read_run_id
+from orchestrator.tracking.trial_run import read_run_id
 
 CONFIRM_OF_KEY = "confirm_of"  # a confirmation job's config: the trial it confirms
 SEED_INDEX_KEY = "seed_index"  # ... and its seed index (also on a replicate's config)

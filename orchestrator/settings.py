@@ -28,8 +28,8 @@ from increlora.data import GlueError, OwnData, is_glue_task, load_source, normal
 from increlora.methods import METHODS
 from increlora.presets import PresetError, load_preset
 from increlora.run_config import check_knob
-from orchestrator import tracking
-from orchestrator.probes import ProbeError, check_database
+from orchestrator.tracking import mlflow_runs
+from orchestrator.tracking.probes import ProbeError, check_database
 from search_spaces import SpaceError
 from search_spaces.from_yaml import load_space
 
@@ -337,12 +337,12 @@ class SearchSettings:
             data_dir = str(Path(data_dir).expanduser().resolve())
             if not Path(data_dir).is_dir():
                 raise SearchError(f"--data-dir {data_dir}: no such folder")
-        uri = tracking.absolute_uri(args.tracking_uri or tracking.default_tracking_uri(Path.cwd()), Path.cwd())
+        uri = mlflow_runs.absolute_uri(args.tracking_uri or mlflow_runs.default_tracking_uri(Path.cwd()), Path.cwd())
         try:
-            tracking.check_tracking_uri(uri, timeout=5.0)
-        except tracking.TrackingError as exc:
+            mlflow_runs.check_tracking_uri(uri, timeout=5.0)
+        except mlflow_runs.TrackingError as exc:
             raise SearchError(str(exc)) from None
-        storage = tracking.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
+        storage = mlflow_runs.absolute_uri(args.storage, Path.cwd()) if args.storage else f"sqlite:///{search_dir / 'optuna.db'}"
         if args.storage:
             _check_storage(storage)
             _check_new_study(storage, name)
@@ -351,7 +351,7 @@ class SearchSettings:
             population_size=args.population_size, seed=args.seed, scheduler=args.scheduler, asha_grace=args.asha_grace,
             asha_reduction_factor=args.asha_reduction_factor, objective=args.objective, evaluations=args.evaluations,
             tolerance=args.tolerance, storage=storage, tracking_uri=uri,
-            artifact_root=tracking.default_artifact_root(uri, Path.cwd()),
+            artifact_root=mlflow_runs.default_artifact_root(uri, Path.cwd()),
             experiment_name=check_experiment(f"increlora-{task}" if args.experiment is None else args.experiment), save_adapters=args.save_adapters,
             cpus_per_trial=args.cpus_per_trial, argv=list(argv), max_failures=args.max_failures,
             confirm=args.confirm, confirm_share=args.confirm_share, dedupe=True,
@@ -421,10 +421,10 @@ def _check_storage(storage: str) -> None:
     """``--storage`` outlives the process (a file or a server) and can be reached, within seconds."""
     try:
         check_database(storage, "--storage")
-        sqlite = tracking.sqlite_path(storage)
+        sqlite = mlflow_runs.sqlite_path(storage)
         if sqlite is not None:
-            tracking.check_sqlite_file(sqlite, "--storage")
-    except (ProbeError, tracking.TrackingError) as exc:
+            mlflow_runs.check_sqlite_file(sqlite, "--storage")
+    except (ProbeError, mlflow_runs.TrackingError) as exc:
         raise SearchError(str(exc)) from None
 
 

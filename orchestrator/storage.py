@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from orchestrator.lock import store_lock
-from orchestrator.tracking import sqlite_path
+from orchestrator.tracking.lock import store_lock
+from orchestrator.tracking.mlflow_runs import sqlite_path
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage for any SQLAlchemy URL (sqlite gets a 60 s lock timeout). A SQLite file is
-    opened under its store lock (:func:`orchestrator.lock.store_lock`): opening a new one creates its tables,
+    opened under its store lock (:func:`orchestrator.tracking.lock.store_lock`): opening a new one creates its tables,
     which two processes sharing a ``--storage`` must not do at once."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):

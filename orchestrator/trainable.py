@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from increlora.naming import allocation_history, allocation_summary
-from orchestrator.tracking import NOTE_TAG, TrackingInfo, allocation_metrics
-from orchestrator.trial_run import MLFLOW_RETRY_ENV, ChildRun
+from orchestrator.tracking.mlflow_runs import NOTE_TAG, TrackingInfo, allocation_metrics
+from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from increlora.atomic import write_text_atomic
 from orchestrator.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from ray import tune
 
 from orchestrator.record import SearchRecord
-from orchestrator.tracking import TrackingInfo
+from orchestrator.tracking.mlflow_runs import TrackingInfo
 from orchestrator.trial_report import METRICS, SCORE, TIME_ATTR
 from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
 

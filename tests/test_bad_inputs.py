@@ -167,7 +167,7 @@ def placeholders(tmp_path_factory, glue_dir, servers):
     }
     # {search:in-use}: another process owns it (a lock on another open file description conflicts as a
     # second process's would); the lock is held for the module and let go when it ends
-    from orchestrator.lock import SearchLock
+    from orchestrator.tracking.lock import SearchLock
 
     lock = SearchLock.acquire(Path(out["search:in-use"]), "in-use")
     yield out

@@ -259,7 +259,7 @@ def test_search_confirms_its_front(confirmed_search, capsys):
 def test_confirmation_is_recorded_in_optuna_and_mlflow(confirmed_search):
     import optuna
 
-    from orchestrator import tracking
+    from orchestrator.tracking import mlflow_runs
     from orchestrator.record import SearchRecord
 
     s = confirmed_search
@@ -268,7 +268,7 @@ def test_confirmation_is_recorded_in_optuna_and_mlflow(confirmed_search):
     keys = [k for k in study.user_attrs if k.startswith("confirm:")]
     files = read_confirmations(record)
     assert len(keys) == sum(len(v) for v in files.values()) >= 2
-    runs = tracking.child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id)
+    runs = mlflow_runs.child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id)
     confirms = [r for r in runs if r.data.tags.get("confirms")]
     assert {(int(r.data.tags["confirms"]), int(r.data.tags["seed_index"])) for r in confirms} == \
         {(n, j) for n, runs_ in files.items() for j in runs_}

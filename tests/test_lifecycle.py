@@ -183,12 +183,12 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
 
 _FIRST_USE = r"""
 import sys, time
-from orchestrator import tracking
+from orchestrator.tracking import mlflow_runs
 from orchestrator.storage import make_storage
 start, mlflow_uri, optuna_uri = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 while time.time() < start:
     time.sleep(0.001)
-tracking.client(mlflow_uri).search_experiments()
+mlflow_runs.client(mlflow_uri).search_experiments()
 make_storage(optuna_uri).get_all_studies()
 """
 

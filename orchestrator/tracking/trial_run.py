@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator import tracking
-from orchestrator.tracking import PARENT_TAG, TrackingInfo
+from orchestrator.tracking import mlflow_runs
+from orchestrator.tracking.mlflow_runs import PARENT_TAG, TrackingInfo
 
 SPOOL_FILE = "mlflow_spool.jsonl"
 RUN_ID_FILE = "mlflow_run_id.txt"
@@ -33,7 +33,7 @@ class ChildRun:
         self.info = info
         self.run_id = run_id
         self.folder = Path(folder) if folder is not None else None
-        self._client = tracking.client(info.uri)
+        self._client = mlflow_runs.client(info.uri)
         self.spooling = False
 
     @classmethod
@@ -52,7 +52,7 @@ class ChildRun:
 
     # ------------------------------------------------------------------ calls
     def log_params(self, params: dict[str, Any]) -> None:
-        self._call({"op": "params", "params": {str(k): tracking.param_value(v) for k, v in params.items()}})
+        self._call({"op": "params", "params": {str(k): mlflow_runs.param_value(v) for k, v in params.items()}})
 
     def log_metrics(self, metrics: dict[str, Any], *, step: int = 0) -> None:
         self._call({"op": "metrics", "metrics": dict(metrics), "step": int(step), "timestamp": int(time.time() * 1000)})
@@ -107,13 +107,13 @@ def apply(c: Any, run_id: str, op: dict[str, Any]) -> Any:
     """Send one (live or spooled) call to MLflow."""
     kind = op["op"]
     if kind == "params":
-        tracking.log_params(c, run_id, op["params"])
+        mlflow_runs.log_params(c, run_id, op["params"])
     elif kind == "metrics":
-        tracking.log_metrics(c, run_id, op["metrics"], step=op["step"], timestamp=op.get("timestamp"))
+        mlflow_runs.log_metrics(c, run_id, op["metrics"], step=op["step"], timestamp=op.get("timestamp"))
     elif kind == "allocation":
-        tracking.log_allocation(c, run_id, op["allocation"], step=op["step"])
+        mlflow_runs.log_allocation(c, run_id, op["allocation"], step=op["step"])
     elif kind == "json":
-        tracking.log_json_artifact(c, run_id, op["payload"], op["name"], op.get("artifact_path"))
+        mlflow_runs.log_json_artifact(c, run_id, op["payload"], op["name"], op.get("artifact_path"))
     elif kind == "artifacts":
         if Path(op["local_dir"]).is_dir():
             c.log_artifacts(run_id, op["local_dir"], op["artifact_path"])
@@ -121,7 +121,7 @@ def apply(c: Any, run_id: str, op: dict[str, Any]) -> Any:
         for k, v in op["tags"].items():
             c.set_tag(run_id, k, v)
     elif kind == "finish":
-        return tracking.terminate_if_running(c, run_id, op["status"])
+        return mlflow_runs.terminate_if_running(c, run_id, op["status"])
     return None
 
 
@@ -138,7 +138,7 @@ def replay_spool(info: TrackingInfo, folder: Path) -> Optional[str]:
     path = Path(folder) / SPOOL_FILE
     if not path.is_file():
         return None
-    c = tracking.client(info.uri)
+    c = mlflow_runs.client(info.uri)
     run_id = read_run_id(folder)
     for line in path.read_text().splitlines():
         if not line.strip():

@@ -2,7 +2,7 @@
 
 Layout: one experiment per task (``increlora-<task>``) with an explicit, absolute artifact
 location; one parent run per search; one child run per trial (tag ``mlflow.parentRunId``),
-created inside the Ray worker (:class:`orchestrator.trial_run.ChildRun`).
+created inside the Ray worker (:class:`orchestrator.tracking.trial_run.ChildRun`).
 
 Child runs never stay RUNNING: the worker ends its run FINISHED (or FAILED on an exception); a
 trial that the scheduler stops is killed inside ``tune.report``, so the driver-side callback
@@ -33,9 +33,9 @@ from urllib.parse import urlparse
 from increlora.methods import METHODS  # noqa: F401  (imported for its registrations)
 from increlora.naming import parse_key, rank_metric_name, type_key
 from increlora.registry import REGISTRY
-from orchestrator.probes import ProbeError, check_database, redact  # noqa: F401  (redact: part of this module's API)
+from orchestrator.tracking.probes import ProbeError, check_database, redact  # noqa: F401  (redact: part of this module's API)
 from increlora.cli import UsageError, check_writable_dir
-from orchestrator.lock import store_lock
+from orchestrator.tracking.lock import store_lock
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -104,7 +104,7 @@ def default_artifact_root(uri: str, cwd: Path) -> Optional[str]:
 def check_tracking_uri(uri: str, *, timeout: float = 5.0) -> None:
     """Fail fast when the store cannot work: an http(s) server must answer ``/health`` within
     ``timeout`` seconds; a sqlite file's folder must exist; a database server must answer and let us
-    in within ``timeout`` seconds (:func:`orchestrator.probes.check_database`); the file store is refused."""
+    in within ``timeout`` seconds (:func:`orchestrator.tracking.probes.check_database`); the file store is refused."""
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
@@ -151,7 +151,7 @@ _READY_STORES: set[str] = set()  # sqlite URIs this process has opened once (und
 
 def client(uri: str) -> "MlflowClient":
     """An MLflow client of ``uri``. The first client of a SQLite store in a process is made under the
-    store's file lock (:func:`orchestrator.lock.store_lock`): making it creates or migrates the store's
+    store's file lock (:func:`orchestrator.tracking.lock.store_lock`): making it creates or migrates the store's
     tables, which two processes must not do at once."""
     from mlflow import MlflowClient
 

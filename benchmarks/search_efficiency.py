@@ -11,7 +11,7 @@ samplers see the same data: the comparison is paired by seed.
 Default task SST-2: at 96 steps MiniLM stays at the majority class on CoLA (MCC 0, see README), so
 every CoLA trial would score the reference and every hypervolume would be 0.
 
-Hypervolume (``orchestrator.pareto.hypervolume``) of the COMPLETE trials among the first k trials
+Hypervolume (``orchestrator.records.pareto.hypervolume``) of the COMPLETE trials among the first k trials
 (trial order = Optuna trial number; failed trials count against the budget and add nothing).
 Reference point = (chance score, 1.1 x the largest adapter size the space can produce):
 - chance score: the GLUE score of the majority-class predictor on the full dev set (0 for CoLA's
@@ -200,8 +200,8 @@ def trial_points(summary: dict[str, Any], trials: int, sdir: Path) -> list[Optio
     if cached is None:
         import optuna
 
-        from orchestrator.record import SearchRecord
-        from orchestrator.results import load_results
+        from orchestrator.records.record import SearchRecord
+        from orchestrator.records.results import load_results
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         results = load_results(SearchRecord.from_dict(summary))
@@ -216,7 +216,7 @@ def trial_points(summary: dict[str, Any], trials: int, sdir: Path) -> list[Optio
 
 
 def hv_curve(points: list[Optional[tuple[float, float]]], ref: tuple[float, float]) -> list[float]:
-    from orchestrator.pareto import hypervolume
+    from orchestrator.records.pareto import hypervolume
 
     curve, done = [], []
     for p in points:
@@ -277,7 +277,7 @@ def confirmation_rows(summaries: dict[tuple[str, int], dict], seeds: list[int], 
     """Per search that ran the confirmation stage: the single-run and the confirmed front's HV % (the confirmed
     front: its configurations' means, from search.json's ``front``), how many configurations it confirmed, the
     pooled seed sd and the stage's cost (``timings.confirm_s`` / ``timings.tuner_fit_s``)."""
-    from orchestrator.pareto import hypervolume
+    from orchestrator.records.pareto import hypervolume
 
     rows = []
     for seed in seeds:
@@ -396,7 +396,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             notes.append(f"the searches recorded chance score(s) {recorded} (their eval split) vs {chance:.4f} computed here")
     else:
         max_params, max_text = float("nan"), "no finished search"
-    from orchestrator.pareto import default_reference
+    from orchestrator.records.pareto import default_reference
 
     ref = default_reference(chance, max_params)
     box = (100.0 - ref[0]) * ref[1]

@@ -13,7 +13,7 @@ from ray import tune
 
 from orchestrator.tracking import mlflow_runs
 from orchestrator.heatmaps import log_heatmap
-from orchestrator.trial_files import one_line
+from orchestrator.records.trial_files import one_line
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator.record import SearchRecord
-from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, STUDY_ATTR_PREFIX, read_confirmations
-from orchestrator.seed_stats import SeedStats, pooled_sd, seed_for
-from orchestrator.trial_record import ConfigurationRecord
+from orchestrator.records.record import SearchRecord
+from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, STUDY_ATTR_PREFIX, read_confirmations
+from orchestrator.records.seed_stats import SeedStats, pooled_sd, seed_for
+from orchestrator.records.trial_record import ConfigurationRecord
 from orchestrator.console import say
-from orchestrator.results import configuration_pool, front_and_picks, load_results, load_study
-from orchestrator.trial_files import one_line
+from orchestrator.records.results import configuration_pool, front_and_picks, load_results, load_study
+from orchestrator.records.trial_files import one_line
 from orchestrator.trial_report import TRIAL_NUMBER_KEY
 
 NOISE_SDS = 2.0  # stage 2: within this many pooled seed sds of the front

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from increlora.budget import CHANCE_MARGIN
 from orchestrator.tracking.probes import redact
-from orchestrator.seed_stats import distinguishable_text
+from orchestrator.records.seed_stats import distinguishable_text
 from increlora.naming import MODULE_TYPES, type_key
 from orchestrator.tracking import mlflow_runs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.record import SearchRecord
+    from orchestrator.records.record import SearchRecord
 
 
 def not_learned_text(best: float, chance: float) -> str:
@@ -185,7 +185,7 @@ def print_summary(record: "SearchRecord") -> None:
     if results is not None and results.front:
         console.print(distinguishable_text(results.distinguishable, results.confirmed), markup=False, soft_wrap=True)
     if results is not None and results.importance:
-        from orchestrator.importance import Importance
+        from orchestrator.records.importance import Importance
 
         console.print("Which knobs matter: " + Importance(**results.importance).sentence(), markup=False, soft_wrap=True)
     if results and results.above_chance is False and results.front:

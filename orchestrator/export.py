@@ -20,9 +20,9 @@ from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_a
 from increlora.domains import real
 from increlora.presets import load_preset
 from orchestrator.finalize import write_presets
-from orchestrator.record import RecordError, SearchRecord, find_search
-from orchestrator.results import check_study_exists, load_results
-from orchestrator.trial_files import trial_dir
+from orchestrator.records.record import RecordError, SearchRecord, find_search
+from orchestrator.records.results import check_study_exists, load_results
+from orchestrator.records.trial_files import trial_dir
 
 
 class ExportError(RuntimeError):

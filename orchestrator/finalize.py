@@ -1,10 +1,10 @@
 """The end of a search: the front as a CSV, the plots, the presets, and the parent run's record.
 
-:func:`finalize` reads the search's results (:mod:`orchestrator.results`), writes
+:func:`finalize` reads the search's results (:mod:`orchestrator.records.results`), writes
 ``pareto_front.csv`` (the COMPLETE trials on the front, sorted by adapter params), ``pareto.png``,
 ``hypervolume.png`` and ``presets/``, puts them on the MLflow parent run with the hypervolume and a
 description, redraws the allocation heatmaps on the search-wide colour scale, and returns the
-:class:`~orchestrator.record.FrontSummary` that completes ``search.json``.
+:class:`~orchestrator.records.record.FrontSummary` that completes ``search.json``.
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from typing import Any, Optional, Sequence
 
 from increlora.naming import allocation_summary
 from increlora.budget import above_chance
-from orchestrator.pareto import hypervolume_text
+from orchestrator.records.pareto import hypervolume_text
 from orchestrator.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_key, front_view_state, not_learned_text,
                                   plural, search_links)
-from orchestrator.record import SEARCH_FILE, FrontSummary, SearchRecord
-from orchestrator.results import SearchResults, load_results
-from orchestrator.seed_stats import distinguishable_text
-from orchestrator.trial_record import ConfigurationRecord
-from orchestrator.trial_files import one_line
+from orchestrator.records.record import SEARCH_FILE, FrontSummary, SearchRecord
+from orchestrator.records.results import SearchResults, load_results
+from orchestrator.records.seed_stats import distinguishable_text
+from orchestrator.records.trial_record import ConfigurationRecord
+from orchestrator.records.trial_files import one_line
 from orchestrator.tracking.trial_run import replay_spools
 from increlora.naming import MODULE_TYPES, MODULE_TYPE_LABELS
 from orchestrator import plots
 from orchestrator.tracking import mlflow_runs
-from orchestrator.presets import export_presets
-from orchestrator.results import load_study
-from orchestrator.seed_stats import pooled_sd
+from orchestrator.records.presets import export_presets
+from orchestrator.records.results import load_study
+from orchestrator.records.seed_stats import pooled_sd
 
 FRONT_CSV = "pareto_front.csv"
 PARETO_PNG = "pareto.png"
@@ -156,7 +156,7 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
     if record.results is not None:
         lines.append(distinguishable_text(record.results.distinguishable, record.results.confirmed))
         if record.results.importance:
-            from orchestrator.importance import Importance
+            from orchestrator.records.importance import Importance
 
             lines.append("Which knobs matter: " + Importance(**record.results.importance).sentence() + ".")
     links = search_links(record)
@@ -281,8 +281,8 @@ def pooled_noise(results: SearchResults) -> Optional[float]:
 
 
 def compute_importance(record: SearchRecord, noise: Optional[float]) -> Any:
-    """:class:`orchestrator.importance.Importance` of the search's study (None when it cannot be computed)."""
-    from orchestrator.importance import knob_importance
+    """:class:`orchestrator.records.importance.Importance` of the search's study (None when it cannot be computed)."""
+    from orchestrator.records.importance import knob_importance
 
     try:
         return knob_importance(load_study(record), seed_sd=noise)

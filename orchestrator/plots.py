@@ -81,7 +81,7 @@ def pareto_plot(
     behind them.
 
     ``points`` are ``(score, params)``; ``front_idx`` indexes them (e.g. from
-    :func:`orchestrator.pareto.pareto_front`). ``highlight`` marks chosen points with stars and
+    :func:`orchestrator.records.pareto.pareto_front`). ``highlight`` marks chosen points with stars and
     labels (label -> index), ``reference`` draws baseline points per method with other markers,
     ``pruned`` draws early-stopped trials as grey crosses, ``ylabel`` names the score (own data's metric).
     The x axis is logarithmic when the parameter counts span more than 10x, and ticks read as K/M.

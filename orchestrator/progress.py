@@ -15,8 +15,8 @@ from typing import Any, Optional
 from ray import tune
 
 from orchestrator.console import say
-from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY
-from orchestrator.trial_files import read_error
+from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY
+from orchestrator.records.trial_files import read_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 

@@ -14,7 +14,7 @@ Ray's experiment snapshot is not trusted. :func:`recover` makes them agree:
 - an interrupted trial whose re-run is missing (a stop during a previous recovery) gets one.
 
 Every step is idempotent, so a kill during recovery is recovered by the next ``--resume``. The search
-then needs ``requested - finished`` more trials (:meth:`orchestrator.results.SearchResults.finished`).
+then needs ``requested - finished`` more trials (:meth:`orchestrator.records.results.SearchResults.finished`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from orchestrator.record import SearchRecord
+from orchestrator.records.record import SearchRecord
 from increlora.naming import compact_allocation
 from orchestrator.tracking import mlflow_runs
-from orchestrator.results import load_results, load_study
-from orchestrator.trial_files import read_result
+from orchestrator.records.results import load_results, load_study
+from orchestrator.records.trial_files import read_result
 from orchestrator.tracking.trial_run import ChildRun
 from search_spaces import PRESET_CONFIG_ATTR, PRESET_NAME_ATTR, PROTOCOL_KNOBS
 

@@ -1,4 +1,4 @@
-"""What the search report shows, collected once: the search's results (:mod:`orchestrator.results`),
+"""What the search report shows, collected once: the search's results (:mod:`orchestrator.records.results`),
 reference points from MLflow, growth timelines, and the rows both renderers print.
 
 :func:`collect` reads a search into :class:`ReportData`; :mod:`orchestrator.report_html` and
@@ -17,15 +17,15 @@ from typing import Any, Optional, Sequence
 
 from increlora.naming import allocation_summary
 from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES
-from orchestrator.pareto import hypervolume_text
-from orchestrator.results import SearchResults
-from orchestrator.seed_stats import distinguishable_text
-from orchestrator.trial_record import ConfigurationRecord, TrialRecord
+from orchestrator.records.pareto import hypervolume_text
+from orchestrator.records.results import SearchResults
+from orchestrator.records.seed_stats import distinguishable_text
+from orchestrator.records.trial_record import ConfigurationRecord, TrialRecord
 from orchestrator.tracking import mlflow_runs
 from orchestrator.console import mlflow_ui_command
 from orchestrator.finalize import baseline_reference
-from orchestrator.record import RecordError, SearchRecord, find_search
-from orchestrator.results import load_results
+from orchestrator.records.record import RecordError, SearchRecord, find_search
+from orchestrator.records.results import load_results
 
 
 class ReportError(RuntimeError):
@@ -58,7 +58,7 @@ class ReportData:
 
     @property
     def done(self) -> list[ConfigurationRecord]:
-        """The configurations the front ranks (:attr:`orchestrator.results.SearchResults.pool`; with the
+        """The configurations the front ranks (:attr:`orchestrator.records.results.SearchResults.pool`; with the
         confirmation stage, means over seeds); ``front_idx`` and ``picks`` index these."""
         return self.results.pool
 
@@ -235,7 +235,7 @@ def confirmation_text(summary: dict[str, Any]) -> str:
 
 
 def importance_text(summary: dict[str, Any]) -> str:
-    from orchestrator.importance import Importance
+    from orchestrator.records.importance import Importance
 
     imp = summary.get("importance") or {}
     return Importance(**imp).sentence() if imp else "-"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from orchestrator.console import plural
-from orchestrator.trial_record import TrialRecord
+from orchestrator.records.trial_record import TrialRecord
 from orchestrator.report_data import (
     ReportData,
     front_score_cells,

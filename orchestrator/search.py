@@ -11,7 +11,7 @@ trial protocol and tokenise the data once -> build the space -> create the recor
 run and the search folder -> run the Tuner -> finalise. ``--resume`` replays the same story from the
 saved record.
 
-Search folder ``<output-dir>/<name>``: ``search.json`` (:mod:`orchestrator.record`), ``optuna.db``
+Search folder ``<output-dir>/<name>``: ``search.json`` (:mod:`orchestrator.records.record`), ``optuna.db``
 (the study, unless ``--storage``), ``space.yaml``, ``ray/<name>/`` (Tune's experiment, used by
 ``--resume``), ``trials/tNNN/`` (each trial's ``result.json`` and adapter), ``pareto_front.csv``,
 ``pareto.png``, ``hypervolume.png`` and ``presets/``.
@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 from increlora.cli import parse_args
 from orchestrator.console import err, print_summary, resume_command, say
 from orchestrator.pause import pause_point
-from orchestrator.record import SCHEMA_VERSION, SearchRecord
+from orchestrator.records.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 from increlora import __version__
 from orchestrator import cluster
@@ -43,11 +43,11 @@ from orchestrator.finalize import finalize, parent_run_status, sync_command
 from orchestrator.tracking.lock import SearchLock, SearchLocked
 from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
 from orchestrator.tracking.probes import ProbeError, check_database
-from orchestrator.record import RecordError, abandoned_start
-from orchestrator.results import check_study_exists, load_results
+from orchestrator.records.record import RecordError, abandoned_start
+from orchestrator.records.results import check_study_exists, load_results
 from orchestrator.settings import _load_presets, check_name, check_output_dir
 from orchestrator.tracking.mlflow_runs import absolute_uri, redact, sqlite_path
-from orchestrator.trial_files import one_line
+from orchestrator.records.trial_files import one_line
 from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV
 from search_spaces.from_yaml import dump_space, parse_space
 
@@ -237,7 +237,7 @@ def _discard_unstarted_study(record: SearchRecord) -> None:
     in a shared ``--storage`` the study of that name goes if no trial of it ever ran."""
     import optuna
 
-    from orchestrator.storage import make_storage
+    from orchestrator.records.storage import make_storage
 
     path = sqlite_path(record.storage)
     if path is not None and path.parent == record.dir:
@@ -502,7 +502,7 @@ def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
 
 
 def _create_and_lock(search_dir: Path, name: str) -> Any:
-    """Create a new search's folder (or take one a stopped start left, :func:`orchestrator.record.abandoned_start`)
+    """Create a new search's folder (or take one a stopped start left, :func:`orchestrator.records.record.abandoned_start`)
     and lock it; SearchError when another search of that name created it meanwhile."""
     meanwhile = SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
                             "choose another --name")

@@ -18,8 +18,8 @@
   :func:`search_spaces.preset_point`;
 - a configuration the sampler proposes again (the same searched values as a trial that did not fail) is
   not trained twice on one seed: it becomes a *replicate* (user attributes ``replicate_of`` and
-  ``seed_index``) trained on the next seed of that configuration (:func:`orchestrator.seed_stats.seed_for`),
-  and the results count it as one more seed of it (:func:`orchestrator.results.configuration_pool`).
+  ``seed_index``) trained on the next seed of that configuration (:func:`orchestrator.records.seed_stats.seed_for`),
+  and the results count it as one more seed of it (:func:`orchestrator.records.results.configuration_pool`).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from increlora.naming import compact_allocation
-from orchestrator.seed_runs import SEED_INDEX_KEY
+from orchestrator.records.seed_runs import SEED_INDEX_KEY
 from search_spaces.common import PRESET_CONFIG_ATTR
-from orchestrator.seed_stats import seed_for
-from orchestrator.trial_files import read_error
+from orchestrator.records.seed_stats import seed_for
+from orchestrator.records.trial_files import read_error
 from orchestrator.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
 
 log = logging.getLogger(__name__)

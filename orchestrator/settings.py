@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence, Union, get_type_hints
 
 from increlora.cli import OneLineParser, prog_name
 from increlora.domains import SEED, Domain, real, whole
-from orchestrator.record import SearchChoices, abandoned_start
+from orchestrator.records.record import SearchChoices, abandoned_start
 from increlora.backbone import BackboneError, resolve_model
 from increlora.cli import UsageError, check_writable_dir
 from increlora.config import ConfigError, TRAIN_DOMAINS, TrainConfig
@@ -432,7 +432,7 @@ def _check_new_study(storage: str, name: str) -> None:
     try:
         import optuna
 
-        from orchestrator.storage import make_storage
+        from orchestrator.records.storage import make_storage
 
         if name in optuna.get_all_study_names(storage=make_storage(storage)):
             raise SearchError(f"Optuna study {name!r} already exists in {storage}: choose another --name or --resume")

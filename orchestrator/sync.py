@@ -20,9 +20,9 @@ from increlora.cli import OneLineParser, parse_args, prog_name
 from orchestrator.tracking import mlflow_runs
 from orchestrator.finalize import finalize, parent_run_status
 from orchestrator.tracking.lock import SearchLock, SearchLocked
-from orchestrator.record import RecordError, SearchRecord, find_search
-from orchestrator.results import check_study_exists, load_results
-from orchestrator.trial_files import one_line
+from orchestrator.records.record import RecordError, SearchRecord, find_search
+from orchestrator.records.results import check_study_exists, load_results
+from orchestrator.records.trial_files import one_line
 
 
 def build_parser() -> argparse.ArgumentParser:

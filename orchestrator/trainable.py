@@ -23,9 +23,9 @@ from increlora.naming import allocation_history, allocation_summary
 from orchestrator.tracking.mlflow_runs import NOTE_TAG, TrackingInfo, allocation_metrics
 from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from increlora.atomic import write_text_atomic
-from orchestrator.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
+from orchestrator.records.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
-from orchestrator.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
+from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
 from increlora.data import score_label
 from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
 from increlora.registry import budget_label

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 from ray import tune
 
-from orchestrator.record import SearchRecord
+from orchestrator.records.record import SearchRecord
 from orchestrator.tracking.mlflow_runs import TrackingInfo
 from orchestrator.trial_report import METRICS, SCORE, TIME_ATTR
 from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
@@ -77,7 +77,7 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
     from orchestrator.callbacks import FailureLimit, TrialRunCloser
     from orchestrator.progress import SearchProgress
     from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
-    from orchestrator.storage import make_storage
+    from orchestrator.records.storage import make_storage
     from orchestrator.trainable import trial_dirname
 
     ctx = SpaceContext(task=record.task, total_steps=int(record.total_steps))

@@ -75,7 +75,7 @@ def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False, 
     COMPLETE trial (or no study file at all, or a 0-byte one)."""
     import optuna
 
-    from orchestrator.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+    from orchestrator.records.record import SCHEMA_VERSION, SearchChoices, SearchRecord
 
     folder = root / "searches" / name
     folder.mkdir(parents=True)

@@ -17,10 +17,10 @@ import pytest
 from scipy import stats
 
 from orchestrator.confirmation import NOISE_SDS, plan_stage1, plan_stage2
-from orchestrator.seed_runs import read_confirmations
-from orchestrator.results import SearchResults, configuration_pool, front_and_picks
-from orchestrator.trial_record import TrialRecord
-from orchestrator.seed_stats import SeedStats, paired_difference, pooled_sd, seed_for
+from orchestrator.records.seed_runs import read_confirmations
+from orchestrator.records.results import SearchResults, configuration_pool, front_and_picks
+from orchestrator.records.trial_record import TrialRecord
+from orchestrator.records.seed_stats import SeedStats, paired_difference, pooled_sd, seed_for
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_importance_finds_the_knob_that_moves_the_score():
     optuna = pytest.importorskip("optuna")
     import numpy as np
 
-    from orchestrator.importance import knob_importance
+    from orchestrator.records.importance import knob_importance
 
     rng = np.random.default_rng(0)
     study = optuna.create_study(directions=["maximize", "minimize"])
@@ -260,7 +260,7 @@ def test_confirmation_is_recorded_in_optuna_and_mlflow(confirmed_search):
     import optuna
 
     from orchestrator.tracking import mlflow_runs
-    from orchestrator.record import SearchRecord
+    from orchestrator.records.record import SearchRecord
 
     s = confirmed_search
     record = SearchRecord.load(s["dir"])

@@ -146,7 +146,7 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
     """Only a search stopped in its start-up window (status ``created``) may have no study; in every other
     state a missing or 0-byte ``optuna.db`` is refused with one line, and nothing is created."""
     from orchestrator import search
-    from orchestrator.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+    from orchestrator.records.record import SCHEMA_VERSION, SearchChoices, SearchRecord
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "searches" / "s"
@@ -184,7 +184,7 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
 _FIRST_USE = r"""
 import sys, time
 from orchestrator.tracking import mlflow_runs
-from orchestrator.storage import make_storage
+from orchestrator.records.storage import make_storage
 start, mlflow_uri, optuna_uri = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 while time.time() < start:
     time.sleep(0.001)

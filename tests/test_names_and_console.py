@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from orchestrator.console import command, print_summary, resume_command
-from orchestrator.record import SCHEMA_VERSION, FrontSummary, SearchChoices, SearchRecord
+from orchestrator.records.record import SCHEMA_VERSION, FrontSummary, SearchChoices, SearchRecord
 from orchestrator.settings import SearchError, check_experiment, check_name
 
 

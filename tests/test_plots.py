@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pareto import hypervolume_curve, pareto_front, select_presets
+from orchestrator.records.pareto import hypervolume_curve, pareto_front, select_presets
 from orchestrator.allocation_plots import allocation_heatmap, allocation_matrix
 from orchestrator.plots import format_count, hypervolume_plot, pareto_plot
 

@@ -26,7 +26,7 @@ from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
 from orchestrator.finalize import read_front_csv  # noqa: E402
-from orchestrator.presets import EXCLUDED_KNOBS  # noqa: E402
+from orchestrator.records.presets import EXCLUDED_KNOBS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "sst2"  # accuracy varies between trials even for a tiny model (CoLA's MCC stays 0)
@@ -193,7 +193,7 @@ def test_the_end_says_whether_the_front_beat_chance(plain_search, tmp_path, caps
 
     from orchestrator.console import print_summary
     from orchestrator.finalize import finalize
-    from orchestrator.record import SearchRecord
+    from orchestrator.records.record import SearchRecord
 
     summary = plain_search["summary"]
     best = max(float(r["glue_score"]) for r in summary["front"])

@@ -2,9 +2,9 @@
 configuration (a trial with its replicates and confirmation runs, scored by its mean over seeds):
 :class:`ConfigurationRecord`.
 
-:func:`orchestrator.results.trial_records` reads every Optuna trial of a search into a :class:`TrialRecord`
+:func:`orchestrator.records.results.trial_records` reads every Optuna trial of a search into a :class:`TrialRecord`
 (the study holds the objectives, the searched knobs and, as user attributes, the rest);
-:func:`orchestrator.results.configuration_pool` groups them into :class:`ConfigurationRecord` s. Everything
+:func:`orchestrator.records.results.configuration_pool` groups them into :class:`ConfigurationRecord` s. Everything
 that looks at a search's results reads these attributes (``t.score``, ``t.adapter_params``, ``t.allocation``);
 the files written from them (``search.json``'s front rows, ``pareto_front.csv``, the preset YAML) keep their
 own keys. Nothing here imports Ray, MLflow or Optuna.
@@ -30,7 +30,7 @@ class TrialRecord:
     ``score`` and ``adapter_params`` are the trial's two objectives when it is COMPLETE, else the last values it
     reported (None when it reported none). ``replicate_of`` names the trial whose configuration this one repeats
     on another seed (the sampler proposed a configuration already trained; :mod:`orchestrator.searcher`),
-    ``seed_index`` the seed it trained on (:mod:`orchestrator.seed_stats`). ``state_reason`` says why the trial
+    ``seed_index`` the seed it trained on (:mod:`orchestrator.records.seed_stats`). ``state_reason`` says why the trial
     ended as it did (``final``, ``recovered`` from its result file after a kill, ``pruned``, ``fail``,
     ``interrupted``: cut off by a stop of the search and re-run by ``--resume`` as the trial ``rerun_of`` names).
     """

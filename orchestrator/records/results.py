@@ -6,14 +6,14 @@ report, the benchmarks - reads it through :func:`load_results`, so there is one 
 trial record. Nothing here imports Ray; MLflow is not needed either (the Optuna study holds the
 objectives, the searched knobs and, as user attributes, each trial's allocation and MLflow run).
 
-A trial record is a :class:`~orchestrator.trial_record.TrialRecord` (number, state, score, adapter params,
+A trial record is a :class:`~orchestrator.records.trial_record.TrialRecord` (number, state, score, adapter params,
 config, searched params, allocation, MLflow run, why it ended, which trial it replicates or re-runs, its seed
 index, its node).
 
 **Configurations, not trials, are what the front ranks.** A trial and its replicates are one configuration,
 and the confirmation stage (:mod:`orchestrator.confirmation`) adds seeds to the front's configurations
 (``trials/tNNN/seed-J/result.json``). :attr:`SearchResults.pool` holds one
-:class:`~orchestrator.trial_record.ConfigurationRecord` per configuration, scored by its mean over its seeds
+:class:`~orchestrator.records.trial_record.ConfigurationRecord` per configuration, scored by its mean over its seeds
 (``n``, ``sd``, ``ci_low``/``ci_high``, ``seed_scores``, ``single_score``: the first run's); once the
 confirmation stage has run, the pool holds the configurations trained on at least two seeds only, so the
 front, the picks and the presets are confirmed ones. ``front`` and ``picks`` index the pool.
@@ -24,18 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, TypeVar
 
-from orchestrator.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
-from orchestrator.record import RecordError, SearchRecord
-from orchestrator.seed_runs import read_confirmations
-from orchestrator.seed_stats import SeedStats, paired_difference
-from orchestrator.trial_record import ConfigurationRecord, TrialRecord
+from orchestrator.records.pareto import default_reference, hypervolume, hypervolume_curve, pareto_front, select_presets
+from orchestrator.records.record import RecordError, SearchRecord
+from orchestrator.records.seed_runs import read_confirmations
+from orchestrator.records.seed_stats import SeedStats, paired_difference
+from orchestrator.records.trial_record import ConfigurationRecord, TrialRecord
 from increlora.budget import above_chance
 from increlora.config import ConfigError
 from increlora.naming import expand_allocation
 from increlora.run_config import build_run_config
 from orchestrator.tracking.probes import ProbeError, check_database
 from orchestrator.tracking.mlflow_runs import sqlite_path
-from orchestrator.trial_files import trial_dir
+from orchestrator.records.trial_files import trial_dir
 from orchestrator.tracking.trial_run import read_run_id
 
 LABELS = ("best", "smallest", "knee")
@@ -258,7 +258,7 @@ def check_study_exists(record: SearchRecord) -> None:
 def load_study(record: SearchRecord) -> Any:
     import optuna
 
-    from orchestrator.storage import make_storage
+    from orchestrator.records.storage import make_storage
 
     try:
         return optuna.load_study(study_name=record.study_name, storage=make_storage(record.storage))

@@ -49,7 +49,7 @@ class FrontSummary:
     confirmed_configurations: int = 0  # configurations trained on >= 2 seeds
     noise_sd: Optional[float] = None  # seed standard deviation pooled over the configurations with >= 2 seeds
     distinguishable: list[dict[str, Any]] = field(default_factory=list)  # neighbouring front points, paired
-    importance: dict[str, Any] = field(default_factory=dict)  # orchestrator.importance.Importance.to_dict()
+    importance: dict[str, Any] = field(default_factory=dict)  # orchestrator.records.importance.Importance.to_dict()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 confirmation job carries in its Ray config, and reading the finished confirmation runs back.
 
 The bottom of the seed machinery (:mod:`orchestrator.confirmation` runs the stage, :mod:`orchestrator.searcher`
-makes replicates, :mod:`orchestrator.results` counts both): it imports none of them.
+makes replicates, :mod:`orchestrator.records.results` counts both): it imports none of them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from orchestrator.record import SearchRecord
-from orchestrator.trial_files import RESULT_FILE, trial_dir
+from orchestrator.records.record import SearchRecord
+from orchestrator.records.trial_files import RESULT_FILE, trial_dir
 from orchestrator.tracking.trial_run import read_run_id
 
 CONFIRM_OF_KEY = "confirm_of"  # a confirmation job's config: the trial it confirms

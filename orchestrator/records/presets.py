@@ -1,9 +1,9 @@
 """Choose presets from a finished search and write them as preset YAML files.
 
-The presets are chosen among trial records (:class:`~orchestrator.trial_record.TrialRecord`) or
-configuration records (:class:`~orchestrator.trial_record.ConfigurationRecord`: a trial with its seeds).
+The presets are chosen among trial records (:class:`~orchestrator.records.trial_record.TrialRecord`) or
+configuration records (:class:`~orchestrator.records.trial_record.ConfigurationRecord`: a trial with its seeds).
 Only COMPLETE trials with a finite score and a parameter count take part. The front and the
-picks come from :func:`orchestrator.results.front_and_picks`; the files are written by
+picks come from :func:`orchestrator.records.results.front_and_picks`; the files are written by
 :func:`increlora.presets.save_preset` (validated, atomic).
 """
 
@@ -18,8 +18,8 @@ from increlora.budget import above_chance
 from increlora.config import PROTOCOL, RUNTIME, knobs_with_role
 from increlora.naming import allocation_summary
 from increlora.presets import PRESET_VERSION, Preset, not_learned_warning, save_preset
-from orchestrator.results import LABELS, complete_trials, front_and_picks, front_rows
-from orchestrator.trial_record import ConfigurationRecord, TrialRecord
+from orchestrator.records.results import LABELS, complete_trials, front_and_picks, front_rows
+from orchestrator.records.trial_record import ConfigurationRecord, TrialRecord
 
 # Knobs a preset leaves out: how the search measured its trials and where they ran (the protocol and
 # runtime knobs: the target task's own defaults apply when a preset is reused), and the task itself.
@@ -62,7 +62,7 @@ def export_presets(
     two labels pick the same trial (``provenance.selected_as`` lists all labels of that trial).
     ``evaluated_on`` (``dev`` or ``holdout``: held-out training rows) and ``eval_rows`` say where the
     scores that chose the preset come from; a comparison on the dev set needs a ``holdout`` preset.
-    ``trials`` may be configuration records (:attr:`orchestrator.results.SearchResults.pool`; a trial record
+    ``trials`` may be configuration records (:attr:`orchestrator.records.results.SearchResults.pool`; a trial record
     counts as a configuration with one seed): then ``score`` is the mean over the configuration's seeds, and
     the provenance records ``seeds`` (n), ``score_sd``, ``score_interval`` (95 %), ``single_score`` (the first
     run's) and ``seed_scores``.
@@ -122,7 +122,7 @@ def export_presets(
 
 def front_table(trials: Sequence[TrialRecord], *, tolerance: float = 1.0) -> list[dict[str, Any]]:
     """The Pareto front of the COMPLETE trials as flat rows sorted by adapter params (duplicates of a
-    (score, params) pair collapse into one row; see :func:`orchestrator.results.front_rows`)."""
+    (score, params) pair collapse into one row; see :func:`orchestrator.records.results.front_rows`)."""
     done = _configurations(trials)
     if not done:
         return []

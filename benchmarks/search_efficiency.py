@@ -23,7 +23,7 @@ Reference point = (chance score, 1.1 x the largest adapter size the space can pr
 The table reports the hypervolume normalised by the box between the reference point and (score 100,
 0 params), in percent: HV / ((100 - chance) * ref_params) * 100, after 8/16/24/32 trials, median
 [min-max] over seeds per sampler, plus the raw box area for converting back. Plot: the median curve
-per sampler, ``docs/search_efficiency.png`` (``orchestrator.plots.hypervolume_plot``).
+per sampler, ``docs/search_efficiency.png`` (``orchestrator.reporting.plots.hypervolume_plot``).
 The goal it is judged against (issue #9), paired by seed: TPE's HV after 16 trials >= random's after
 32; the report has one row per seed and counts the seeds that meet it (``goal_check``).
 
@@ -476,7 +476,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if verdict:
         lines += ["Goal, paired by seed:", "", md_table(goal_header, goal_rows), "", verdict, ""]
     if plot_curves:
-        from orchestrator.plots import hypervolume_plot
+        from orchestrator.reporting.plots import hypervolume_plot
 
         hypervolume_plot(plot_curves, plot_path, title=f"{spec.folder}: hypervolume, median over seeds",
                          unit="% of the reference box")

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from ray import tune
 
 from orchestrator.tracking import mlflow_runs
-from orchestrator.heatmaps import log_heatmap
+from orchestrator.reporting.heatmaps import log_heatmap
 from orchestrator.records.trial_files import one_line
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
 

@@ -32,7 +32,7 @@ from orchestrator.records.record import SearchRecord
 from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, STUDY_ATTR_PREFIX, read_confirmations
 from orchestrator.records.seed_stats import SeedStats, pooled_sd, seed_for
 from orchestrator.records.trial_record import ConfigurationRecord
-from orchestrator.console import say
+from orchestrator.reporting.console import say
 from orchestrator.records.results import configuration_pool, front_and_picks, load_results, load_study
 from orchestrator.records.trial_files import one_line
 from orchestrator.trial_report import TRIAL_NUMBER_KEY

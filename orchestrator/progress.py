@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from ray import tune
 
-from orchestrator.console import say
+from orchestrator.reporting.console import say
 from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY
 from orchestrator.records.trial_files import read_error
 from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport

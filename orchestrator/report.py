@@ -32,11 +32,11 @@ from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from increlora.domains import whole
-from orchestrator.report_data import ReportData, ReportError, collect, mlflow_readable
+from orchestrator.reporting.report_data import ReportData, ReportError, collect, mlflow_readable
 from increlora.atomic import write_text_atomic
 from orchestrator.tracking import mlflow_runs
-from orchestrator.report_html import render_html
-from orchestrator.report_markdown import render_markdown
+from orchestrator.reporting.report_html import render_html
+from orchestrator.reporting.report_markdown import render_markdown
 
 REPORT_HTML = "report.html"
 

@@ -3,7 +3,7 @@
 Ray Tune schedules the trials; Ray's OptunaSearch (subclassed in :mod:`orchestrator.searcher`)
 suggests configurations maximising the GLUE score and minimising the adapter parameters; MLflow
 records one parent run per search with one nested run per trial; at the end the Pareto front,
-plots and presets are written (:mod:`orchestrator.finalize`).
+plots and presets are written (:mod:`orchestrator.reporting.finalize`).
 
 A search, as :func:`run_search` tells it: check the settings (before anything starts, so bad input
 costs one line and exit code 2) -> start or join Ray and fit the trials to its resources -> fix the
@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from increlora.cli import parse_args
-from orchestrator.console import err, print_summary, resume_command, say
+from orchestrator.reporting.console import err, print_summary, resume_command, say
 from orchestrator.pause import pause_point
 from orchestrator.records.record import SCHEMA_VERSION, SearchRecord
 from orchestrator.settings import SearchError, SearchSettings, build_parser
 from increlora import __version__
 from orchestrator import cluster
 from orchestrator.tracking import mlflow_runs
-from orchestrator.finalize import finalize, parent_run_status, sync_command
+from orchestrator.reporting.finalize import finalize, parent_run_status, sync_command
 from orchestrator.tracking.lock import SearchLock, SearchLocked
 from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
 from orchestrator.tracking.probes import ProbeError, check_database

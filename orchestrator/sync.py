@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, parse_args, prog_name
 from orchestrator.tracking import mlflow_runs
-from orchestrator.finalize import finalize, parent_run_status
+from orchestrator.reporting.finalize import finalize, parent_run_status
 from orchestrator.tracking.lock import SearchLock, SearchLocked
 from orchestrator.records.record import RecordError, SearchRecord, find_search
 from orchestrator.records.results import check_study_exists, load_results

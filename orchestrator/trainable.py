@@ -31,7 +31,7 @@ from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
 from increlora.registry import budget_label
 from increlora.run_config import build_run_config
 from increlora.trainer import train
-from orchestrator.console import plural
+from orchestrator.reporting.console import plural
 from orchestrator.preparation import prepare_data
 
 

@@ -262,7 +262,7 @@ def test_report_errors_are_one_line_exit_2(small, tmp_path, capsys):
 
 
 def test_growth_timeline_and_heatmap_grid(tmp_path):
-    from orchestrator import allocation_plots as plots
+    from orchestrator.reporting import allocation_plots as plots
 
     names = [f"bert.encoder.layer.{i}.{m}" for i in range(2) for m in
              ("attention.self.query", "attention.self.value", "intermediate.dense", "output.dense")]

@@ -25,7 +25,7 @@ from increlora.run_config import build_run_config  # noqa: E402
 from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
-from orchestrator.finalize import read_front_csv  # noqa: E402
+from orchestrator.reporting.finalize import read_front_csv  # noqa: E402
 from orchestrator.records.presets import EXCLUDED_KNOBS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,8 +191,8 @@ def test_the_end_says_whether_the_front_beat_chance(plain_search, tmp_path, caps
     import dataclasses
     import shutil
 
-    from orchestrator.console import print_summary
-    from orchestrator.finalize import finalize
+    from orchestrator.reporting.console import print_summary
+    from orchestrator.reporting.finalize import finalize
     from orchestrator.records.record import SearchRecord
 
     summary = plain_search["summary"]

@@ -9,7 +9,7 @@ trial that the scheduler stops is killed inside ``tune.report``, so the driver-s
 (:mod:`orchestrator.callbacks`) logs its last allocation and ends the run KILLED, and
 :func:`close_dangling_runs` sweeps whatever is left when the search ends or is interrupted.
 This module talks to MLflow only: no Ray, no plotting (heatmaps are drawn in
-:mod:`orchestrator.heatmaps`).
+:mod:`orchestrator.reporting.heatmaps`).
 
 Reference points: :func:`reference_points` reads the LoRA/AdaLoRA searches (parent runs tagged
 ``method``) of the same experiment and their finished trials' (score, adapter params), which the

@@ -1,5 +1,5 @@
 """PNG plots of a search's results: the Pareto front and hypervolume progress, plus the canvas helpers
-every plot module shares (allocation figures are in :mod:`orchestrator.allocation_plots`).
+every plot module shares (allocation figures are in :mod:`orchestrator.reporting.allocation_plots`).
 
 Figures are built with the object-oriented API on an Agg canvas created inside each function
 (``matplotlib.figure.Figure`` + ``FigureCanvasAgg``), so importing this module loads nothing,

@@ -1,6 +1,6 @@
 """PNG plots of rank allocations: the per-trial heatmap (layers x module types), heatmap grids on one
 colour scale, the growth timeline of a trial and the rank per module type / per layer of several
-trials. Same conventions as :mod:`orchestrator.plots` (Agg canvas per figure, atomic writes).
+trials. Same conventions as :mod:`orchestrator.reporting.plots` (Agg canvas per figure, atomic writes).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from increlora.naming import MODULE_TYPE_LABELS, MODULE_TYPES, parse_key
-from orchestrator.plots import PathLike, new_figure, save_figure
+from orchestrator.reporting.plots import PathLike, new_figure, save_figure
 
 
 def allocation_matrix(allocation: dict[str, int]) -> tuple[list[int], list[str], list[list[Optional[int]]]]:

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from increlora.naming import allocation_summary
 from increlora.budget import above_chance
 from orchestrator.records.pareto import hypervolume_text
-from orchestrator.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_key, front_view_state, not_learned_text,
+from orchestrator.reporting.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_key, front_view_state, not_learned_text,
                                   plural, search_links)
 from orchestrator.records.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.records.results import SearchResults, load_results
@@ -29,7 +29,7 @@ from orchestrator.records.trial_record import ConfigurationRecord
 from orchestrator.records.trial_files import one_line
 from orchestrator.tracking.trial_run import replay_spools
 from increlora.naming import MODULE_TYPES, MODULE_TYPE_LABELS
-from orchestrator import plots
+from orchestrator.reporting import plots
 from orchestrator.tracking import mlflow_runs
 from orchestrator.records.presets import export_presets
 from orchestrator.records.results import load_study
@@ -101,8 +101,8 @@ def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[
 def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:
     """``allocations.png``: the heatmaps of the COMPLETE trials side by side, smallest budget first, on the
     search's colour scale (front trials marked); None when no trial has an allocation."""
-    from orchestrator.allocation_plots import heatmap_grid
-    from orchestrator.plots import format_count
+    from orchestrator.reporting.allocation_plots import heatmap_grid
+    from orchestrator.reporting.plots import format_count
 
     labels, front = results.labels(), results.front_numbers()
     trials = sorted((t for t in results.complete if t.allocation),
@@ -363,7 +363,7 @@ def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]],
 def write_front_view(record: SearchRecord, c: Any) -> Optional[str]:
     """Store the shared view of the front's trials in the search's experiment (MLflow's runs table: only those
     trials, best score first, score, size and rank per module type as the first columns) and record its key in
-    ``outputs["front_view"]`` for :func:`orchestrator.console.search_links`. None (and no link) without a front,
+    ``outputs["front_view"]`` for :func:`orchestrator.reporting.console.search_links`. None (and no link) without a front,
     or when MLflow refuses the tag (a front too large for one tag value)."""
     ids = front_run_ids(record)
     if not ids or record.results is None:
@@ -381,7 +381,7 @@ def write_front_view(record: SearchRecord, c: Any) -> Optional[str]:
 
 def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float],
                 vmax: float) -> None:
-    from orchestrator.heatmaps import rerender_heatmaps
+    from orchestrator.reporting.heatmaps import rerender_heatmaps
 
     uri, parent, search_dir = record.tracking_uri, record.parent_run_id, record.dir
     c = mlflow_runs.client(uri)

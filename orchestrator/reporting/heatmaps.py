@@ -22,7 +22,7 @@ def log_heatmap(
     c: "MlflowClient", run_id: str, allocation: dict[str, int], *, title: str, vmax: float, vmin: float = 0.0
 ) -> bool:
     """Draw the allocation heatmap (``plots.allocation_heatmap``) and log it; False if it cannot be drawn."""
-    from orchestrator.allocation_plots import allocation_heatmap
+    from orchestrator.reporting.allocation_plots import allocation_heatmap
 
     with tempfile.TemporaryDirectory(prefix="increlora-heatmap-") as tmp:
         path = Path(tmp) / HEATMAP_ARTIFACT

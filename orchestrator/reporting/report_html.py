@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from orchestrator.console import plural
+from orchestrator.reporting.console import plural
 from orchestrator.records.trial_record import TrialRecord
-from orchestrator.report_data import (
+from orchestrator.reporting.report_data import (
     ReportData,
     front_score_cells,
     front_score_headers,
@@ -28,7 +28,7 @@ from orchestrator.report_data import (
     trial_rows,
     type_rows,
 )
-from orchestrator import allocation_plots, plots
+from orchestrator.reporting import allocation_plots, plots
 
 MAX_GALLERY = 48  # heatmaps of the trials off the front, smallest first
 MAX_BARS = 16  # bars of the allocation profile

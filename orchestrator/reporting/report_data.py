@@ -1,8 +1,8 @@
 """What the search report shows, collected once: the search's results (:mod:`orchestrator.records.results`),
 reference points from MLflow, growth timelines, and the rows both renderers print.
 
-:func:`collect` reads a search into :class:`ReportData`; :mod:`orchestrator.report_html` and
-:mod:`orchestrator.report_markdown` render it; :mod:`orchestrator.report` is the CLI.
+:func:`collect` reads a search into :class:`ReportData`; :mod:`orchestrator.reporting.report_html` and
+:mod:`orchestrator.reporting.report_markdown` render it; :mod:`orchestrator.report` is the CLI.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from orchestrator.records.results import SearchResults
 from orchestrator.records.seed_stats import distinguishable_text
 from orchestrator.records.trial_record import ConfigurationRecord, TrialRecord
 from orchestrator.tracking import mlflow_runs
-from orchestrator.console import mlflow_ui_command
-from orchestrator.finalize import baseline_reference
+from orchestrator.reporting.console import mlflow_ui_command
+from orchestrator.reporting.finalize import baseline_reference
 from orchestrator.records.record import RecordError, SearchRecord, find_search
 from orchestrator.records.results import load_results
 
@@ -202,7 +202,7 @@ def front_records(data: ReportData) -> list[TrialRecord]:
 
 
 def short_params(n: Any) -> str:
-    from orchestrator.plots import format_count
+    from orchestrator.reporting.plots import format_count
 
     try:
         return format_count(float(n))

@@ -1,6 +1,6 @@
 """``python -m orchestrator.search``: a multi-objective budget search over IncreLoRA (or a baseline).
 
-Ray Tune schedules the trials; Ray's OptunaSearch (subclassed in :mod:`orchestrator.searcher`)
+Ray Tune schedules the trials; Ray's OptunaSearch (subclassed in :mod:`orchestrator.running.searcher`)
 suggests configurations maximising the GLUE score and minimising the adapter parameters; MLflow
 records one parent run per search with one nested run per trial; at the end the Pareto front,
 plots and presets are written (:mod:`orchestrator.reporting.finalize`).
@@ -33,19 +33,19 @@ from typing import Any, Optional, Sequence
 
 from increlora.cli import parse_args
 from orchestrator.reporting.console import err, print_summary, resume_command, say
-from orchestrator.pause import pause_point
+from orchestrator.running.pause import pause_point
 from orchestrator.records.record import SCHEMA_VERSION, SearchRecord
-from orchestrator.settings import SearchError, SearchSettings, build_parser
+from orchestrator.running.settings import SearchError, SearchSettings, build_parser
 from increlora import __version__
-from orchestrator import cluster
+from orchestrator.running import cluster
 from orchestrator.tracking import mlflow_runs
 from orchestrator.reporting.finalize import finalize, parent_run_status, sync_command
 from orchestrator.tracking.lock import SearchLock, SearchLocked
-from orchestrator.preparation import build_space, prepare_data, run_facts, trial_protocol
+from orchestrator.running.preparation import build_space, prepare_data, run_facts, trial_protocol
 from orchestrator.tracking.probes import ProbeError, check_database
 from orchestrator.records.record import RecordError, abandoned_start
 from orchestrator.records.results import check_study_exists, load_results
-from orchestrator.settings import _load_presets, check_name, check_output_dir
+from orchestrator.running.settings import _load_presets, check_name, check_output_dir
 from orchestrator.tracking.mlflow_runs import absolute_uri, redact, sqlite_path
 from orchestrator.records.trial_files import one_line
 from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV
@@ -193,7 +193,7 @@ def start_up(record: SearchRecord, space: Any, data: Any, presets: Sequence[tupl
     ``running``; returns the Tuner. Each step is written before the next starts, so a kill at any
     instant leaves a record that ``--resume`` continues (:func:`resume_created`); no trial starts
     before the status says ``running``."""
-    from orchestrator.tuner import new_tuner
+    from orchestrator.running.tuner import new_tuner
 
     _write_space(record, space)
     record.save()  # from here on the search can be resumed
@@ -258,10 +258,10 @@ def _discard_unstarted_study(record: SearchRecord) -> None:
 
 
 def resume_search(args: argparse.Namespace) -> int:
-    """Continue the search ``--name``: settle its records (:mod:`orchestrator.recovery`), then run the
+    """Continue the search ``--name``: settle its records (:mod:`orchestrator.running.recovery`), then run the
     trials it still needs, with its saved settings."""
-    from orchestrator.recovery import recover
-    from orchestrator.tuner import new_tuner
+    from orchestrator.running.recovery import recover
+    from orchestrator.running.tuner import new_tuner
 
     timer = PhaseTimer()
     record = load_for_resume(args)
@@ -464,10 +464,10 @@ def _reason(note: str) -> str:
 
 
 def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
-    """The confirmation stage (:mod:`orchestrator.confirmation`) once every requested trial has finished and
-    ``--confirm`` is on; its :class:`~orchestrator.confirmation.Outcome`, or None when it does not apply. A stop
+    """The confirmation stage (:mod:`orchestrator.running.confirmation`) once every requested trial has finished and
+    ``--confirm`` is on; its :class:`~orchestrator.running.confirmation.Outcome`, or None when it does not apply. A stop
     during the stage leaves the search ``interrupted`` (``--resume`` trains the runs still missing)."""
-    from orchestrator.confirmation import run_confirmation
+    from orchestrator.running.confirmation import run_confirmation
 
     if not int(record.confirm):
         return None

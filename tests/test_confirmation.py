@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from scipy import stats
 
-from orchestrator.confirmation import NOISE_SDS, plan_stage1, plan_stage2
+from orchestrator.running.confirmation import NOISE_SDS, plan_stage1, plan_stage2
 from orchestrator.records.seed_runs import read_confirmations
 from orchestrator.records.results import SearchResults, configuration_pool, front_and_picks
 from orchestrator.records.trial_record import TrialRecord
@@ -143,8 +143,8 @@ def test_a_replicate_counts_towards_the_seeds_it_needs():
 
 def test_repeated_configuration_becomes_a_replicate(tmp_path):
     optuna = pytest.importorskip("optuna")
-    from orchestrator.searcher import MultiObjectiveOptunaSearch
-    from orchestrator.trial_report import TRIAL_NUMBER_KEY
+    from orchestrator.running.searcher import MultiObjectiveOptunaSearch
+    from orchestrator.running.trial_report import TRIAL_NUMBER_KEY
     from search_spaces import SpaceContext, default_space, make_space_fn
 
     space = default_space("lora", "sst2")  # one knob: r

@@ -4,7 +4,7 @@ use, a tracking server gone at the end, and what stopping a search leaves behind
 Every search here is a real ``python -m orchestrator.search`` process (a local Ray runtime, an Optuna study
 on disk, MLflow in sqlite or a real ``mlflow server`` on 127.0.0.1) training a tiny random BERT on real
 SST-2 rows. The start-up window lasts tens of milliseconds, so the searches are held at named instants
-(:mod:`orchestrator.pause`, ``INCRELORA_PAUSE_AT``) and killed there with SIGKILL by their own PID.
+(:mod:`orchestrator.running.pause`, ``INCRELORA_PAUSE_AT``) and killed there with SIGKILL by their own PID.
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ def test_stopping_a_search_leaves_no_ray_process(how, tiny_model_dir, glue_dir, 
             time.sleep(0.3)
         session = _session_of(tree)
         assert {"raylet", "gcs_server"} <= {p.name() for p in tree}
-        assert any("orchestrator.reaper" in " ".join(p.cmdline()) for p in tree)
+        assert any("orchestrator.running.reaper" in " ".join(p.cmdline()) for p in tree)
         if how == "SIGKILL its process group":
             os.killpg(proc.pid, signal.SIGKILL)
         else:

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.reporting.console import command, print_summary, resume_command
 from orchestrator.records.record import SCHEMA_VERSION, FrontSummary, SearchChoices, SearchRecord
-from orchestrator.settings import SearchError, check_experiment, check_name
+from orchestrator.running.settings import SearchError, check_experiment, check_name
 
 
 def _record(search_dir: str) -> SearchRecord:

@@ -353,7 +353,7 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_help_lists_every_flag_with_its_default():
-    parser = search.build_parser()  # orchestrator.settings.build_parser
+    parser = search.build_parser()  # orchestrator.running.settings.build_parser
     text = parser.format_help()
     for action in parser._actions:
         if action.option_strings and action.dest != "help":

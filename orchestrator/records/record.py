@@ -78,9 +78,9 @@ class SearchChoices:
     cpus_per_trial: int
     argv: list[str]
     max_failures: Optional[int] = None  # stop the search after this many failed trials
-    confirm: int = 0  # new seeds per confirmed configuration (orchestrator.confirmation); 0: no confirmation
+    confirm: int = 0  # new seeds per confirmed configuration (orchestrator.running.confirmation); 0: no confirmation
     confirm_share: float = 0.25  # the confirmation trains at most this share of the trials
-    dedupe: bool = False  # a configuration proposed again trains on the next seed (orchestrator.searcher)
+    dedupe: bool = False  # a configuration proposed again trains on the next seed (orchestrator.running.searcher)
 
 
 @dataclass

@@ -11,7 +11,7 @@ config, searched params, allocation, MLflow run, why it ended, which trial it re
 index, its node).
 
 **Configurations, not trials, are what the front ranks.** A trial and its replicates are one configuration,
-and the confirmation stage (:mod:`orchestrator.confirmation`) adds seeds to the front's configurations
+and the confirmation stage (:mod:`orchestrator.running.confirmation`) adds seeds to the front's configurations
 (``trials/tNNN/seed-J/result.json``). :attr:`SearchResults.pool` holds one
 :class:`~orchestrator.records.trial_record.ConfigurationRecord` per configuration, scored by its mean over its seeds
 (``n``, ``sd``, ``ci_low``/``ci_high``, ``seed_scores``, ``single_score``: the first run's); once the
@@ -317,7 +317,7 @@ def configuration_pool(record: SearchRecord, complete: Sequence[TrialRecord],
                        confirmations: dict[int, dict[int, dict[str, Any]]]) -> tuple[list[ConfigurationRecord], bool]:
     """One record per configuration (a trial with its replicates and confirmation runs), scored by its mean;
     and whether the confirmation stage has run (then only configurations with >= 2 seeds are kept).
-    ``confirmations``: :func:`orchestrator.confirmation.read_confirmations`."""
+    ``confirmations``: :func:`orchestrator.running.confirmation.read_confirmations`."""
     groups: dict[int, _Group] = {}
     for t in complete:
         key = int(t.replicate_of) if t.replicate_of is not None else int(t.number)

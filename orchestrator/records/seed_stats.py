@@ -2,8 +2,8 @@
 whether two configurations are distinguishable (the paired interval of their difference excludes 0).
 
 A search trains every configuration once, on the search's seed (seed index 0). A configuration the
-sampler proposes again (:mod:`orchestrator.searcher`) and the confirmation stage
-(:mod:`orchestrator.confirmation`) add further seeds, index 1, 2, ...: seed index ``j`` is the training seed
+sampler proposes again (:mod:`orchestrator.running.searcher`) and the confirmation stage
+(:mod:`orchestrator.running.confirmation`) add further seeds, index 1, 2, ...: seed index ``j`` is the training seed
 ``base + SEED_STRIDE * j`` for every configuration, so the scores of two configurations pair by index (same
 training subset, batch order and initialisation seed; the dev rows they are scored on stay those of
 index 0). Intervals are Student-t intervals (:mod:`scipy.stats`).

@@ -29,7 +29,7 @@ class TrialRecord:
 
     ``score`` and ``adapter_params`` are the trial's two objectives when it is COMPLETE, else the last values it
     reported (None when it reported none). ``replicate_of`` names the trial whose configuration this one repeats
-    on another seed (the sampler proposed a configuration already trained; :mod:`orchestrator.searcher`),
+    on another seed (the sampler proposed a configuration already trained; :mod:`orchestrator.running.searcher`),
     ``seed_index`` the seed it trained on (:mod:`orchestrator.records.seed_stats`). ``state_reason`` says why the trial
     ended as it did (``final``, ``recovered`` from its result file after a kill, ``pruned``, ``fail``,
     ``interrupted``: cut off by a stop of the search and re-run by ``--resume`` as the trial ``rerun_of`` names).

@@ -6,7 +6,7 @@ created inside the Ray worker (:class:`orchestrator.tracking.trial_run.ChildRun`
 
 Child runs never stay RUNNING: the worker ends its run FINISHED (or FAILED on an exception); a
 trial that the scheduler stops is killed inside ``tune.report``, so the driver-side callback
-(:mod:`orchestrator.callbacks`) logs its last allocation and ends the run KILLED, and
+(:mod:`orchestrator.running.callbacks`) logs its last allocation and ends the run KILLED, and
 :func:`close_dangling_runs` sweeps whatever is left when the search ends or is interrupted.
 This module talks to MLflow only: no Ray, no plotting (heatmaps are drawn in
 :mod:`orchestrator.reporting.heatmaps`).

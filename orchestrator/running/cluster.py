@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from orchestrator.settings import SearchError
-from orchestrator.warm import SETUP_HOOK
-from orchestrator import reaper
+from orchestrator.running.settings import SearchError
+from orchestrator.running.warm import SETUP_HOOK
+from orchestrator.running import reaper
 from orchestrator.tracking.probes import ProbeError, check_ray
 
 
@@ -50,7 +50,7 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
             env = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
             # "local": always a fresh runtime of our own; without it Ray joins whatever
             # /tmp/ray/ray_current_cluster names (a `ray start` left running, or a stale file).
-            # Workers import what a trial needs as they start (orchestrator.warm), while the driver prepares.
+            # Workers import what a trial needs as they start (orchestrator.running.warm), while the driver prepares.
             runtime_env: dict[str, Any] = {"env_vars": env}
             if not os.environ.get("INCRELORA_COLD_START"):  # the overhead benchmark's cold baseline leaves it out
                 runtime_env["worker_process_setup_hook"] = SETUP_HOOK
@@ -105,7 +105,7 @@ def ray_session(address: Optional[str], num_cpus: Optional[int], on_exit: Callab
     """Ray for the length of the block: started (or joined) on entry; on exit, if it was started
     here, shut down and then ``on_exit()`` runs (no trial can still be running by then).
 
-    A local runtime started here gets a reaper (:mod:`orchestrator.reaper`), which ends whatever is left
+    A local runtime started here gets a reaper (:mod:`orchestrator.running.reaper`), which ends whatever is left
     of it once this process lets go of it or dies, however it dies. SIGTERM stops the search as Ctrl-C
     does (Ray's own SIGTERM handler would end the process at once, leaving the search ``running``)."""
     with sigterm_as_sigint():

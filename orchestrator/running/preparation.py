@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from orchestrator.settings import CPU_SEARCH_DEFAULTS, SearchError, SearchSettings
+from orchestrator.running.settings import CPU_SEARCH_DEFAULTS, SearchError, SearchSettings
 from increlora import schedule
 from increlora.backbone import BackboneError, load_tokenizer
 from increlora.budget import adapted_shapes, majority_score, params_budget_range

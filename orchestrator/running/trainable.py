@@ -24,7 +24,7 @@ from orchestrator.tracking.mlflow_runs import NOTE_TAG, TrackingInfo, allocation
 from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV, ChildRun
 from increlora.atomic import write_text_atomic
 from orchestrator.records.trial_files import ERROR_FILE, one_line, trial_dir, trial_label, write_error
-from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
+from orchestrator.running.trial_report import TRIAL_NUMBER_KEY, TrialReport
 from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY, confirm_dir
 from increlora.data import score_label
 from increlora.naming import MODULE_TYPE_LABELS, allocation_markdown
@@ -32,7 +32,7 @@ from increlora.registry import budget_label
 from increlora.run_config import build_run_config
 from increlora.trainer import train
 from orchestrator.reporting.console import plural
-from orchestrator.preparation import prepare_data
+from orchestrator.running.preparation import prepare_data
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def run_trial(config: dict[str, Any], data: Any = None, context: Optional[TrialC
     _quiet_worker()
     t0 = time.perf_counter()
     number, knobs = split_config(ctx.method, config)
-    confirm_of = config.get(CONFIRM_OF_KEY)  # a confirmation run of trial ``number`` (orchestrator.confirmation)
+    confirm_of = config.get(CONFIRM_OF_KEY)  # a confirmation run of trial ``number`` (orchestrator.running.confirmation)
     seed_index = int(config.get(SEED_INDEX_KEY) or 0)
     name = run_name(ctx.task, ctx.method, number, knobs) + (f"-seed{seed_index}" if seed_index else "")
     out_dir = trial_dir(ctx.search_dir, number) if confirm_of is None else confirm_dir(ctx.search_dir, number, seed_index)

@@ -1,5 +1,5 @@
 """Ray Tune callbacks of the driver: MLflow bookkeeping of finished trials, the failure limit (the
-progress display is :mod:`orchestrator.progress`).
+progress display is :mod:`orchestrator.running.progress`).
 
 Both are pickled into Ray's experiment state (for ``--resume``), so they hold only plain values.
 """
@@ -14,7 +14,7 @@ from ray import tune
 from orchestrator.tracking import mlflow_runs
 from orchestrator.reporting.heatmaps import log_heatmap
 from orchestrator.records.trial_files import one_line
-from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
+from orchestrator.running.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 
 class TrialRunCloser(tune.Callback):

@@ -59,7 +59,7 @@ def start(session_dir: str) -> Optional[Reaper]:
         return None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.reaper", str(session_dir), str(os.getpid())],
+            [sys.executable, "-m", "orchestrator.running.reaper", str(session_dir), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
             env={**os.environ, "PYTHONPATH": _package_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
             start_new_session=True, close_fds=True,

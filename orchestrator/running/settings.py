@@ -71,7 +71,7 @@ FLAG_DOMAINS: dict[str, Domain] = {
     "confirm": whole(ge=0),
     "confirm_share": real(gt=0, le=1),
 }
-DEFAULT_CONFIRM = 3  # new seeds per confirmed configuration (the cpu profile's K; orchestrator.confirmation)
+DEFAULT_CONFIRM = 3  # new seeds per confirmed configuration (the cpu profile's K; orchestrator.running.confirmation)
 DEFAULT_CONFIRM_SHARE = 0.25
 # Knobs with a flag of their own: --set would bypass the flag's checks (or be overridden by it).
 OWN_FLAG_KNOBS = ("task", "method", "seed", "model", "data_dir")
@@ -116,7 +116,7 @@ def _trial_flag(group: argparse._ArgumentGroup, name: str, default_text: str) ->
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI; every flag's help ends with its default."""
-    from orchestrator.searcher import SAMPLERS
+    from orchestrator.running.searcher import SAMPLERS
 
     p = OneLineParser(
         prog=prog_name("orchestrator.search", "increlora-search"),

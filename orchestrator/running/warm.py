@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 
-TRIAL_MODULES = ("torch", "transformers", "peft", "mlflow", "increlora.trainer", "orchestrator.trainable")
-SETUP_HOOK = "orchestrator.warm.import_trial_modules"
+TRIAL_MODULES = ("torch", "transformers", "peft", "mlflow", "increlora.trainer", "orchestrator.running.trainable")
+SETUP_HOOK = "orchestrator.running.warm.import_trial_modules"
 
 
 def import_trial_modules() -> None:

@@ -131,7 +131,7 @@ def _trial_runs(record: SearchRecord) -> dict[int, Any]:
 
 def _complete_from_result(record: SearchRecord, handle: Any, t: Any, result: dict[str, Any], run: Any) -> None:
     """Record a trial that finished training before the stop, as the searcher would have."""
-    from orchestrator.trainable import run_name
+    from orchestrator.running.trainable import run_name
 
     name = run_name(record.task, record.method, t.number, dict(t.user_attrs.get("config") or {}))
     attrs = {
@@ -156,7 +156,7 @@ def _complete_from_result(record: SearchRecord, handle: Any, t: Any, result: dic
 
 def _finish_run(record: SearchRecord, run: Any, result: dict[str, Any]) -> None:
     """Give a recovered trial's MLflow run its final record (unless it has it) and end it FINISHED."""
-    from orchestrator.trainable import log_result
+    from orchestrator.running.trainable import log_result
 
     child = ChildRun(mlflow_runs.TrackingInfo(record.tracking_uri, record.experiment_id, record.experiment_name,
                                            record.parent_run_id), run.info.run_id)

@@ -13,7 +13,7 @@ After the search's trials (:func:`run_confirmation`, called by the search before
 
 The cap, ``--confirm-share`` x the requested trials (0.25 x 64 = 16 runs), keeps the stage's cost a fixed
 share of the search. Seeds a configuration already has (a replicate the sampler proposed, see
-:mod:`orchestrator.searcher`) count. Each run is a Ray trial like the search's (same resources and
+:mod:`orchestrator.running.searcher`) count. Each run is a Ray trial like the search's (same resources and
 concurrency), writes ``trials/tNNN/seed-J/result.json``, and is an MLflow run nested under the search's
 parent with the tags ``confirms`` (the trial) and ``seed_index``. Results are mirrored into the Optuna study
 as user attributes ``confirm:tNNN:sJ``. Which runs are left is recomputed from the result files, so a kill
@@ -35,7 +35,7 @@ from orchestrator.records.trial_record import ConfigurationRecord
 from orchestrator.reporting.console import say
 from orchestrator.records.results import configuration_pool, front_and_picks, load_results, load_study
 from orchestrator.records.trial_files import one_line
-from orchestrator.trial_report import TRIAL_NUMBER_KEY
+from orchestrator.running.trial_report import TRIAL_NUMBER_KEY
 
 NOISE_SDS = 2.0  # stage 2: within this many pooled seed sds of the front
 
@@ -199,9 +199,9 @@ def _run_jobs(record: SearchRecord, jobs: list[tuple[int, int]], *, session: int
         return 0
     from ray import tune
 
-    from orchestrator.callbacks import TrialRunCloser
-    from orchestrator.progress import ConfirmProgress
-    from orchestrator.tuner import trial_context
+    from orchestrator.running.callbacks import TrialRunCloser
+    from orchestrator.running.progress import ConfirmProgress
+    from orchestrator.running.tuner import trial_context
 
     study = load_study(record)
     knobs = {t.number: dict(t.user_attrs.get("config") or {}) for t in study.get_trials(deepcopy=False)}
@@ -229,8 +229,8 @@ def _job_dirname(trial: Any) -> str:
 
 def run_job(config: dict[str, Any], configs: Optional[list[dict[str, Any]]] = None, context: Any = None) -> None:
     """The Ray trainable of a confirmation run: job ``config["job"]`` of ``configs`` through the search's
-    trainable (:func:`orchestrator.trainable.run_trial`), which prepares the seed's data itself."""
-    from orchestrator.trainable import run_trial
+    trainable (:func:`orchestrator.running.trainable.run_trial`), which prepares the seed's data itself."""
+    from orchestrator.running.trainable import run_trial
 
     if configs is None:
         raise ValueError("run_job needs the job configs (bind them with tune.with_parameters)")

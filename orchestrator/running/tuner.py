@@ -1,7 +1,7 @@
 """Ray Tune's Tuner for a search: the trainable with its context, the Optuna searcher, ASHA, callbacks.
 
 :func:`new_tuner` assembles one session of a search from its record: the first session, and every
-``--resume`` (after :mod:`orchestrator.recovery` has settled the study), so a resumed search runs
+``--resume`` (after :mod:`orchestrator.running.recovery` has settled the study), so a resumed search runs
 exactly as the original was set up. Each session is its own Ray experiment (``ray/<name>``,
 ``ray/<name>-resume<k>``); the search's state lives in the Optuna study and the search folder, not
 in Ray's snapshots.
@@ -17,13 +17,13 @@ from ray import tune
 
 from orchestrator.records.record import SearchRecord
 from orchestrator.tracking.mlflow_runs import TrackingInfo
-from orchestrator.trial_report import METRICS, SCORE, TIME_ATTR
+from orchestrator.running.trial_report import METRICS, SCORE, TIME_ATTR
 from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
 
 
 def trial_context(record: SearchRecord) -> Any:
     """What each trial needs besides its config and the data (picklable)."""
-    from orchestrator.trainable import TrialContext
+    from orchestrator.running.trainable import TrialContext
 
     return TrialContext(
         task=record.task,
@@ -42,7 +42,7 @@ def trial_context(record: SearchRecord) -> Any:
 
 
 def trainable(record: SearchRecord, data: Any) -> Any:
-    from orchestrator.trainable import run_trial
+    from orchestrator.running.trainable import run_trial
 
     resources = {"cpu": float(record.cpus_per_trial), "gpu": float(record.gpus_per_trial)}
     return tune.with_resources(tune.with_parameters(run_trial, data=data, context=trial_context(record)), resources)
@@ -74,11 +74,11 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
     """The Tuner of one session: ``num_samples`` trials (default: all of the record's). The sampler's seed
     is the search's seed plus ``seed_session`` (default ``session``): a search whose start-up is run again
     samples as it would have the first time."""
-    from orchestrator.callbacks import FailureLimit, TrialRunCloser
-    from orchestrator.progress import SearchProgress
-    from orchestrator.searcher import MultiObjectiveOptunaSearch, make_sampler
+    from orchestrator.running.callbacks import FailureLimit, TrialRunCloser
+    from orchestrator.running.progress import SearchProgress
+    from orchestrator.running.searcher import MultiObjectiveOptunaSearch, make_sampler
     from orchestrator.records.storage import make_storage
-    from orchestrator.trainable import trial_dirname
+    from orchestrator.running.trainable import trial_dirname
 
     ctx = SpaceContext(task=record.task, total_steps=int(record.total_steps))
     enqueue = []

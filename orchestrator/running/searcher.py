@@ -9,7 +9,7 @@
   or one with a non-finite objective, is told FAIL, with the one-line reason the trainable wrote
   (``trials/tNNN/error.txt``) as the user attribute ``fail_reason``. A trial that stopped for any
   other reason - the search was interrupted - is left RUNNING: ``--resume`` recovers it
-  (:mod:`orchestrator.recovery`);
+  (:mod:`orchestrator.running.recovery`);
 - each suggestion carries the Optuna trial number (``trial_number``), used for folder and run
   names, and the trial's knobs are stored as the Optuna user attribute ``config``; the MLflow
   run id, the final allocation and the objectives are stored as user attributes at the end, so
@@ -39,7 +39,7 @@ from orchestrator.records.seed_runs import SEED_INDEX_KEY
 from search_spaces.common import PRESET_CONFIG_ATTR
 from orchestrator.records.seed_stats import seed_for
 from orchestrator.records.trial_files import read_error
-from orchestrator.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
+from orchestrator.running.trial_report import METRICS, MODES, PARAMS, SCORE, TRIAL_NUMBER_KEY, TrialReport
 
 log = logging.getLogger(__name__)
 

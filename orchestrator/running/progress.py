@@ -17,7 +17,7 @@ from ray import tune
 from orchestrator.reporting.console import say
 from orchestrator.records.seed_runs import CONFIRM_OF_KEY, SEED_INDEX_KEY
 from orchestrator.records.trial_files import read_error
-from orchestrator.trial_report import TRIAL_NUMBER_KEY, TrialReport
+from orchestrator.running.trial_report import TRIAL_NUMBER_KEY, TrialReport
 
 
 def _clock(seconds: float) -> str:

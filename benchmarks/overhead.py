@@ -15,7 +15,7 @@ training and evaluating back to back, so
 
 Where the rest goes (wall seconds; slot-seconds of the trials are divided by c):
 - Python start and imports: launch -> ``run_search`` starts (search.json ``timings.started_unix``);
-- driver phases from ``timings`` (``orchestrator.search.PhaseTimer``): checks (arguments, space,
+- driver phases from ``timings`` (``orchestrator.running.driver.PhaseTimer``): checks (arguments, space,
   presets, tracking URI, storage), Ray start, data preparation (load, subsample, tokenise once),
   setup (space, MLflow parent run, Tuner, data into the object store), tuner.fit, finalize (front,
   plots, presets, MLflow parent logging);

@@ -147,6 +147,7 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
     state a missing or 0-byte ``optuna.db`` is refused with one line, and nothing is created."""
     from orchestrator import search
     from orchestrator.records.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+    from orchestrator.running import driver
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "searches" / "s"
@@ -172,7 +173,7 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
     data["status"] = "created"
     (folder / "search.json").write_text(json.dumps(data))
     args = search.build_parser().parse_args(["--resume", "--name", "s", "--output-dir", str(tmp_path / "searches")])
-    assert search.load_for_resume(args).status == "created"
+    assert driver.load_for_resume(args).status == "created"
     assert not (tmp_path / "mlflow.db").exists()
     assert (folder / "optuna.db").exists() == (study_file == "empty")
 

@@ -19,6 +19,7 @@ from orchestrator.tracking.probes import redact
 from orchestrator.records.seed_stats import distinguishable_text
 from increlora.naming import MODULE_TYPES, type_key
 from orchestrator.tracking import mlflow_runs
+from orchestrator.records.importance import Importance
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.records.record import SearchRecord
@@ -185,8 +186,6 @@ def print_summary(record: "SearchRecord") -> None:
     if results is not None and results.front:
         console.print(distinguishable_text(results.distinguishable, results.confirmed), markup=False, soft_wrap=True)
     if results is not None and results.importance:
-        from orchestrator.records.importance import Importance
-
         console.print("Which knobs matter: " + Importance(**results.importance).sentence(), markup=False, soft_wrap=True)
     if results and results.above_chance is False and results.front:
         best = max(float(r["glue_score"]) for r in results.front)

@@ -20,8 +20,8 @@ from typing import Any, Optional, Sequence
 from increlora.naming import allocation_summary
 from increlora.budget import above_chance
 from orchestrator.records.pareto import hypervolume_text
-from orchestrator.reporting.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_key, front_view_state, not_learned_text,
-                                  plural, search_links)
+from orchestrator.reporting.console import (SHARED_VIEW_PREFIX, front_run_ids, front_view_key, front_view_state,
+                                            not_learned_text, plural, search_links)
 from orchestrator.records.record import SEARCH_FILE, FrontSummary, SearchRecord
 from orchestrator.records.results import SearchResults, load_results
 from orchestrator.records.seed_stats import distinguishable_text
@@ -34,6 +34,10 @@ from orchestrator.tracking import mlflow_runs
 from orchestrator.records.presets import export_presets
 from orchestrator.records.results import load_study
 from orchestrator.records.seed_stats import pooled_sd
+from orchestrator.records.importance import Importance, knob_importance
+from orchestrator.reporting.allocation_plots import heatmap_grid
+from orchestrator.reporting.heatmaps import rerender_heatmaps
+from orchestrator.reporting.plots import format_count
 
 FRONT_CSV = "pareto_front.csv"
 PARETO_PNG = "pareto.png"
@@ -101,9 +105,6 @@ def write_presets(results: SearchResults, out_dir: Path, *, tolerance: Optional[
 def allocations_grid(results: SearchResults, path: Path) -> Optional[Path]:
     """``allocations.png``: the heatmaps of the COMPLETE trials side by side, smallest budget first, on the
     search's colour scale (front trials marked); None when no trial has an allocation."""
-    from orchestrator.reporting.allocation_plots import heatmap_grid
-    from orchestrator.reporting.plots import format_count
-
     labels, front = results.labels(), results.front_numbers()
     trials = sorted((t for t in results.complete if t.allocation),
                     key=lambda t: (float(t.adapter_params), t.number))[:MAX_PANELS]
@@ -156,8 +157,6 @@ def note_text(record: SearchRecord, counts: dict[str, int], front_rows: Sequence
     if record.results is not None:
         lines.append(distinguishable_text(record.results.distinguishable, record.results.confirmed))
         if record.results.importance:
-            from orchestrator.records.importance import Importance
-
             lines.append("Which knobs matter: " + Importance(**record.results.importance).sentence() + ".")
     links = search_links(record)
     if links:
@@ -282,8 +281,6 @@ def pooled_noise(results: SearchResults) -> Optional[float]:
 
 def compute_importance(record: SearchRecord, noise: Optional[float]) -> Any:
     """:class:`orchestrator.records.importance.Importance` of the search's study (None when it cannot be computed)."""
-    from orchestrator.records.importance import knob_importance
-
     try:
         return knob_importance(load_study(record), seed_sd=noise)
     except Exception as exc:  # importance is a reading aid; a study it cannot digest must not stop the finalisation
@@ -381,8 +378,6 @@ def write_front_view(record: SearchRecord, c: Any) -> Optional[str]:
 
 def _log_parent(record: SearchRecord, results: SearchResults, front_rows: Sequence[dict[str, Any]], hv: Optional[float],
                 vmax: float) -> None:
-    from orchestrator.reporting.heatmaps import rerender_heatmaps
-
     uri, parent, search_dir = record.tracking_uri, record.parent_run_id, record.dir
     c = mlflow_runs.client(uri)
     items = [(t.mlflow_run_id, t.allocation, f"{t.run_name or t.number}: final ranks")

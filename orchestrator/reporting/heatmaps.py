@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from orchestrator.tracking.mlflow_runs import HEATMAP_ARTIFACT, HEATMAP_VMAX_TAG, client
+from orchestrator.reporting.allocation_plots import allocation_heatmap
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -22,8 +23,6 @@ def log_heatmap(
     c: "MlflowClient", run_id: str, allocation: dict[str, int], *, title: str, vmax: float, vmin: float = 0.0
 ) -> bool:
     """Draw the allocation heatmap (``plots.allocation_heatmap``) and log it; False if it cannot be drawn."""
-    from orchestrator.reporting.allocation_plots import allocation_heatmap
-
     with tempfile.TemporaryDirectory(prefix="increlora-heatmap-") as tmp:
         path = Path(tmp) / HEATMAP_ARTIFACT
         try:

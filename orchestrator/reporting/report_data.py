@@ -26,6 +26,8 @@ from orchestrator.reporting.console import mlflow_ui_command
 from orchestrator.reporting.finalize import baseline_reference
 from orchestrator.records.record import RecordError, SearchRecord, find_search
 from orchestrator.records.results import load_results
+from orchestrator.records.importance import Importance
+from orchestrator.reporting.plots import format_count
 
 
 class ReportError(RuntimeError):
@@ -202,8 +204,6 @@ def front_records(data: ReportData) -> list[TrialRecord]:
 
 
 def short_params(n: Any) -> str:
-    from orchestrator.reporting.plots import format_count
-
     try:
         return format_count(float(n))
     except (TypeError, ValueError):
@@ -235,8 +235,6 @@ def confirmation_text(summary: dict[str, Any]) -> str:
 
 
 def importance_text(summary: dict[str, Any]) -> str:
-    from orchestrator.records.importance import Importance
-
     imp = summary.get("importance") or {}
     return Importance(**imp).sentence() if imp else "-"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from orchestrator.reporting.console import plural
-from orchestrator.reporting.report_data import (ReportData, count, front_score_cells, front_score_headers, overview, trial_rows,
-                                      type_rows)
+from orchestrator.reporting.report_data import (ReportData, count, front_score_cells, front_score_headers, overview,
+                                                trial_rows, type_rows)
 from increlora.naming import short_key
 
 

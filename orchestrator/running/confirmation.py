@@ -36,6 +36,7 @@ from orchestrator.reporting.console import say
 from orchestrator.records.results import configuration_pool, front_and_picks, load_results, load_study
 from orchestrator.records.trial_files import one_line
 from orchestrator.running.trial_report import TRIAL_NUMBER_KEY
+from orchestrator.tracking import mlflow_runs
 
 NOISE_SDS = 2.0  # stage 2: within this many pooled seed sds of the front
 
@@ -249,8 +250,6 @@ def record_confirmations(record: SearchRecord) -> None:
     if not (record.parent_run_id and record.tracking_uri):
         return
     try:
-        from orchestrator.tracking import mlflow_runs
-
         c = mlflow_runs.client(record.tracking_uri)
         for rec in load_results(record).pool:
             if rec.mlflow_run_id and int(rec.n or 1) >= 2:

@@ -48,6 +48,8 @@ from orchestrator.running.settings import _load_presets, check_name, check_outpu
 from orchestrator.tracking.mlflow_runs import absolute_uri, redact, sqlite_path
 from orchestrator.records.trial_files import one_line
 from orchestrator.tracking.trial_run import MLFLOW_RETRY_ENV
+from orchestrator.running.confirmation import run_confirmation
+from orchestrator.running.recovery import recover
 from search_spaces.from_yaml import dump_space, parse_space
 
 class PhaseTimer:
@@ -259,7 +261,6 @@ def _discard_unstarted_study(record: SearchRecord) -> None:
 def resume_search(args: argparse.Namespace) -> int:
     """Continue the search ``--name``: settle its records (:mod:`orchestrator.running.recovery`), then run the
     trials it still needs, with its saved settings."""
-    from orchestrator.running.recovery import recover
     from orchestrator.running.tuner import new_tuner
 
     timer = PhaseTimer()
@@ -466,8 +467,6 @@ def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
     """The confirmation stage (:mod:`orchestrator.running.confirmation`) once every requested trial has finished and
     ``--confirm`` is on; its :class:`~orchestrator.running.confirmation.Outcome`, or None when it does not apply. A stop
     during the stage leaves the search ``interrupted`` (``--resume`` trains the runs still missing)."""
-    from orchestrator.running.confirmation import run_confirmation
-
     if not int(record.confirm):
         return None
     results = load_results(record)

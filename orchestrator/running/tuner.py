@@ -18,6 +18,8 @@ from ray import tune
 from orchestrator.records.record import SearchRecord
 from orchestrator.tracking.mlflow_runs import TrackingInfo
 from orchestrator.running.trial_report import METRICS, SCORE, TIME_ATTR
+from orchestrator.running.callbacks import FailureLimit, TrialRunCloser
+from orchestrator.running.progress import SearchProgress
 from search_spaces import PRESET_NAME_ATTR, SpaceContext, make_space_fn, preset_point
 
 
@@ -74,8 +76,6 @@ def new_tuner(record: SearchRecord, space: Any, data: Any, presets: Sequence[tup
     """The Tuner of one session: ``num_samples`` trials (default: all of the record's). The sampler's seed
     is the search's seed plus ``seed_session`` (default ``session``): a search whose start-up is run again
     samples as it would have the first time."""
-    from orchestrator.running.callbacks import FailureLimit, TrialRunCloser
-    from orchestrator.running.progress import SearchProgress
     from orchestrator.running.searcher import MultiObjectiveOptunaSearch, make_sampler
     from orchestrator.records.storage import make_storage
     from orchestrator.running.trainable import trial_dirname

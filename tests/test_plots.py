@@ -30,7 +30,8 @@ def _read(path):
 
 
 def test_import_loads_no_matplotlib():
-    code = "import sys, orchestrator.reporting.plots, orchestrator.reporting.allocation_plots; sys.exit('matplotlib' in sys.modules)"
+    code = ("import sys, orchestrator.reporting.plots, orchestrator.reporting.allocation_plots; "
+            "sys.exit('matplotlib' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60).returncode == 0
 

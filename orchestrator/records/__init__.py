@@ -1,1 +1,1 @@
-"""Records, front and presets: what a search keeps (search.json, the study, trial folders, seed runs) read back, no Ray."""
+"""Records, front and presets: what a search keeps (search.json, study, trial folders), read back; no Ray."""

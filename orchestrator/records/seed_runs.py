@@ -1,8 +1,9 @@
 """The files and keys of seed runs: a confirmation run's folder and Optuna attribute, the keys a replicate or a
 confirmation job carries in its Ray config, and reading the finished confirmation runs back.
 
-The bottom of the seed machinery (:mod:`orchestrator.running.confirmation` runs the stage, :mod:`orchestrator.running.searcher`
-makes replicates, :mod:`orchestrator.records.results` counts both): it imports none of them.
+The bottom of the seed machinery (:mod:`orchestrator.running.confirmation` runs the stage,
+:mod:`orchestrator.running.searcher` makes replicates, :mod:`orchestrator.records.results` counts both): it imports
+none of them.
 """
 
 from __future__ import annotations

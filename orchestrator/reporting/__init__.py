@@ -1,1 +1,1 @@
-"""The report and plots: the end of a search (front CSV, plots, presets, the parent run), its messages and its report page."""
+"""The report and plots: a search's closing outputs (front CSV, plots, presets, parent run), messages and report."""

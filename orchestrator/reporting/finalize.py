@@ -190,7 +190,7 @@ def baseline_reference(record: SearchRecord) -> dict[str, list[tuple[float, floa
     try:
         methods = [m for m in mlflow_runs.baseline_methods() if m != record.method]
         return mlflow_runs.reference_points(record.tracking_uri, record.experiment_id,
-                                         exclude_parent=record.parent_run_id or None, methods=methods)
+                                            exclude_parent=record.parent_run_id or None, methods=methods)
     except Exception:  # the plot is still useful without its reference points
         return {}
 
@@ -360,8 +360,8 @@ def parent_metrics(results: SearchResults, front_rows: Sequence[dict[str, Any]],
 def write_front_view(record: SearchRecord, c: Any) -> Optional[str]:
     """Store the shared view of the front's trials in the search's experiment (MLflow's runs table: only those
     trials, best score first, score, size and rank per module type as the first columns) and record its key in
-    ``outputs["front_view"]`` for :func:`orchestrator.reporting.console.search_links`. None (and no link) without a front,
-    or when MLflow refuses the tag (a front too large for one tag value)."""
+    ``outputs["front_view"]`` for :func:`orchestrator.reporting.console.search_links`. None (and no link) without a
+    front, or when MLflow refuses the tag (a front too large for one tag value)."""
     ids = front_run_ids(record)
     if not ids or record.results is None:
         return None

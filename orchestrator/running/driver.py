@@ -492,7 +492,8 @@ def confirm_front(record: SearchRecord, timer: PhaseTimer) -> Any:
 
 
 def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
-    """The search folder's lock (:mod:`orchestrator.tracking.lock`), held by this process; SearchError when another holds it."""
+    """The search folder's lock (:mod:`orchestrator.tracking.lock`), held by this process; SearchError when another
+    holds it."""
     try:
         return SearchLock.acquire(search_dir, name)
     except SearchLocked as exc:
@@ -500,8 +501,9 @@ def _lock(search_dir: Path, name: str, prefix: str = "") -> Any:
 
 
 def _create_and_lock(search_dir: Path, name: str) -> Any:
-    """Create a new search's folder (or take one a stopped start left, :func:`orchestrator.records.record.abandoned_start`)
-    and lock it; SearchError when another search of that name created it meanwhile."""
+    """Create a new search's folder (or take one a stopped start left,
+    :func:`orchestrator.records.record.abandoned_start`) and lock it; SearchError when another search of that name
+    created it meanwhile."""
     meanwhile = SearchError(f"search folder {search_dir} was created meanwhile by another search named {name}; "
                             "choose another --name")
     try:
@@ -527,8 +529,8 @@ def _start_tracking(record: SearchRecord) -> None:
         record.experiment_id = mlflow_runs.ensure_experiment(record.tracking_uri, record.experiment_name, record.artifact_root)
         if not record.parent_run_id:
             record.parent_run_id = mlflow_runs.find_parent_run(record.tracking_uri, record.experiment_id, name=record.name,
-                                                            search_dir=record.search_dir,
-                                                            since=_created_unix(record))
+                                                               search_dir=record.search_dir,
+                                                               since=_created_unix(record))
         if record.parent_run_id:
             mlflow_runs.reopen_run(record.tracking_uri, record.parent_run_id)
         else:

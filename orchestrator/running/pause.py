@@ -9,8 +9,8 @@ or the moment between the last trial and the end - are too short to hit from out
 test then kills the process (SIGKILL, as a user or the machine would) or changes the world around it
 (stops the tracking server) and lets it go on. Without the variable a pause point costs one lookup.
 
-Points of a search (:mod:`orchestrator.running.driver`): ``folder`` (the new search's folder exists and is locked, nothing is
-in it), ``record`` (``search.json`` says ``created``; no MLflow parent run yet), ``tracking`` (the parent
+Points of a search (:mod:`orchestrator.running.driver`): ``folder`` (the new search's folder exists and is locked,
+nothing is in it), ``record`` (``search.json`` says ``created``; no MLflow parent run yet), ``tracking`` (the parent
 run exists, ``search.json`` does not name it yet), ``parent`` (``search.json`` names the parent run, which
 is RUNNING; no Optuna study yet), ``study`` (the study exists; no trial has started), ``finish``
 (every trial has ended; nothing is finalised yet).

@@ -89,7 +89,7 @@ def recover(record: SearchRecord) -> Recovery:
             out.reruns.append(t.number)
     if record.parent_run_id and record.experiment_id:
         out.closed_runs = mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id,
-                                                       "KILLED")
+                                                          "KILLED")
     results = load_results(record)
     out.finished = results.finished()
     out.remaining = max(0, int(record.trials) - out.finished)
@@ -159,7 +159,7 @@ def _finish_run(record: SearchRecord, run: Any, result: dict[str, Any]) -> None:
     from orchestrator.running.trainable import log_result
 
     child = ChildRun(mlflow_runs.TrackingInfo(record.tracking_uri, record.experiment_id, record.experiment_name,
-                                           record.parent_run_id), run.info.run_id)
+                                              record.parent_run_id), run.info.run_id)
     if "final_glue_score" not in run.data.metrics:
         log_result(child, result, float(result.get("wall_time_s") or 0.0))
     mlflow_runs.client(record.tracking_uri).set_terminated(run.info.run_id, "FINISHED")

@@ -1,1 +1,1 @@
-"""Tracking a search: its MLflow runs (the driver's and each trial's), and the stores and connections under them, probed and locked."""
+"""Tracking: a search's MLflow runs (the driver's and each trial's), its stores and connections, probed and locked."""

@@ -66,7 +66,7 @@ def spearman(a: dict[str, float], b: dict[str, float]) -> float:
 
 def measure(sizes: list[int], sigmas: list[float], reps: int, height: float) -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
-    from orchestrator.importance import EVALUATORS, importances
+    from orchestrator.records.importance import EVALUATORS, importances
 
     rows = []
     for n in sizes:

@@ -15,7 +15,7 @@ training and evaluating back to back, so
 
 Where the rest goes (wall seconds; slot-seconds of the trials are divided by c):
 - Python start and imports: launch -> ``run_search`` starts (search.json ``timings.started_unix``);
-- driver phases from ``timings`` (``orchestrator.search.PhaseTimer``): checks (arguments, space,
+- driver phases from ``timings`` (``orchestrator.running.driver.PhaseTimer``): checks (arguments, space,
   presets, tracking URI, storage), Ray start, data preparation (load, subsample, tokenise once),
   setup (space, MLflow parent run, Tuner, data into the object store), tuner.fit, finalize (front,
   plots, presets, MLflow parent logging);
@@ -106,9 +106,9 @@ def warm_tracking(uri: str, task: str, artifact_root: str) -> None:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    from orchestrator import tracking
+    from orchestrator.tracking import mlflow_runs
 
-    tracking.ensure_experiment(uri, f"increlora-{task}", artifact_root)
+    mlflow_runs.ensure_experiment(uri, f"increlora-{task}", artifact_root)
 
 
 def launch(args: argparse.Namespace, out_dir: Path) -> Path:
@@ -173,11 +173,11 @@ def mlflow_spans(summary: dict[str, Any]) -> dict[int, float]:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    from orchestrator import tracking
+    from orchestrator.tracking import mlflow_runs
 
     out: dict[int, float] = {}
     try:
-        runs = tracking.child_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"])
+        runs = mlflow_runs.child_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"])
     except Exception as exc:  # the table still stands without the split
         say(f"overhead: cannot read the MLflow child runs ({type(exc).__name__}: {exc})")
         return out

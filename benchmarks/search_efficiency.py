@@ -11,7 +11,7 @@ samplers see the same data: the comparison is paired by seed.
 Default task SST-2: at 96 steps MiniLM stays at the majority class on CoLA (MCC 0, see README), so
 every CoLA trial would score the reference and every hypervolume would be 0.
 
-Hypervolume (``orchestrator.pareto.hypervolume``) of the COMPLETE trials among the first k trials
+Hypervolume (``orchestrator.records.pareto.hypervolume``) of the COMPLETE trials among the first k trials
 (trial order = Optuna trial number; failed trials count against the budget and add nothing).
 Reference point = (chance score, 1.1 x the largest adapter size the space can produce):
 - chance score: the GLUE score of the majority-class predictor on the full dev set (0 for CoLA's
@@ -23,7 +23,7 @@ Reference point = (chance score, 1.1 x the largest adapter size the space can pr
 The table reports the hypervolume normalised by the box between the reference point and (score 100,
 0 params), in percent: HV / ((100 - chance) * ref_params) * 100, after 8/16/24/32 trials, median
 [min-max] over seeds per sampler, plus the raw box area for converting back. Plot: the median curve
-per sampler, ``docs/search_efficiency.png`` (``orchestrator.plots.hypervolume_plot``).
+per sampler, ``docs/search_efficiency.png`` (``orchestrator.reporting.plots.hypervolume_plot``).
 The goal it is judged against (issue #9), paired by seed: TPE's HV after 16 trials >= random's after
 32; the report has one row per seed and counts the seeds that meet it (``goal_check``).
 
@@ -200,8 +200,8 @@ def trial_points(summary: dict[str, Any], trials: int, sdir: Path) -> list[Optio
     if cached is None:
         import optuna
 
-        from orchestrator.record import SearchRecord
-        from orchestrator.results import load_results
+        from orchestrator.records.record import SearchRecord
+        from orchestrator.records.results import load_results
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         results = load_results(SearchRecord.from_dict(summary))
@@ -216,7 +216,7 @@ def trial_points(summary: dict[str, Any], trials: int, sdir: Path) -> list[Optio
 
 
 def hv_curve(points: list[Optional[tuple[float, float]]], ref: tuple[float, float]) -> list[float]:
-    from orchestrator.pareto import hypervolume
+    from orchestrator.records.pareto import hypervolume
 
     curve, done = [], []
     for p in points:
@@ -277,7 +277,7 @@ def confirmation_rows(summaries: dict[tuple[str, int], dict], seeds: list[int], 
     """Per search that ran the confirmation stage: the single-run and the confirmed front's HV % (the confirmed
     front: its configurations' means, from search.json's ``front``), how many configurations it confirmed, the
     pooled seed sd and the stage's cost (``timings.confirm_s`` / ``timings.tuner_fit_s``)."""
-    from orchestrator.pareto import hypervolume
+    from orchestrator.records.pareto import hypervolume
 
     rows = []
     for seed in seeds:
@@ -396,7 +396,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             notes.append(f"the searches recorded chance score(s) {recorded} (their eval split) vs {chance:.4f} computed here")
     else:
         max_params, max_text = float("nan"), "no finished search"
-    from orchestrator.pareto import default_reference
+    from orchestrator.records.pareto import default_reference
 
     ref = default_reference(chance, max_params)
     box = (100.0 - ref[0]) * ref[1]
@@ -476,7 +476,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if verdict:
         lines += ["Goal, paired by seed:", "", md_table(goal_header, goal_rows), "", verdict, ""]
     if plot_curves:
-        from orchestrator.plots import hypervolume_plot
+        from orchestrator.reporting.plots import hypervolume_plot
 
         hypervolume_plot(plot_curves, plot_path, title=f"{spec.folder}: hypervolume, median over seeds",
                          unit="% of the reference box")

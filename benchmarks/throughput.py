@@ -59,7 +59,7 @@ SMOKE = {"train_samples": 256, "eval_samples": 48, "epochs": 1.0, "max_steps": N
 def trial_knobs(task: str, args: argparse.Namespace) -> dict[str, Any]:
     """The knobs of a default CPU search trial on ``task`` (IncreLoRA with the search's defaults)."""
     from increlora.task_defaults import task_defaults
-    from orchestrator.settings import CPU_SEARCH_DEFAULTS, DEFAULT_EVALUATIONS
+    from orchestrator.running.settings import CPU_SEARCH_DEFAULTS, DEFAULT_EVALUATIONS
     from increlora import schedule
 
     knobs = task_defaults(task, "increlora", "cpu")

@@ -5,7 +5,7 @@ or which words a string may be (``auto | cpu | cuda | cuda:N``). The domain tabl
 
 - ``increlora.config.TRAIN_DOMAINS``: every training knob (:class:`increlora.config.TrainConfig`);
 - ``DOMAINS`` of each method's config class (``IncreLoRAConfig.DOMAINS`` ...): the method's knobs;
-- ``orchestrator.settings.FLAG_DOMAINS``: the search's own numeric flags (``--trials``, ``--seed`` ...).
+- ``orchestrator.running.settings.FLAG_DOMAINS``: the search's own numeric flags (``--trials``, ``--seed`` ...).
 
 :func:`increlora.run_config.knob_domain` finds a knob's domain; the configs' ``validate()``, the
 training CLI, presets, the search's ``--set`` and its training flags, and YAML search spaces (ranges

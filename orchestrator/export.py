@@ -19,10 +19,10 @@ from typing import Optional, Sequence
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from increlora.domains import real
 from increlora.presets import load_preset
-from orchestrator.finalize import write_presets
-from orchestrator.record import RecordError, SearchRecord, find_search
-from orchestrator.results import check_study_exists, load_results
-from orchestrator.trial_files import trial_dir
+from orchestrator.reporting.finalize import write_presets
+from orchestrator.records.record import RecordError, SearchRecord, find_search
+from orchestrator.records.results import check_study_exists, load_results
+from orchestrator.records.trial_files import trial_dir
 
 
 class ExportError(RuntimeError):

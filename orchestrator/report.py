@@ -32,11 +32,11 @@ from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, UsageError, check_writable_dir, parse_args, prog_name
 from increlora.domains import whole
-from orchestrator.report_data import ReportData, ReportError, collect, mlflow_readable
+from orchestrator.reporting.report_data import ReportData, ReportError, collect, mlflow_readable
 from increlora.atomic import write_text_atomic
-from orchestrator import tracking
-from orchestrator.report_html import render_html
-from orchestrator.report_markdown import render_markdown
+from orchestrator.tracking import mlflow_runs
+from orchestrator.reporting.report_html import render_html
+from orchestrator.reporting.report_markdown import render_markdown
 
 REPORT_HTML = "report.html"
 
@@ -53,7 +53,7 @@ def log_to_mlflow(data: ReportData, path: Path) -> Optional[str]:
         with tempfile.TemporaryDirectory(prefix="increlora-report-") as tmp:
             target = Path(tmp) / REPORT_HTML
             target.write_bytes(Path(path).read_bytes())
-            tracking.client(uri).log_artifact(parent, str(target))
+            mlflow_runs.client(uri).log_artifact(parent, str(target))
     except Exception as exc:
         return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     return None

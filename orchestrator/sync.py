@@ -1,13 +1,13 @@
 """``python -m orchestrator.sync --search NAME_OR_DIR``: send a search's records to MLflow after an outage.
 
 While the tracking server is unreachable, each trial appends its MLflow calls to its folder
-(``trials/tNNN/mlflow_spool.jsonl``, see :mod:`orchestrator.trial_run`) and a search that ends
+(``trials/tNNN/mlflow_spool.jsonl``, see :mod:`orchestrator.tracking.trial_run`) and a search that ends
 during the outage keeps its front, plots and presets on disk only, with its parent run still RUNNING.
 Once the server answers again, this command replays every spool in order (creating the runs that never
 were), logs the parent run's record (front, presets, plots, description), as the search would have, and,
 when the search's session is over, ends the child runs left RUNNING (KILLED) and the parent run with the
 status the search would have given it (FINISHED for a finished search). It holds the search folder's lock
-(:mod:`orchestrator.lock`) meanwhile, so it never runs beside the search itself or a ``--resume``.
+(:mod:`orchestrator.tracking.lock`) meanwhile, so it never runs beside the search itself or a ``--resume``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import sys
 from typing import Optional, Sequence
 
 from increlora.cli import OneLineParser, parse_args, prog_name
-from orchestrator import tracking
-from orchestrator.finalize import finalize, parent_run_status
-from orchestrator.lock import SearchLock, SearchLocked
-from orchestrator.record import RecordError, SearchRecord, find_search
-from orchestrator.results import check_study_exists, load_results
-from orchestrator.trial_files import one_line
+from orchestrator.tracking import mlflow_runs
+from orchestrator.reporting.finalize import finalize, parent_run_status
+from orchestrator.tracking.lock import SearchLock, SearchLocked
+from orchestrator.records.record import RecordError, SearchRecord, find_search
+from orchestrator.records.results import check_study_exists, load_results
+from orchestrator.records.trial_files import one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +39,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args
     try:
         record = SearchRecord.load(find_search(args.search, args.output_dir))
-        tracking.check_tracking_uri(record.tracking_uri, timeout=5.0)
+        mlflow_runs.check_tracking_uri(record.tracking_uri, timeout=5.0)
         check_study_exists(record)
-    except (RecordError, tracking.TrackingError) as exc:
-        print(f"error: {tracking.redact(str(exc))}", file=sys.stderr)
+    except (RecordError, mlflow_runs.TrackingError) as exc:
+        print(f"error: {mlflow_runs.redact(str(exc))}", file=sys.stderr)
         return 2
     try:
         lock = SearchLock.acquire(record.dir, record.name)
@@ -60,18 +60,18 @@ def _sync(record) -> int:  # noqa: ANN001 - a SearchRecord
 
     summary = finalize(record, quiet=True)
     if "mlflow" in summary.outputs:
-        print(f"error: MLflow {tracking.redact(summary.outputs['mlflow'])}", file=sys.stderr)
+        print(f"error: MLflow {mlflow_runs.redact(summary.outputs['mlflow'])}", file=sys.stderr)
         return 1
     status = parent_run_status(record, len(load_results(record).complete))
     closed = ""
     if status is not None and record.parent_run_id:
         try:
-            tracking.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
-            if tracking.run_status(tracking.client(record.tracking_uri), record.parent_run_id) != status:
-                tracking.client(record.tracking_uri).set_terminated(record.parent_run_id, status)
+            mlflow_runs.close_dangling_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, "KILLED")
+            if mlflow_runs.run_status(mlflow_runs.client(record.tracking_uri), record.parent_run_id) != status:
+                mlflow_runs.client(record.tracking_uri).set_terminated(record.parent_run_id, status)
         except Exception as exc:
             print(f"error: MLflow: the parent run {record.parent_run_id} of {record.name} could not be closed "
-                  f"({tracking.redact(one_line(exc))}); run this command again", file=sys.stderr)
+                  f"({mlflow_runs.redact(one_line(exc))}); run this command again", file=sys.stderr)
             return 1
         closed = f", closed {status}"
     print(f"{record.name}: MLflow records sent ({len(summary.front)} front trials, parent run {record.parent_run_id}{closed})")

@@ -75,7 +75,7 @@ def _search_folder(root: Path, name: str, *, study: bool, broken: bool = False, 
     COMPLETE trial (or no study file at all, or a 0-byte one)."""
     import optuna
 
-    from orchestrator.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+    from orchestrator.records.record import SCHEMA_VERSION, SearchChoices, SearchRecord
 
     folder = root / "searches" / name
     folder.mkdir(parents=True)
@@ -167,7 +167,7 @@ def placeholders(tmp_path_factory, glue_dir, servers):
     }
     # {search:in-use}: another process owns it (a lock on another open file description conflicts as a
     # second process's would); the lock is held for the module and let go when it ends
-    from orchestrator.lock import SearchLock
+    from orchestrator.tracking.lock import SearchLock
 
     lock = SearchLock.acquire(Path(out["search:in-use"]), "in-use")
     yield out

@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import pytest
 from scipy import stats
 
-from orchestrator.confirmation import NOISE_SDS, plan_stage1, plan_stage2
-from orchestrator.seed_runs import read_confirmations
-from orchestrator.results import SearchResults, configuration_pool, front_and_picks
-from orchestrator.trial_record import TrialRecord
-from orchestrator.seed_stats import SeedStats, paired_difference, pooled_sd, seed_for
+from orchestrator.running.confirmation import NOISE_SDS, plan_stage1, plan_stage2
+from orchestrator.records.seed_runs import read_confirmations
+from orchestrator.records.results import SearchResults, configuration_pool, front_and_picks
+from orchestrator.records.trial_record import TrialRecord
+from orchestrator.records.seed_stats import SeedStats, paired_difference, pooled_sd, seed_for
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,8 +143,8 @@ def test_a_replicate_counts_towards_the_seeds_it_needs():
 
 def test_repeated_configuration_becomes_a_replicate(tmp_path):
     optuna = pytest.importorskip("optuna")
-    from orchestrator.searcher import MultiObjectiveOptunaSearch
-    from orchestrator.trial_report import TRIAL_NUMBER_KEY
+    from orchestrator.running.searcher import MultiObjectiveOptunaSearch
+    from orchestrator.running.trial_report import TRIAL_NUMBER_KEY
     from search_spaces import SpaceContext, default_space, make_space_fn
 
     space = default_space("lora", "sst2")  # one knob: r
@@ -176,7 +176,7 @@ def test_importance_finds_the_knob_that_moves_the_score():
     optuna = pytest.importorskip("optuna")
     import numpy as np
 
-    from orchestrator.importance import knob_importance
+    from orchestrator.records.importance import knob_importance
 
     rng = np.random.default_rng(0)
     study = optuna.create_study(directions=["maximize", "minimize"])
@@ -259,8 +259,8 @@ def test_search_confirms_its_front(confirmed_search, capsys):
 def test_confirmation_is_recorded_in_optuna_and_mlflow(confirmed_search):
     import optuna
 
-    from orchestrator import tracking
-    from orchestrator.record import SearchRecord
+    from orchestrator.tracking import mlflow_runs
+    from orchestrator.records.record import SearchRecord
 
     s = confirmed_search
     record = SearchRecord.load(s["dir"])
@@ -268,7 +268,7 @@ def test_confirmation_is_recorded_in_optuna_and_mlflow(confirmed_search):
     keys = [k for k in study.user_attrs if k.startswith("confirm:")]
     files = read_confirmations(record)
     assert len(keys) == sum(len(v) for v in files.values()) >= 2
-    runs = tracking.child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id)
+    runs = mlflow_runs.child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id)
     confirms = [r for r in runs if r.data.tags.get("confirms")]
     assert {(int(r.data.tags["confirms"]), int(r.data.tags["seed_index"])) for r in confirms} == \
         {(n, j) for n, runs_ in files.items() for j in runs_}

@@ -76,7 +76,7 @@ def postgres():
 
 
 def test_the_right_password_passes_and_a_wrong_one_is_one_line(postgres):
-    from orchestrator.probes import ProbeError, check_database
+    from orchestrator.tracking.probes import ProbeError, check_database
 
     check_database(postgres, "--storage")
     wrong = postgres.replace(PASSWORD, "not-it")

@@ -67,7 +67,7 @@ def test_volumes_and_health_checks(compose):
 
 
 def test_commands_are_the_documented_ones_and_our_cli_accepts_them(compose):
-    from orchestrator.settings import build_parser
+    from orchestrator.running.settings import build_parser
 
     services = compose["services"]
     head = _command(services["ray-head"]["command"])

@@ -4,7 +4,7 @@ use, a tracking server gone at the end, and what stopping a search leaves behind
 Every search here is a real ``python -m orchestrator.search`` process (a local Ray runtime, an Optuna study
 on disk, MLflow in sqlite or a real ``mlflow server`` on 127.0.0.1) training a tiny random BERT on real
 SST-2 rows. The start-up window lasts tens of milliseconds, so the searches are held at named instants
-(:mod:`orchestrator.pause`, ``INCRELORA_PAUSE_AT``) and killed there with SIGKILL by their own PID.
+(:mod:`orchestrator.running.pause`, ``INCRELORA_PAUSE_AT``) and killed there with SIGKILL by their own PID.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
     """Only a search stopped in its start-up window (status ``created``) may have no study; in every other
     state a missing or 0-byte ``optuna.db`` is refused with one line, and nothing is created."""
     from orchestrator import search
-    from orchestrator.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+    from orchestrator.records.record import SCHEMA_VERSION, SearchChoices, SearchRecord
+    from orchestrator.running import driver
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "searches" / "s"
@@ -172,7 +173,7 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
     data["status"] = "created"
     (folder / "search.json").write_text(json.dumps(data))
     args = search.build_parser().parse_args(["--resume", "--name", "s", "--output-dir", str(tmp_path / "searches")])
-    assert search.load_for_resume(args).status == "created"
+    assert driver.load_for_resume(args).status == "created"
     assert not (tmp_path / "mlflow.db").exists()
     assert (folder / "optuna.db").exists() == (study_file == "empty")
 
@@ -183,12 +184,12 @@ def test_a_missing_or_empty_study_is_refused_unless_the_search_never_started(sta
 
 _FIRST_USE = r"""
 import sys, time
-from orchestrator import tracking
-from orchestrator.storage import make_storage
+from orchestrator.tracking import mlflow_runs
+from orchestrator.records.storage import make_storage
 start, mlflow_uri, optuna_uri = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 while time.time() < start:
     time.sleep(0.001)
-tracking.client(mlflow_uri).search_experiments()
+mlflow_runs.client(mlflow_uri).search_experiments()
 make_storage(optuna_uri).get_all_studies()
 """
 
@@ -348,7 +349,7 @@ def test_stopping_a_search_leaves_no_ray_process(how, tiny_model_dir, glue_dir, 
             time.sleep(0.3)
         session = _session_of(tree)
         assert {"raylet", "gcs_server"} <= {p.name() for p in tree}
-        assert any("orchestrator.reaper" in " ".join(p.cmdline()) for p in tree)
+        assert any("orchestrator.running.reaper" in " ".join(p.cmdline()) for p in tree)
         if how == "SIGKILL its process group":
             os.killpg(proc.pid, signal.SIGKILL)
         else:

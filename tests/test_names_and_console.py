@@ -8,9 +8,9 @@ import shlex
 
 import pytest
 
-from orchestrator.console import command, print_summary, resume_command
-from orchestrator.record import SCHEMA_VERSION, FrontSummary, SearchChoices, SearchRecord
-from orchestrator.settings import SearchError, check_experiment, check_name
+from orchestrator.reporting.console import command, print_summary, resume_command
+from orchestrator.records.record import SCHEMA_VERSION, FrontSummary, SearchChoices, SearchRecord
+from orchestrator.running.settings import SearchError, check_experiment, check_name
 
 
 def _record(search_dir: str) -> SearchRecord:
@@ -79,7 +79,7 @@ def test_links_open_mlflows_model_training_view_and_compare_view():
     import json
     from urllib.parse import unquote
 
-    from orchestrator.console import compare_link, run_link
+    from orchestrator.reporting.console import compare_link, run_link
 
     assert run_link("sqlite:////tmp/m.db", "3", "abc") == (
         "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
@@ -97,7 +97,7 @@ def test_own_data_scores_are_named_by_their_metric_not_glue(tmp_path, capsys):
     import dataclasses
 
     from increlora.data import score_label
-    from orchestrator.finalize import note_text
+    from orchestrator.reporting.finalize import note_text
 
     assert score_label(None) == "GLUE score" and score_label("f1") == "F1" and score_label("matthews") == "MCC"
     assert score_label(None, own_data=True) == "score" and score_label("accuracy") == "accuracy"
@@ -126,7 +126,7 @@ def test_the_front_link_opens_a_shared_view_of_the_fronts_trials(tmp_path, capsy
     import dataclasses
     import json
 
-    from orchestrator.console import front_view_key, front_view_link, front_view_state, search_links
+    from orchestrator.reporting.console import front_view_key, front_view_link, front_view_state, search_links
 
     state = front_view_state(["r1", "r2"])
     assert state["searchFilter"] == "attributes.run_id IN ('r1', 'r2')"

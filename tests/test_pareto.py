@@ -1,4 +1,4 @@
-"""orchestrator.pareto: front, hypervolume, knee, preset picks; cross-checked against Optuna."""
+"""orchestrator.records.pareto: front, hypervolume, knee, preset picks; cross-checked against Optuna."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from orchestrator.pareto import (
+from orchestrator.records.pareto import (
     default_reference,
     hypervolume,
     hypervolume_curve,

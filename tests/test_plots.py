@@ -1,4 +1,4 @@
-"""orchestrator.plots: PNGs are written, readable and non-trivial."""
+"""orchestrator.reporting.plots: PNGs are written, readable and non-trivial."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pareto import hypervolume_curve, pareto_front, select_presets
-from orchestrator.allocation_plots import allocation_heatmap, allocation_matrix
-from orchestrator.plots import format_count, hypervolume_plot, pareto_plot
+from orchestrator.records.pareto import hypervolume_curve, pareto_front, select_presets
+from orchestrator.reporting.allocation_plots import allocation_heatmap, allocation_matrix
+from orchestrator.reporting.plots import format_count, hypervolume_plot, pareto_plot
 
 _TYPES = ["attention.self.query", "attention.self.key", "attention.self.value",
           "attention.output.dense", "intermediate.dense", "output.dense"]
@@ -30,7 +30,8 @@ def _read(path):
 
 
 def test_import_loads_no_matplotlib():
-    code = "import sys, orchestrator.plots, orchestrator.allocation_plots; sys.exit('matplotlib' in sys.modules)"
+    code = ("import sys, orchestrator.reporting.plots, orchestrator.reporting.allocation_plots; "
+            "sys.exit('matplotlib' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60).returncode == 0
 

@@ -1,4 +1,4 @@
-"""increlora.presets (schema, load/save) and orchestrator.presets (export from a search)."""
+"""increlora.presets (schema, load/save) and orchestrator.records.presets (export from a search)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from increlora.presets import (
     save_preset,
 )
 from increlora.naming import allocation_summary
-from orchestrator.presets import export_presets, front_table
-from orchestrator.trial_record import TrialRecord
+from orchestrator.records.presets import export_presets, front_table
+from orchestrator.records.trial_record import TrialRecord
 
 
 def _preset(**kw) -> Preset:

@@ -32,7 +32,8 @@ ray = pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
 mlflow = pytest.importorskip("mlflow")
 
-from orchestrator import report, search, tracking  # noqa: E402
+from orchestrator import report, search  # noqa: E402
+from orchestrator.tracking import mlflow_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 from conftest import ARTIFACTS, close_mlflow_assistant, stop_process_group  # noqa: E402
@@ -82,7 +83,7 @@ def _client(summary: dict):
 
 
 def _children(summary: dict) -> list:
-    return tracking.child_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"])
+    return mlflow_runs.child_runs(summary["tracking_uri"], summary["experiment_id"], summary["parent_run_id"])
 
 
 @pytest.fixture(scope="module")
@@ -129,21 +130,21 @@ def test_trial_runs_are_readable_and_heatmaps_share_one_scale(small):
     names = sorted(r.info.run_name for r in children)
     for run in children:  # task, method, trial number, budget
         assert re.fullmatch(rf"t\d{{3}}-r\d+\.\d\d-{TASK}-increlora", run.info.run_name), run.info.run_name
-        assert float(run.data.tags[tracking.HEATMAP_VMAX_TAG]) == summary["heatmap_vmax"]
+        assert float(run.data.tags[mlflow_runs.HEATMAP_VMAX_TAG]) == summary["heatmap_vmax"]
         rank_names = sorted(k for k in run.data.metrics if k.startswith("rank/L"))
         assert rank_names and all(re.fullmatch(r"rank/L\d\d\.[1-6](q|k|v|o|f1|f2)", k) for k in rank_names)
         layer0 = [k.split(".")[-1][1:] for k in rank_names if k.startswith("rank/L00.")]
         assert layer0 == ["q", "k", "v", "o", "f1", "f2"]  # MLflow's alphabetical sort keeps module order
     assert len(set(names)) == 4
     parent = _client(summary).get_run(summary["parent_run_id"])
-    note = parent.data.tags[tracking.NOTE_TAG]
+    note = parent.data.tags[mlflow_runs.NOTE_TAG]
     assert summary["name"] in note and "Pareto front" in note and "best" in note
 
 
 def test_pareto_plot_gets_the_lora_reference_points(small):
     summary = small["summary"]
     # the LoRA search's two finished trials, read back from MLflow
-    ref = tracking.reference_points(summary["tracking_uri"], summary["experiment_id"], exclude_parent=summary["parent_run_id"])
+    ref = mlflow_runs.reference_points(summary["tracking_uri"], summary["experiment_id"], exclude_parent=summary["parent_run_id"])
     assert set(ref) == {"LoRA"} and len(ref["LoRA"]) == 2
     lora = optuna.load_study(study_name=small["lora"]["study_name"], storage=small["lora"]["storage"])
     assert sorted(ref["LoRA"], key=lambda p: p[1]) == sorted(((t.values[0], t.values[1]) for t in lora.trials),
@@ -261,7 +262,7 @@ def test_report_errors_are_one_line_exit_2(small, tmp_path, capsys):
 
 
 def test_growth_timeline_and_heatmap_grid(tmp_path):
-    from orchestrator import allocation_plots as plots
+    from orchestrator.reporting import allocation_plots as plots
 
     names = [f"bert.encoder.layer.{i}.{m}" for i in range(2) for m in
              ("attention.self.query", "attention.self.value", "intermediate.dense", "output.dense")]
@@ -356,7 +357,7 @@ def mlflow_server(small, tmp_path_factory):
     """``mlflow server`` over the search's sqlite store; the experiment's artifacts are local
     folders, which the server reads and serves itself (``/get-artifact``)."""
     summary = small["summary"]
-    db = tracking.sqlite_path(summary["tracking_uri"])
+    db = mlflow_runs.sqlite_path(summary["tracking_uri"])
     port = _free_port()
     log_path = tmp_path_factory.mktemp("mlflow-server") / "server.log"
     log = open(log_path, "wb")
@@ -435,11 +436,11 @@ def test_mlflow_ui_shows_nested_trials_and_their_heatmaps(small, mlflow_server, 
     responses: list = []
     page.on("response", lambda r: responses.append((r.url, r.status)) if "get-artifact" in r.url else None)
     page.goto(f"{ui}/runs/{trial.info.run_id}/artifacts?workflowType=machine_learning")
-    page.get_by_text(tracking.HEATMAP_ARTIFACT, exact=True).first.click()
+    page.get_by_text(mlflow_runs.HEATMAP_ARTIFACT, exact=True).first.click()
     shown = _wait_image(page, "i.src.startsWith('blob:')")
     close_mlflow_assistant(page)
     assert shown and shown[0][1] > 300, shown
-    assert any(tracking.HEATMAP_ARTIFACT in url and status == 200 for url, status in responses), responses
+    assert any(mlflow_runs.HEATMAP_ARTIFACT in url and status == 200 for url, status in responses), responses
     page.get_by_text(trial.info.run_name).first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "mlflow-trial-heatmap.png"))
     page.close()

@@ -11,8 +11,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from orchestrator.cluster import resolve_resources  # noqa: E402
-from orchestrator.settings import SearchError  # noqa: E402
+from orchestrator.running.cluster import resolve_resources  # noqa: E402
+from orchestrator.running.settings import SearchError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_local_runtime_ignores_a_stale_ray_start_file():
     with tempfile.TemporaryDirectory(prefix="r", dir="/tmp") as tmp:  # short: Ray's socket paths have a limit
         (Path(tmp) / "ray").mkdir()
         (Path(tmp) / "ray" / "ray_current_cluster").write_text("192.0.2.2:1\n")  # TEST-NET address, nothing answers
-        code = ("import ray; from orchestrator.cluster import init_ray; assert init_ray(None, 1); "
+        code = ("import ray; from orchestrator.running.cluster import init_ray; assert init_ray(None, 1); "
                 "print('cpus', ray.cluster_resources()['CPU']); ray.shutdown()")
         env = {**__import__("os").environ, "RAY_TMPDIR": tmp, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180,

@@ -25,8 +25,8 @@ from increlora.run_config import build_run_config  # noqa: E402
 from increlora.presets import load_preset, preset_overrides  # noqa: E402
 from orchestrator import search  # noqa: E402
 from orchestrator.export import main as export_main  # noqa: E402
-from orchestrator.finalize import read_front_csv  # noqa: E402
-from orchestrator.presets import EXCLUDED_KNOBS  # noqa: E402
+from orchestrator.reporting.finalize import read_front_csv  # noqa: E402
+from orchestrator.records.presets import EXCLUDED_KNOBS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "sst2"  # accuracy varies between trials even for a tiny model (CoLA's MCC stays 0)
@@ -191,9 +191,9 @@ def test_the_end_says_whether_the_front_beat_chance(plain_search, tmp_path, caps
     import dataclasses
     import shutil
 
-    from orchestrator.console import print_summary
-    from orchestrator.finalize import finalize
-    from orchestrator.record import SearchRecord
+    from orchestrator.reporting.console import print_summary
+    from orchestrator.reporting.finalize import finalize
+    from orchestrator.records.record import SearchRecord
 
     summary = plain_search["summary"]
     best = max(float(r["glue_score"]) for r in summary["front"])
@@ -353,7 +353,7 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_help_lists_every_flag_with_its_default():
-    parser = search.build_parser()  # orchestrator.settings.build_parser
+    parser = search.build_parser()  # orchestrator.running.settings.build_parser
     text = parser.format_help()
     for action in parser._actions:
         if action.option_strings and action.dest != "help":

@@ -55,8 +55,8 @@ def _listening(procs: list) -> list[tuple[str, int, str, int]]:
 
 def test_a_running_search_listens_on_loopback_only_and_owns_its_folder(tiny_model_dir, glue_dir, tmp_path, capsys):
     from orchestrator import search, sync
-    from orchestrator.lock import SearchLock
-    from orchestrator.probes import check_ray, speaks_http2
+    from orchestrator.tracking.lock import SearchLock
+    from orchestrator.tracking.probes import check_ray, speaks_http2
 
     out = tmp_path / "searches"
     cmd = [sys.executable, "-m", "orchestrator.search", "--task", "sst2", "--model", tiny_model_dir,

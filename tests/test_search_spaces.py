@@ -12,7 +12,7 @@ import pytest
 
 from increlora import schedule
 from increlora.run_config import build_run_config
-from orchestrator.searcher import SAMPLERS, make_sampler
+from orchestrator.running.searcher import SAMPLERS, make_sampler
 from search_spaces import (
     PRESET_CONFIG_ATTR,
     SpaceContext,

@@ -1,4 +1,4 @@
-"""orchestrator.trial_record: what a trial left behind, and a configuration (a trial with its seeds)."""
+"""orchestrator.records.trial_record: what a trial left behind, and a configuration (a trial with its seeds)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from orchestrator.results import complete_trials, front_and_picks, front_rows
-from orchestrator.trial_record import ConfigurationRecord, TrialRecord
+from orchestrator.records.results import complete_trials, front_and_picks, front_rows
+from orchestrator.records.trial_record import ConfigurationRecord, TrialRecord
 
 
 def test_complete_means_complete_with_finite_objectives():

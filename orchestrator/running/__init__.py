@@ -1,0 +1,1 @@
+"""Running a search: settings checked, Ray started, data prepared, trials tuned, confirmed and resumed."""

@@ -51,7 +51,7 @@ from increlora.precision import store_frozen_weights_in_bf16  # noqa: E402
 from increlora.run_config import build_run_config  # noqa: E402
 from increlora.task_defaults import task_defaults  # noqa: E402
 from increlora.trainer import build_method, train, train_step  # noqa: E402
-from orchestrator.settings import CPU_SEARCH_DEFAULTS, DEFAULT_EVALUATIONS  # noqa: E402
+from orchestrator.running.settings import CPU_SEARCH_DEFAULTS, DEFAULT_EVALUATIONS  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 # torch.profiler operation names -> category (first match wins; the rest is "other").

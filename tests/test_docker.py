@@ -101,3 +101,28 @@ def test_images_install_the_project_as_the_readme_does():
     upper = re.search(r'"mlflow>=[\d.]+,<([\d.]+)"', pyproject).group(1)
     assert tuple(map(int, mlflow_pin.split("."))) < tuple(map(int, upper.split(".")))
     assert "psycopg[binary]" in (DOCKER / "mlflow.Dockerfile").read_text()
+
+
+def test_the_wheel_the_images_install_holds_every_package(tmp_path):
+    """The images run a non-editable ``pip install .``: every folder with an ``__init__.py`` must be in its wheel."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = DOCKER.parent
+    src = tmp_path / "src"  # a clean copy: no stale build/ folder can fill in what the configuration leaves out
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for top in ("increlora", "search_spaces", "orchestrator"):
+        shutil.copytree(root / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    wheel = next(tmp_path.glob("*.whl"))
+    inside = {n.rsplit("/", 1)[0] for n in zipfile.ZipFile(wheel).namelist() if n.endswith("/__init__.py")}
+    packages = {str(p.parent.relative_to(root)) for top in ("increlora", "search_spaces", "orchestrator")
+                for p in (root / top).rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert packages and packages <= inside, f"missing from the wheel: {sorted(packages - inside)}"
+    assert any(n.startswith("search_spaces/") and n.endswith(".yaml") for n in zipfile.ZipFile(wheel).namelist())

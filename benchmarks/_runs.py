@@ -151,7 +151,9 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
     ceil(target_r)). ``increlora`` (the cpu profile's knobs), ``increlora-paper`` (the paper's knobs)
     and ``increlora-preset`` (a searched preset's knobs): budget_params = B, never exceeded.
     ``increlora-official``: the cpu profile's knobs with ``reproduce_official`` (the official code's
-    numerics, schedule and top-k, which may overshoot B by less than one round's grant).
+    numerics, schedule and top-k, which may overshoot B by less than one round's grant; the trainer's default
+    since the paired runs of issue #22). The other IncreLoRA labels run this project's variant
+    (``reproduce_official`` false), as every run did before official mode became the default.
     """
     from increlora.task_defaults import task_defaults
 
@@ -166,15 +168,13 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
         knobs.update(init_r=max(int(math.ceil(1.5 * budget)), int(math.ceil(target_r))), target_r=target_r)
         info["adalora_target_r"] = target_r
     else:
-        knobs.update(budget_params=target, target_rank=float(budget))
+        knobs.update(budget_params=target, target_rank=float(budget), reproduce_official=label == "increlora-official")
         if label == "increlora-paper":
             for k in ("init_warmup_frac", "incre_interval_frac", "top_h", "orth_reg_weight"):
                 knobs.pop(k, None)
             extra, pinfo = paper_knobs(task, budget)
             knobs.update(extra)
             info.update(pinfo)
-        elif label == "increlora-official":
-            knobs["reproduce_official"] = True
         elif label == "increlora-preset":
             if preset is None:
                 raise ValueError("increlora-preset needs a preset")
@@ -209,11 +209,16 @@ def run_knobs(label: str, task: str, budget: int, seed: int, size: Size, shapes:
     return knobs, info
 
 
+# Values every run had before the knob existed or changed its default: left out of the signature, so those
+# runs keep their files (fp32 before bf16 existed; the variant before official mode became the default).
+LEGACY_VALUES = {"precision": "fp32", "reproduce_official": False}
+
+
 def signature(knobs: dict[str, Any]) -> dict[str, Any]:
-    """The knobs that change a run's result. ``precision`` fp32 is left out: every run before bf16 existed
-    was fp32 and keeps its file; a bf16 run's signature (and file name) carries it."""
+    """The knobs that change a run's result, less :data:`LEGACY_VALUES` (a bf16 run's signature and file name
+    carry its precision, an official run's its ``reproduce_official``)."""
     return {k: v for k, v in sorted(knobs.items())
-            if k not in RUNTIME_KNOBS and not (k == "precision" and v == "fp32")}
+            if k not in RUNTIME_KNOBS and not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])}
 
 
 def implementation(knobs: dict[str, Any]) -> Optional[str]:

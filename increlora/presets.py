@@ -31,8 +31,11 @@ from increlora.domains import GLUE_TASK
 from increlora.run_config import build_run_config
 from increlora.methods import METHODS
 
-PRESET_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+PRESET_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+# Version 1 presets were written while IncreLoRA's default was this project's variant (reproduce_official false);
+# one that does not name reproduce_official is read as the variant it was found with.
+V1_INCRELORA_DEFAULTS = {"reproduce_official": False}
 _REQUIRED_KEYS = ("preset_version", "method", "task", "config")
 _OPTIONAL_KEYS = ("name", "provenance")
 _KEY_ORDER = ("preset_version", "name", "method", "task", "config", "provenance")
@@ -127,6 +130,8 @@ def parse_preset(data: Any, source: str = "<preset>") -> Preset:
     if "method" in config and config["method"] != method:
         raise fail(f"config.method: {config['method']!r} contradicts method: {method!r}")
     config = {k: v for k, v in config.items() if k != "method"}
+    if version == 1 and method == "increlora":
+        config = {**V1_INCRELORA_DEFAULTS, **config}
     try:
         build_run_config({**config, "method": method})
     except ConfigError as exc:

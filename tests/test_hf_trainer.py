@@ -131,7 +131,7 @@ def run_own_loop(batches, *, steps: int, cfg: IncreLoRAConfig):
 def own_optimizer_type(extra: dict) -> type:
     from increlora.methods.increlora.legacy_adamw import LegacyAdamW
 
-    return LegacyAdamW if extra.get("reproduce_official") else torch.optim.AdamW
+    return LegacyAdamW if extra.get("reproduce_official", True) else torch.optim.AdamW  # official mode is the default
 
 
 def rounds(handle) -> list[tuple[int, list[str]]]:
@@ -169,8 +169,9 @@ def test_accumulated_score_equals_the_full_batch_score():
 
 
 # ---------------------------------------------------------------- Trainer vs the project's loop
-@pytest.mark.parametrize("extra", [{}, {"reproduce_official": True}, {"multi_lr": False}],
-                         ids=["defaults", "reproduce_official", "no_multi_lr"])
+@pytest.mark.parametrize("extra", [{}, {"reproduce_official": False}, {"multi_lr": False},
+                                   {"reproduce_official": False, "multi_lr": False}],
+                         ids=["defaults_official", "variant", "no_multi_lr", "variant_no_multi_lr"])
 def test_trainer_grows_as_the_own_loop(tmp_path, extra):
     steps = 24
     handle, trainer, recorder = run_trainer(tmp_path, steps=steps, cfg=knobs(**extra))
@@ -197,11 +198,19 @@ def test_trainer_grows_as_the_own_loop(tmp_path, extra):
 
 # ---------------------------------------------------------------- gradient accumulation
 def test_batch_32_grows_as_16_times_2_accumulated(tmp_path):
-    """The score comes from the accumulated gradient: 16 x 2 makes batch 32's growth decisions."""
+    """The score comes from the accumulated gradient: 16 x 2 makes batch 32's growth decisions, in official mode
+    (the default) and in the variant. The checks below run the variant: its torch AdamW is scale-invariant, so a
+    doubled loss must not change a decision (the official AdamW adds eps before bias correction, which is not)."""
     rows, steps = Rows(128), 12
-    full, _, rec_full = run_trainer(tmp_path / "b32", steps=steps, cfg=knobs(), batch=32, dataset=rows)
+    official_full, _, _ = run_trainer(tmp_path / "o32", steps=steps, cfg=knobs(), batch=32, dataset=rows)
+    official_acc, _, _ = run_trainer(tmp_path / "o16x2", steps=steps, cfg=knobs(), batch=16, accumulation=2, dataset=rows,
+                                     loss_is_scaled_for_ga=False)
+    assert len(official_full.allocator.history) == 4 and rounds(official_acc) == rounds(official_full)
+    assert max_param_diff(official_acc, official_full) < 1e-6
+    variant = knobs(reproduce_official=False)
+    full, _, rec_full = run_trainer(tmp_path / "b32", steps=steps, cfg=variant, batch=32, dataset=rows)
     # BERT's classification loss is a per-batch mean: the Trainer must divide it by the accumulation steps
-    acc, _, rec_acc = run_trainer(tmp_path / "b16x2", steps=steps, cfg=knobs(), batch=16, accumulation=2, dataset=rows,
+    acc, _, rec_acc = run_trainer(tmp_path / "b16x2", steps=steps, cfg=variant, batch=16, accumulation=2, dataset=rows,
                                   loss_is_scaled_for_ga=False)
     for i, batch in enumerate(rec_full.batches):  # the same rows, split in two
         assert torch.equal(batch["input_ids"], torch.cat([rec_acc.batches[2 * i]["input_ids"], rec_acc.batches[2 * i + 1]["input_ids"]]))
@@ -216,7 +225,7 @@ def test_batch_32_grows_as_16_times_2_accumulated(tmp_path):
 
     # transformers' own default for a model that takes loss kwargs: the loss is not divided (the gradient doubles);
     # scores scale uniformly, so the decisions are still batch 32's
-    doubled, _, _ = run_trainer(tmp_path / "b16x2-default", steps=steps, cfg=knobs(), batch=16, accumulation=2, dataset=rows)
+    doubled, _, _ = run_trainer(tmp_path / "b16x2-default", steps=steps, cfg=variant, batch=16, accumulation=2, dataset=rows)
     assert rounds(doubled) == rounds(full)
 
     # control: scoring only the last micro-batch (no accumulation) changes a decision here, so the comparison can fail
@@ -230,7 +239,7 @@ def test_batch_32_grows_as_16_times_2_accumulated(tmp_path):
 
     IncreLoRACallback.on_train_begin = last_micro_batch_only
     try:
-        last, _, _ = run_trainer(tmp_path / "b16x2-last", steps=steps, cfg=knobs(), batch=16, accumulation=2, dataset=rows,
+        last, _, _ = run_trainer(tmp_path / "b16x2-last", steps=steps, cfg=variant, batch=16, accumulation=2, dataset=rows,
                                  loss_is_scaled_for_ga=False)
     finally:
         IncreLoRACallback.on_train_begin = begin
@@ -307,7 +316,10 @@ def test_own_trainer_subclass_with_the_callback(tmp_path):
     from increlora.hf_trainer import IncreLoRACallback, add_extra_loss
 
     steps = 24
-    handle = attach(tiny_bert(seed=0), knobs(), total_steps=steps, lora_alpha=8.0, learning_rate=LR, seed=0)
+    # a Trainer of your own steps with its own optimizer (torch's AdamW): what it can reproduce is the variant;
+    # official mode's AdamW comes with IncreLoRATrainer (test_trainer_grows_as_the_own_loop)
+    variant = knobs(reproduce_official=False)
+    handle = attach(tiny_bert(seed=0), variant, total_steps=steps, lora_alpha=8.0, learning_rate=LR, seed=0)
 
     class MyTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -320,7 +332,7 @@ def test_own_trainer_subclass_with_the_callback(tmp_path):
     callback = IncreLoRACallback(handle, trainer=trainer)
     trainer.callback_handler.callbacks.insert(len(trainer.callback_handler.callbacks) - 1, callback)  # before the recorder
     trainer.train()
-    own, own_lrs = run_own_loop(recorder.batches, steps=steps, cfg=knobs())
+    own, own_lrs = run_own_loop(recorder.batches, steps=steps, cfg=variant)
     assert rounds(handle) == rounds(own) and handle.allocation() == own.allocation()
     assert len(trainer.lr_scheduler.lr_lambdas) == len(trainer.optimizer.param_groups) > 2
     # the Trainer's two groups follow its LambdaLR; each added group its own warm-up from the step it was added

@@ -36,7 +36,8 @@ def tiny_bert(num_labels: int = 2, seed: int = 0):
 
 
 def make_method(total_steps: int = 40, **kw) -> IncreLoRAMethod:
-    knobs = {"init_warmup": 2, "incre_interval": 2, "top_h": 3, "target_rank": 2.0, "orth_reg_weight": 0.1, **kw}
+    knobs = {"init_warmup": 2, "incre_interval": 2, "top_h": 3, "target_rank": 2.0, "orth_reg_weight": 0.1,
+             "reproduce_official": False, **kw}  # this project's variant; tests/test_official_mode.py tests the official one
     cfg = build_run_config({"method": "increlora", "lora_alpha": 8.0, **knobs})
     return IncreLoRAMethod(tiny_bert(), cfg.train, cfg.method, total_steps=total_steps, seed=0)
 

@@ -133,7 +133,7 @@ def test_legacy_adamw_skips_a_parameter_without_gradient():
 
 def test_official_mode_steps_with_the_legacy_optimizer_and_the_default_with_torchs():
     assert isinstance(optimizer_for(official_method()), LegacyAdamW)
-    cfg = build_run_config({"method": "increlora"})
+    cfg = build_run_config({"method": "increlora", "reproduce_official": False})
     default = IncreLoRAMethod(tiny_bert(), cfg.train, cfg.method, total_steps=20, seed=0)
     assert type(optimizer_for(default)) is torch.optim.AdamW
 
@@ -164,7 +164,7 @@ def test_first_reserves_come_into_being_after_step_0s_backward():
 
 
 def test_default_mode_keeps_its_reserves_from_the_start():
-    cfg = build_run_config({"method": "increlora", "init_warmup": 2, "incre_interval": 2})
+    cfg = build_run_config({"method": "increlora", "init_warmup": 2, "incre_interval": 2, "reproduce_official": False})
     method = IncreLoRAMethod(tiny_bert(), cfg.train, cfg.method, total_steps=20, seed=0)
     assert all(m.reserve_size == 1 for m in method.modules)
     assert any(g["name"] == "reserves@0" and g["start_step"] == 0 for g in method.param_groups(0.0))
@@ -174,7 +174,7 @@ def test_late_reserves_are_drawn_as_the_default_modes_are():
     """Same generator, same order: the official reserves have the default mode's initial values."""
     official = official_method()
     cfg = build_run_config({"method": "increlora", "lora_alpha": 8.0, "init_warmup": 2, "incre_interval": 2,
-                            "top_h": 3, "target_rank": 2.0})
+                            "top_h": 3, "target_rank": 2.0, "reproduce_official": False})
     default = IncreLoRAMethod(tiny_bert(), cfg.train, cfg.method, total_steps=40, seed=0)
     opt = optimizer_for(official)
     official.model(**batch(0)).loss.backward()
@@ -228,7 +228,7 @@ def test_the_last_round_appends_fresh_reserves_that_stay_in_the_orthogonal_term(
 
 def test_default_mode_skips_the_last_rounds_reserves_and_drops_them():
     cfg = build_run_config({"method": "increlora", "lora_alpha": 8.0, "init_warmup": 2, "incre_interval": 2,
-                            "top_h": 3, "target_rank": 2.0})
+                            "top_h": 3, "target_rank": 2.0, "reproduce_official": False})
     method = IncreLoRAMethod(tiny_bert(), cfg.train, cfg.method, total_steps=40, seed=0)
     opt = optimizer_for(method)
     schedule = GroupLinearSchedule(warmup_steps=4, total_steps=40)
@@ -255,8 +255,8 @@ def test_reproduce_official_implies_the_official_quirks():
     assert b.official_topk and b.rescale_on_growth and b.keep_reserves_after_cleanup
     assert b.legacy_adamw and b.reserves_after_first_backward and b.new_group_lr_from_next_step and b.reserves_in_last_round
     assert not b.full_lr_first_step and cfg.multi_lr
-    default = build_run_config({"method": "increlora"}).method.behaviour()
-    assert not any(vars(default).values())
+    variant = build_run_config({"method": "increlora", "reproduce_official": False}).method.behaviour()
+    assert not any(vars(variant).values())
     with pytest.raises(ConfigError, match="full_lr_first_step"):
         build_run_config({"method": "increlora", "reproduce_official": True, "full_lr_first_step": True})
 
@@ -285,7 +285,8 @@ def test_without_multi_lr_every_added_group_keeps_the_full_lr_for_the_whole_run(
     if official:
         method = official_method(total_steps=total, **knobs)
     else:
-        cfg = build_run_config({"method": "increlora", "lora_alpha": 8.0, "top_h": 3, "target_rank": 2.0, **knobs})
+        cfg = build_run_config({"method": "increlora", "lora_alpha": 8.0, "top_h": 3, "target_rank": 2.0,
+                                "reproduce_official": False, **knobs})
         method = IncreLoRAMethod(tiny_bert(), cfg.train, cfg.method, total_steps=total, seed=0)
     opt = optimizer_for(method, lr=lr)
     schedule = GroupLinearSchedule(warmup_steps=warmup, total_steps=total, constant_new_groups=method.constant_lr_new_groups)

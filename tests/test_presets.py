@@ -11,6 +11,7 @@ import yaml
 
 from increlora.run_config import build_run_config
 from increlora.presets import (
+    PRESET_VERSION,
     Preset,
     PresetError,
     load_preset,
@@ -25,7 +26,7 @@ from orchestrator.records.trial_record import TrialRecord
 
 def _preset(**kw) -> Preset:
     base = dict(
-        preset_version=1,
+        preset_version=PRESET_VERSION,
         method="increlora",
         task="cola",
         config={"target_rank": 4.0, "init_warmup_frac": 0.1, "incre_interval": 50, "learning_rate": 5e-4},
@@ -68,6 +69,22 @@ def test_round_trip(tmp_path):
     assert text.startswith("# ")
     assert load_preset(path) == preset
     assert not [f for f in os.listdir(path.parent) if f.endswith(".tmp")]
+
+
+def test_a_version_1_increlora_preset_is_read_as_the_variant_it_was_found_with(tmp_path):
+    """Version 1 presets predate official mode as the default: without reproduce_official they mean the variant;
+    one that names it keeps its value, and a preset written today names it and is version 2."""
+    old = _write(tmp_path, "preset_version: 1\nmethod: increlora\ntask: cola\nconfig: {target_rank: 2.0}\n")
+    assert load_preset(old).config["reproduce_official"] is False
+    assert build_run_config({**load_preset(old).config, "method": "increlora"}).method.reproduce_official is False
+    named = _write(tmp_path, "preset_version: 1\nmethod: increlora\ntask: cola\nconfig: {reproduce_official: true}\n", "n.yaml")
+    assert load_preset(named).config["reproduce_official"] is True
+    new = _write(tmp_path, "preset_version: 2\nmethod: increlora\ntask: cola\nconfig: {target_rank: 2.0}\n", "v2.yaml")
+    assert "reproduce_official" not in load_preset(new).config
+    assert build_run_config({**load_preset(new).config, "method": "increlora"}).method.reproduce_official is True
+    lora = _write(tmp_path, GOOD, "lora.yaml")  # other methods have no such knob
+    assert "reproduce_official" not in load_preset(lora).config
+    assert PRESET_VERSION == 2
 
 
 def test_round_trip_without_name_and_provenance(tmp_path):

@@ -199,8 +199,9 @@ def test_holdout_rows_come_from_the_training_file_outside_the_training_subset(ti
 
 
 def test_cpu_profile_learning_rate_is_the_methods_measured_one():
-    """LoRA gets 3e-4 on the cpu profile (chosen on held-out rows), the SVD-form methods 3e-3; the paper
-    profile keeps the official scripts' rate for every method; resolve_overrides applies it."""
+    """LoRA gets 3e-4 on the cpu profile (chosen on held-out rows), AdaLoRA 3e-3, IncreLoRA (official mode, the
+    default) its per-task choice (CoLA, MRPC 5e-3; SST-2 1e-2; 5e-3 elsewhere); the paper profile keeps the
+    official scripts' rate for every method; resolve_overrides applies it."""
     from increlora.methods.lora.defaults import LORA_CPU_LEARNING_RATE
     from increlora.task_defaults import task_defaults
     from increlora.train import resolve_overrides
@@ -208,7 +209,7 @@ def test_cpu_profile_learning_rate_is_the_methods_measured_one():
     assert LORA_CPU_LEARNING_RATE == 3e-4
     for task in ("cola", "sst2", "mrpc", "rte"):
         assert task_defaults(task, "lora", "cpu")["learning_rate"] == 3e-4
-        assert task_defaults(task, "increlora", "cpu")["learning_rate"] == 3e-3
+        assert task_defaults(task, "increlora", "cpu")["learning_rate"] == (1e-2 if task == "sst2" else 5e-3)
         assert task_defaults(task, "adalora", "cpu")["learning_rate"] == 3e-3
         assert task_defaults(task, "lora", "paper")["learning_rate"] == task_defaults(task, "increlora", "paper")["learning_rate"]
     cfg = build_run_config(resolve_overrides({"task": "cola", "method": "lora"}, cuda_available=False)).flat()

@@ -49,9 +49,9 @@ from increlora.data import get_task, load_task, prepare_data  # noqa: E402
 from increlora.lr_schedule import GroupLinearSchedule  # noqa: E402
 from increlora.precision import store_frozen_weights_in_bf16  # noqa: E402
 from increlora.run_config import build_run_config  # noqa: E402
-from increlora.task_defaults import task_defaults  # noqa: E402
 from increlora.trainer import build_method, train, train_step  # noqa: E402
-from orchestrator.running.settings import CPU_SEARCH_DEFAULTS, DEFAULT_EVALUATIONS  # noqa: E402
+from orchestrator.running.settings import DEFAULT_EVALUATIONS  # noqa: E402
+import throughput  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 # torch.profiler operation names -> category (first match wins; the rest is "other").
@@ -69,15 +69,10 @@ CATEGORIES = (
 
 
 def trial_knobs(args: argparse.Namespace) -> dict[str, Any]:
-    """The default CPU search trial's knobs on ``args.task`` (IncreLoRA), on ``args.rows`` training rows."""
-    knobs = task_defaults(args.task, "increlora", "cpu")
-    knobs.update(CPU_SEARCH_DEFAULTS)
-    knobs.update(task=args.task, method="increlora", model=args.model_path, data_dir=args.data_dir, seed=args.seed,
-                 threads=1, device="cpu", progress=False, save_adapter=False)
+    """throughput.py's default CPU search trial on ``args.task`` (IncreLoRA), cut to ``args.rows`` training rows."""
+    knobs = throughput.trial_knobs(args.task, args)
     n = min(args.rows, len(load_task(get_task(args.task).name, args.data_dir)["train"]))
     knobs["train_samples"] = n
-    if args.smoke:
-        knobs.update(epochs=1.0, eval_samples=48)
     total = schedule.total_steps(n, knobs["batch_size"], knobs["epochs"], knobs.get("max_steps"))
     knobs["eval_steps"] = schedule.eval_steps_for(total, DEFAULT_EVALUATIONS)
     return knobs
@@ -250,6 +245,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         run_one(json.loads(args.run_one), Path(args.out))
         return 0
     resolve_inputs(args)
+    args.threads = 1
     torch.set_num_threads(1)
     knobs = trial_knobs(args)
     say(f"bf16 gap: {args.task}, {knobs['train_samples']} rows x {knobs['epochs']:g} epochs, one thread a trial")

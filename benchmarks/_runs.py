@@ -152,8 +152,10 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
     and ``increlora-preset`` (a searched preset's knobs): budget_params = B, never exceeded.
     ``increlora-official``: the cpu profile's knobs with ``reproduce_official`` (the official code's
     numerics, schedule and top-k, which may overshoot B by less than one round's grant; the trainer's default
-    since the paired runs of issue #22). The other IncreLoRA labels run this project's variant
-    (``reproduce_official`` false), as every run did before official mode became the default.
+    since the paired runs of issue #22). ``increlora-official-paper`` and ``increlora-official-preset``: the
+    paper's and a preset's knobs in official mode. The other IncreLoRA labels run this project's variant
+    (``reproduce_official`` false, whatever a preset says), as every run did before official mode became the
+    default.
     """
     from increlora.task_defaults import task_defaults
 
@@ -168,17 +170,18 @@ def method_knobs(label: str, task: str, budget: int, shapes: dict[str, tuple[int
         knobs.update(init_r=max(int(math.ceil(1.5 * budget)), int(math.ceil(target_r))), target_r=target_r)
         info["adalora_target_r"] = target_r
     else:
-        knobs.update(budget_params=target, target_rank=float(budget), reproduce_official=label == "increlora-official")
-        if label == "increlora-paper":
+        official = label.startswith("increlora-official")
+        knobs.update(budget_params=target, target_rank=float(budget), reproduce_official=official)
+        if label in ("increlora-paper", "increlora-official-paper"):
             for k in ("init_warmup_frac", "incre_interval_frac", "top_h", "orth_reg_weight"):
                 knobs.pop(k, None)
             extra, pinfo = paper_knobs(task, budget)
             knobs.update(extra)
             info.update(pinfo)
-        elif label == "increlora-preset":
+        elif label in ("increlora-preset", "increlora-official-preset"):
             if preset is None:
-                raise ValueError("increlora-preset needs a preset")
-            knobs.update(preset_knobs(preset))
+                raise ValueError(f"{label} needs a preset")
+            knobs.update(preset_knobs(preset), reproduce_official=official)
     knobs["method"] = method
     return knobs, info
 

@@ -149,7 +149,7 @@ def holdout_preset(tmp_path: Path, evaluated_on: str = "holdout") -> Path:
 
     preset = Preset(preset_version=1, method="increlora", task="sst2", name="best",
                     config={"beta1": 0.7, "beta2": 0.8, "init_warmup_frac": 0.1, "incre_interval_frac": 0.05,
-                            "target_rank": 1.5, "learning_rate": 0.5},
+                            "target_rank": 1.5, "learning_rate": 0.02},
                     provenance={"search": "t", "trial": 3, "evaluated_on": evaluated_on})
     return save_preset(preset, tmp_path / f"preset-{evaluated_on}.yaml")
 
@@ -172,25 +172,33 @@ def test_fidelity_smoke_chooses_lr_on_holdout_pairs_seeds_and_resumes(tiny_model
     methods = set(core)
     assert {(r["method"], r["budget"], r["seed"]) for r in grid} == (
         {(m, b, s) for m in methods for b in (2, 8) for s in (0, 1)}
-        | {(m, 2, s) for m in ("increlora-paper", "increlora-preset") for s in (0, 1)})
+        | {(m, 2, s) for m in ("increlora-paper", "increlora-preset", "increlora-official-paper", "increlora-official-preset")
+           for s in (0, 1)})
     for r in grid:
         assert r["steps"] == 4 and r["eval_size"] == 32
         if r["method"] == "lora":
             assert r["adapter_params"] == r["target_params"]
         if r["method"] == "dora":  # LoRA's size plus one magnitude per output of every adapted module
             assert r["adapter_params"] > r["target_params"]
-        if r["method"].startswith("increlora") and r["method"] != "increlora-official":
+        if r["method"].startswith("increlora") and not r["method"].startswith("increlora-official"):
             assert r["adapter_params"] <= r["target_params"]
-        assert r["knobs"].get("reproduce_official", False) is (r["method"] == "increlora-official")
-    preset_run = next(r for r in grid if r["method"] == "increlora-preset")
-    assert preset_run["knobs"]["beta1"] == 0.7 and preset_run["learning_rate"] != 0.5  # knobs, not the preset's lr
+        assert r["knobs"].get("reproduce_official", False) is r["method"].startswith("increlora-official")
+    by_method = {r["method"]: r for r in grid if r["seed"] == 0 and r["budget"] == 2}
+    preset_run, official_preset = by_method["increlora-preset"], by_method["increlora-official-preset"]
+    assert preset_run["knobs"]["beta1"] == 0.7 and preset_run["learning_rate"] != 0.02  # the variant: knobs, not the preset's lr
+    assert preset_run["learning_rate"] == by_method["increlora-paper"]["learning_rate"] == by_method["increlora"]["learning_rate"]
+    # official mode: the preset's knobs at its searched rate, the paper's knobs at official mode's chosen rate
+    assert official_preset["knobs"]["beta1"] == 0.7 and official_preset["learning_rate"] == 0.02
+    assert by_method["increlora-official-paper"]["learning_rate"] == by_method["increlora-official"]["learning_rate"]
     report = (tmp_path / "fid.md").read_text()
-    assert "| r2 | increlora − lora |" in report and "| r2 | preset − paper |" in report
+    assert "| r2 | increlora − lora |" in report and "| r2 | increlora-preset − increlora-paper |" in report
+    assert "| r2 | increlora-official-preset − increlora-official-paper |" in report
+    assert "| r2 | increlora-official-preset − lora |" in report
     assert "| r2 | increlora-official − increlora |" in report and "| r8 | increlora-official − lora |" in report
     assert "## Verdicts" in report and "**SST-2**" in report
     again = run("fidelity.py", *args)
     assert again.returncode == 0
-    assert "10 runs: 10 cached, 0 to run" in again.stdout and "24 runs: 24 cached, 0 to run" in again.stdout
+    assert "10 runs: 10 cached, 0 to run" in again.stdout and "28 runs: 28 cached, 0 to run" in again.stdout
 
 
 def test_precision_smoke_pairs_bf16_with_fp32_and_rechecks_old_fp32_runs(tiny_model_dir, glue_dir, tmp_path):

@@ -378,6 +378,18 @@ def _data(knobs: dict[str, Any]) -> tuple[Any, Any]:
     return tok, _WORKER_STATE["data"]
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
 def execute_one(job: Job) -> dict[str, Any]:
     """Train ``job`` and write its record (or its error) to ``job.path``; returns the record."""
     from increlora.run_config import build_run_config
@@ -426,6 +438,9 @@ def execute_one(job: Job) -> dict[str, Any]:
         "eval_time_s": res.eval_time_s,
         "pad_fraction": 1 - res.train_tokens / max(1, res.train_padded_tokens),
         "model": res.model,
+        # what can make a re-run differ in the last bits: the thread count (reduction order) and the torch build
+        "torch_threads": _torch_threads(),
+        "torch_version": _torch_version(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(job.path, rec)

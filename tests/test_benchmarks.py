@@ -213,6 +213,8 @@ def test_precision_smoke_pairs_bf16_with_fp32_and_rechecks_old_fp32_runs(tiny_mo
         (m, p, s) for m in ("lora", "increlora") for p in ("fp32", "bf16") for s in (0, 1)}
     bf16_files = sorted(p.name for p in (out / "runs").glob("*-bf16-*.json"))
     assert len(bf16_files) == 4  # a bf16 run's file names its precision; an fp32 run's keeps the old name
+    # what a re-run that differs in the last bits needs to be explained: the thread count and the torch build
+    assert all(r["torch_threads"] == 1 and r["torch_version"] for r in grid)  # --workers 2: one thread each
     for seed in (0, 1):  # same rows per seed in both precisions
         pair = [r for r in grid if r["method"] == "increlora" and r["seed"] == seed]
         assert pair[0]["train_size"] == pair[1]["train_size"] and pair[0]["growth_events"] and pair[1]["growth_events"]

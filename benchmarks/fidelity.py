@@ -174,10 +174,9 @@ class Plan:
         for task in self.args.tasks:
             n = len(load_task(get_task(task).name, self.args.data_dir)["train"])
             size = selection_size(self.size(task), n, self.args.holdout)
-            for m in self.args.methods:
-                if m in CORE:
-                    for lr in [*self.args.lrs, *(extra or {}).get((task, m), [])]:
-                        jobs.append(self.job(m, task, 2, SELECT_SEED, size, learning_rate=lr, holdout_samples=self.args.holdout))
+            for m in selection_methods(self.args.methods):
+                for lr in [*self.args.lrs, *(extra or {}).get((task, m), [])]:
+                    jobs.append(self.job(m, task, 2, SELECT_SEED, size, learning_rate=lr, holdout_samples=self.args.holdout))
         return jobs
 
     def grid(self, lrs: dict[tuple[str, str], float]) -> list[Job]:
@@ -198,6 +197,18 @@ class Plan:
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
+
+
+def selection_methods(methods: Sequence[str]) -> list[str]:
+    """The methods whose learning rate is chosen on held-out rows: the core methods asked for, and the IncreLoRA
+    (variant or official mode) that a knob row asked for runs, since the knob row trains at that choice."""
+    chosen = [m for m in methods if m in CORE]
+    for m in methods:
+        if m in KNOB_VARIANTS:
+            base = "increlora-official" if m.startswith("increlora-official") else "increlora"
+            if base not in chosen:
+                chosen.append(base)
+    return chosen
 
 
 def knob_rate(label: str, task: str, lrs: dict[tuple[str, str], float], preset: Any = None) -> Optional[float]:

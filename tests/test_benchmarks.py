@@ -231,6 +231,14 @@ def test_precision_smoke_pairs_bf16_with_fp32_and_rechecks_old_fp32_runs(tiny_mo
     assert "sst2 increlora seed 0: cached" in report.read_text() and ": identical" in report.read_text()
 
 
+def test_fidelity_chooses_the_rate_a_knob_row_trains_at_even_when_its_method_is_not_asked_for():
+    fid = load("fidelity")
+    # a knob row trains at the rate chosen for the IncreLoRA it runs: that choice is made even if only the knob row is asked for
+    assert fid.selection_methods(["lora", "increlora-official-paper", "increlora-official-preset"]) == ["lora", "increlora-official"]
+    assert fid.selection_methods(["increlora-paper", "increlora", "adalora"]) == ["increlora", "adalora"]
+    assert fid.selection_methods(["increlora-preset", "increlora-official-paper"]) == ["increlora", "increlora-official"]
+
+
 @pytest.mark.parametrize("which", ["missing", "dev"])
 def test_fidelity_rejects_an_unusable_preset_with_one_line(which, tmp_path):
     path = tmp_path / "nope.yaml" if which == "missing" else holdout_preset(tmp_path, evaluated_on="dev")

@@ -256,7 +256,7 @@ def report(plan: Plan, selection: list[dict[str, Any]], grid: list[dict[str, Any
     rows = []
     for task in args.tasks:
         chance = holdout_chance(task, [r for r in selection if r["task"] == task], args.data_dir)
-        for m in [m for m in args.methods if m in CORE]:
+        for m in selection_methods(args.methods):
             got = {float(r["learning_rate"]): float(r["glue_score"]) for r in selection if r["task"] == task and r["method"] == m}
             cells = [f"{got[lr]:.2f}" if lr in got else "–" for lr in columns]
             chosen = lrs.get((task, m))

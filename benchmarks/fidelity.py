@@ -199,15 +199,18 @@ class Plan:
 # ----------------------------------------------------------------------------------------------
 
 
+def knob_base(label: str) -> str:
+    """The IncreLoRA a knob row runs: official mode for ``increlora-official-*``, else the variant."""
+    return "increlora-official" if label.startswith("increlora-official") else "increlora"
+
+
 def selection_methods(methods: Sequence[str]) -> list[str]:
     """The methods whose learning rate is chosen on held-out rows: the core methods asked for, and the IncreLoRA
     (variant or official mode) that a knob row asked for runs, since the knob row trains at that choice."""
     chosen = [m for m in methods if m in CORE]
-    for m in methods:
-        if m in KNOB_VARIANTS:
-            base = "increlora-official" if m.startswith("increlora-official") else "increlora"
-            if base not in chosen:
-                chosen.append(base)
+    for base in (knob_base(m) for m in methods if m in KNOB_VARIANTS):
+        if base not in chosen:
+            chosen.append(base)
     return chosen
 
 
@@ -216,10 +219,10 @@ def knob_rate(label: str, task: str, lrs: dict[tuple[str, str], float], preset: 
     variant or official mode), except an official-mode preset that carries its searched rate."""
     if label not in KNOB_VARIANTS:
         return lrs.get((task, label))
-    official = label.startswith("increlora-official")
-    if official and label in PRESET_ROWS and preset is not None and preset.config.get("learning_rate"):
+    base = knob_base(label)
+    if base == "increlora-official" and label in PRESET_ROWS and preset is not None and preset.config.get("learning_rate"):
         return float(preset.config["learning_rate"])
-    return lrs.get((task, "increlora-official" if official else "increlora"))
+    return lrs.get((task, base))
 
 
 def holdout_chance(task: str, runs: list[dict[str, Any]], data_dir: Optional[str]) -> Optional[float]:

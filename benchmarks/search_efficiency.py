@@ -257,9 +257,9 @@ def goal_check(curves: dict[tuple[str, int], list[float]], seeds: list[int], tri
 
 
 def paired_vs(curves: dict[tuple[str, int], list[float]], samplers: list[str], seeds: list[int], at: int,
-              base: str = "random") -> list[list[str]]:
+              base: str = "random", what: str = "") -> list[list[str]]:
     """Per sampler other than ``base``: its HV % after ``at`` trials minus ``base``'s, one cell per seed
-    ("–" where either search is missing or shorter)."""
+    ("–" where either search is missing or shorter); ``what`` is appended to the row's label."""
     rows = []
     for sampler in samplers:
         if sampler == base:
@@ -268,24 +268,42 @@ def paired_vs(curves: dict[tuple[str, int], list[float]], samplers: list[str], s
         for seed in seeds:
             a, b = curves.get((sampler, seed), []), curves.get((base, seed), [])
             cells.append(f"{a[at - 1] - b[at - 1]:+.2f}" if len(a) >= at and len(b) >= at else "–")
-        rows.append([f"{sampler} − {base}", *cells])
+        rows.append([f"{sampler} − {base}{what}", *cells])
     return rows
 
 
+def confirmed_hv(summary: dict[str, Any], ref: tuple[float, float], box: float) -> Optional[float]:
+    """HV % of a search's confirmed front (its configurations' means, search.json's ``front``); None without one."""
+    from orchestrator.records.pareto import hypervolume
+
+    front = [(float(r["glue_score"]), float(r["adapter_params"])) for r in summary.get("front") or []]
+    return 100 * hypervolume(front, ref) / box if summary.get("confirmed") and front else None
+
+
+def top_knob(summary: dict[str, Any]) -> str:
+    """The knob with the largest share of the score variance in the search's own importance (fANOVA), e.g.
+    "learning_rate 94 %"; "–" without an importance."""
+    shares = ((summary.get("importance") or {}).get("score") or {})
+    if not shares:
+        return "–"
+    name, share = max(shares.items(), key=lambda kv: float(kv[1]))
+    return f"{name} {100 * float(share):.0f} %"
+
+
 def confirmation_rows(summaries: dict[tuple[str, int], dict], seeds: list[int], samplers: list[str],
-                      ref: tuple[float, float], box: float, task: str) -> list[list[str]]:
-    """Per search that ran the confirmation stage: the single-run and the confirmed front's HV % (the confirmed
-    front: its configurations' means, from search.json's ``front``), how many configurations it confirmed, the
-    pooled seed sd and the stage's cost (``timings.confirm_s`` / ``timings.tuner_fit_s``)."""
+                      ref: tuple[float, float], box: float) -> list[list[str]]:
+    """Per search that ran the confirmation stage: the single-run and the confirmed front's HV % (:func:`confirmed_hv`),
+    how many configurations it confirmed, the pooled seed sd, the stage's cost (``timings.confirm_s`` /
+    ``timings.tuner_fit_s``) and the knob that explains most of the score (:func:`top_knob`)."""
     from orchestrator.records.pareto import hypervolume
 
     rows = []
     for seed in seeds:
         for sampler in samplers:
             summary = summaries.get((sampler, seed))
-            if not summary or not summary.get("confirmed"):
+            conf = confirmed_hv(summary, ref, box) if summary else None
+            if conf is None:
                 continue
-            front = [(float(r["glue_score"]), float(r["adapter_params"])) for r in summary.get("front") or []]
             points = read_json(Path(summary["search_dir"]) / POINTS_FILE) or {}
             single = [(float(s_), float(p_)) for _, s_, p_ in points.get("complete", [])]
             t = summary.get("timings") or {}
@@ -294,8 +312,8 @@ def confirmation_rows(summaries: dict[tuple[str, int], dict], seeds: list[int], 
             sd = summary.get("noise_sd")
             n_conf = summary.get("confirmed_configurations", "–")
             rows.append([f"{sampler} s{seed}", f"{100 * hypervolume(single, ref) / box:.2f}" if single else "–",
-                         f"{100 * hypervolume(front, ref) / box:.2f}" if front else "–", str(n_conf),
-                         f"{float(sd):.2f}" if sd is not None else "–", share])
+                         f"{conf:.2f}", str(n_conf), f"{float(sd):.2f}" if sd is not None else "–", share,
+                         top_knob(summary)])
     return rows
 
 
@@ -461,16 +479,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     if starts:
         lines += ["Trials the samplers' searches of a seed share at the start (same seeded start-up): "
                   + ", ".join(f"s{seed}: {n}" for seed, n in starts) + ".", ""]
-    confirmed = confirmation_rows(summaries, seeds, samplers, ref, box, args.task)
+    confirmed = confirmation_rows(summaries, seeds, samplers, ref, box)
     if confirmed:
         lines += [f"Confirmed fronts (each search's front configurations and those within its measured noise on "
-                  f"{args.confirm} more seeds; means): hypervolume under the same reference point, and the stage's "
-                  "wall time as a share of the trials':", "",
+                  f"{args.confirm} more seeds; means): hypervolume under the same reference point, the stage's "
+                  "wall time as a share of the trials', and the knob that explains most of the score variance (fANOVA):", "",
                   md_table(["search", f"HV % single runs (all {args.trials})", "HV % confirmed front",
-                            "confirmed configurations", "seed sd", "confirmation time / trials' time"], confirmed), ""]
-    vs = paired_vs(curves, samplers, seeds, args.trials)
+                            "confirmed configurations", "seed sd", "confirmation time / trials' time",
+                            "largest share of the score variance"], confirmed), ""]
+    vs = paired_vs(curves, samplers, seeds, args.trials, what=f", after {args.trials} trials")
+    confirmed_curves = {k: [hv] for k, v in summaries.items() if (hv := confirmed_hv(v, ref, box)) is not None}
+    vs += paired_vs(confirmed_curves, samplers, seeds, 1, what=", confirmed front") if confirmed_curves else []
     if vs and "random" in samplers:
-        lines += [f"Paired by seed, HV % after {args.trials} trials minus random's:", "",
+        lines += ["Paired by seed, HV % minus random's:", "",
                   md_table(["", *[f"s{seed}" for seed in seeds]], vs), ""]
     goal_header, goal_rows, verdict = goal_check(curves, seeds, args.trials)
     if verdict:

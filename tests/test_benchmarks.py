@@ -129,6 +129,17 @@ def test_search_efficiency_goal_is_checked_per_seed_and_only_on_complete_pairs()
     assert "met on 1 of 2 seed(s)" in verdict and "median +0.00 [-1.00, +1.00]" in verdict
     assert se.goal_check({("tpe", 0): up}, [0], trials=4)[1:] == ([], "")
     assert se.paired_vs(curves, ["tpe", "random"], [0, 1, 2], at=4) == [["tpe − random", "-1.00", "+1.00", "–"]]
+    assert se.paired_vs(curves, ["tpe", "random"], [0], at=1, what=", first") == [["tpe − random, first", "+1.00"]]
+
+
+def test_search_efficiency_confirmed_front_hypervolume_and_largest_knob_come_from_search_json():
+    se = load("search_efficiency")
+    summary = {"confirmed": True, "front": [{"glue_score": 70.0, "adapter_params": 40.0}],
+               "importance": {"score": {"beta1": 0.04, "learning_rate": 0.936}}}
+    # one front point (70, 40) under the reference (50, 100): area 20 x 60 = 1200 of a 2400 box
+    assert se.confirmed_hv(summary, (50.0, 100.0), 2400.0) == pytest.approx(50.0)
+    assert se.confirmed_hv({**summary, "confirmed": False}, (50.0, 100.0), 2400.0) is None
+    assert se.top_knob(summary) == "learning_rate 94 %" and se.top_knob({}) == "–"
 
 
 def test_search_efficiency_shared_start_counts_the_common_leading_trials():
@@ -358,7 +369,8 @@ def test_search_efficiency_smoke_reports_hypervolume_per_sampler(tiny_model_dir,
         assert row.rstrip().endswith("| 1/1 |")
     assert plot.stat().st_size > 5000
     assert "Goal, paired by seed:" in report and "met on " in report
-    assert "minus random's" in report and "| tpe − random |" in report and "share at the start" in report
+    assert "minus random's" in report and "| tpe − random, after 3 trials |" in report and "share at the start" in report
+    assert "| tpe − random, confirmed front |" in report  # the smoke confirms its fronts on 1 seed
     assert "Confirmed fronts" in report and "HV % confirmed front" in report  # the smoke confirms on 1 seed
 
     # A fresh clone holds only search.json and points.json: the table is reprinted from them, studies gone.
